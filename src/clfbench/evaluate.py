@@ -1,0 +1,133 @@
+"""Run one RunSpec: data -> fit -> predictions -> quality and timing. The same for every method."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clfbench.config import RunSpec
+from clfbench.data import LabeledTexts
+from clfbench.env import environment
+from clfbench.measure import PeakMemory, measure_latency, measure_throughput
+from clfbench.methods.base import Classifier, make_method
+from clfbench.metrics import quality_metrics
+from clfbench.splits import TaskSplits
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    metrics: dict[str, Any]
+    predictions: list[dict[str, Any]]
+    config: dict[str, Any]
+    model: Classifier | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def load_data(spec: RunSpec) -> TaskSplits:
+    from clfbench.tasks import get_task
+    from clfbench.tasks.loading import load_task, load_user_files
+
+    if spec.task is None:
+        return load_user_files(
+            spec.train_file, spec.validation_file, spec.test_file, spec.text_col,
+            spec.label_col, spec.text_pair_col, spec.data_seed, spec.max_train, spec.max_eval,
+        )
+    return load_task(get_task(spec.task), spec.data_dir, spec.data_seed, spec.max_train, spec.max_eval)
+
+
+def build_method(spec: RunSpec) -> Classifier:
+    params = {"seed": spec.seed, **spec.params}
+    if spec.model is not None:
+        params["model"] = spec.model
+    return make_method(spec.method, **params)
+
+
+def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True) -> RunResult:
+    """Fit on train (selecting on validation), then measure on the reported test split."""
+    set_threads(spec.threads)
+    seed_everything(spec.seed)
+    splits = splits or load_data(spec)
+    method = build_method(spec)
+    if hasattr(method, "verbose"):
+        method.verbose = not quiet
+    memory = PeakMemory()
+    with memory.track():
+        t0 = time.perf_counter()
+        method.fit(splits.train, splits.validation)
+        train_seconds = time.perf_counter() - t0
+        test = splits.test
+        # One timed pass over the whole test split gives both the predictions and throughput.
+        predictions: dict[str, Any] = {}
+
+        def timed(X):
+            predictions["out"] = method.classify(X)
+
+        throughput = measure_throughput(timed, test)
+        pred, proba = predictions["out"]
+        latency = measure_latency(
+            method.classify, test, n=spec.latency_examples, warmup=spec.latency_warmup
+        )
+    quality = quality_metrics(
+        test.labels, pred, test.label_names, proba, train_counts=splits.train.class_counts()
+    )
+    total, trainable = method.n_parameters()
+    metrics = {
+        **{k: quality[k] for k in ("accuracy", "macro_f1", "weighted_f1", "mcc")},
+        **{k: latency[k] for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99")},
+        "throughput_sps": throughput["throughput_sps"],
+        "peak_memory_mb": memory.peak_rss_mb,
+        "peak_gpu_memory_mb": memory.peak_gpu_mb,
+        "train_seconds": train_seconds if method.needs_training else 0.0,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "trainable_share": (trainable / total) if total else None,
+        **{k: v for k, v in quality.items() if k not in ("accuracy", "macro_f1", "weighted_f1", "mcc")},
+        "latency": latency,
+        "throughput": throughput,
+        "fit_info": method.fit_info(),
+        "inference_info": method.inference_info(),
+        "splits": splits.notes,
+        "task": spec.task_label,
+        "method": spec.method,
+        "model": spec.model,
+        "seed": spec.seed,
+    }
+    config = {"spec": spec.identity(), "method_params": method.get_params(), "env": environment()}
+    return RunResult(spec, metrics, prediction_rows(test, pred, proba), config, method)
+
+
+def prediction_rows(test: LabeledTexts, pred: np.ndarray, proba: np.ndarray | None) -> list[dict]:
+    names = test.label_names
+    rows = []
+    for i in range(len(test)):
+        row = {
+            "id": test.ids[i],
+            "text": test.texts[i],
+            **({"text_pair": test.pairs[i]} if test.pairs is not None else {}),
+            "gold": names[int(test.labels[i])],
+            "pred": names[int(pred[i])] if pred[i] >= 0 else None,
+        }
+        if proba is not None:
+            row["probabilities"] = {n: round(float(p), 6) for n, p in zip(names, proba[i])}
+        rows.append(row)
+    return rows

@@ -1,0 +1,141 @@
+"""The estimator contract every method follows, and the registry that finds methods by name.
+
+A method is a scikit-learn-style estimator: parameters in `__init__`, fitted state set in
+`fit`, then `predict_proba` / `predict`. Evaluation, timing and storage live elsewhere
+(`evaluate.py`, `measure.py`, `store.py`) so that every method is measured the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.errors import ClfbenchError
+
+INVALID = -1  # a prediction that matched no label (generation that could not be parsed)
+
+
+class Classifier:
+    """Base class: subclasses implement `fit`, `predict_proba`, `_save_state`, `_load_state`.
+
+    `predict` is argmax of `predict_proba` unless a method overrides it (generation methods
+    return INVALID for outputs that match no label). Methods that cannot produce real
+    probabilities set `has_probabilities = False`; calibration metrics are then reported as
+    not applicable instead of being computed from fake one-hot vectors.
+    """
+
+    name: ClassVar[str] = ""
+    has_probabilities: ClassVar[bool] = True
+    #: Methods that predict without training data (zero-shot) set this to False.
+    needs_training: ClassVar[bool] = True
+
+    labels: list[str]
+
+    # --- the contract -------------------------------------------------------------------
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> Classifier:
+        raise NotImplementedError
+
+    def predict_proba(self, X: Texts) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, X: Texts) -> np.ndarray:
+        return np.asarray(self.predict_proba(X)).argmax(axis=1)
+
+    def classify(self, X: Texts) -> tuple[np.ndarray, np.ndarray | None]:
+        """Label ids and probabilities (or None) in one pass: what evaluation times.
+
+        Methods whose `predict` is not the argmax of `predict_proba` (generation with
+        parsing) override this so that a prediction is never computed twice.
+        """
+        if not self.has_probabilities:
+            return np.asarray(self.predict(X)), None
+        proba = np.asarray(self.predict_proba(X), dtype=float)
+        return proba.argmax(axis=1), proba
+
+    # --- what evaluation reads after fit ------------------------------------------------
+    def n_parameters(self) -> tuple[int, int]:
+        """(total, trainable) parameter counts; 0 where the notion does not apply."""
+        return 0, 0
+
+    def fit_info(self) -> dict[str, Any]:
+        """Method-specific facts from fit (best epoch, history, tokens, ...), saved with the run."""
+        return dict(getattr(self, "fit_info_", {}) or {})
+
+    def inference_info(self) -> dict[str, Any]:
+        """Facts about the last predictions (invalid rate, tokens, backend), saved with the run."""
+        return {}
+
+    def get_params(self) -> dict[str, Any]:
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    # --- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write `method.json` (name, params, labels) and the fitted state into `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"method": self.name, "params": self.get_params(), "labels": list(self.labels)}
+        (path / "method.json").write_text(json.dumps(meta, indent=2, default=str))
+        self._save_state(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Classifier:
+        """Load any saved method: `Classifier.load(p)` dispatches on `method.json`."""
+        path = Path(path)
+        meta_file = path / "method.json"
+        if not meta_file.is_file():
+            raise ClfbenchError(f"{path}: no saved model here (method.json missing)")
+        meta = json.loads(meta_file.read_text())
+        klass = get_method(meta["method"])
+        obj = klass(**meta["params"])
+        obj.labels = list(meta["labels"])
+        obj._load_state(path)
+        return obj
+
+    def _save_state(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _load_state(self, path: Path) -> None:
+        raise NotImplementedError
+
+
+# --- registry -----------------------------------------------------------------------------
+# name -> "module:Class". Imports are lazy so that `tfidf-lr` never pays for torch.
+METHODS: dict[str, str] = {
+    "tfidf-lr": "clfbench.methods.tfidf_lr:TfidfLogReg",
+    "embed-probe": "clfbench.methods.embed_probe:EmbeddingProbe",
+    "encoder-ft": "clfbench.methods.encoder_ft:EncoderFineTune",
+    "encoder-lora": "clfbench.methods.encoder_ft:EncoderLoRA",
+}
+
+
+def register_method(name: str, target: str) -> None:
+    """Register a plug-in method: `register_method("my-method", "my_pkg.mod:MyClassifier")`."""
+    METHODS[name] = target
+
+
+def get_method(name: str) -> type[Classifier]:
+    if name not in METHODS:
+        known = ", ".join(sorted(METHODS))
+        raise ClfbenchError(f"unknown method {name!r}; known methods: {known}")
+    module, _, attr = METHODS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_method(name: str, **params: Any) -> Classifier:
+    """Build a method from its name and parameters, rejecting unknown parameters clearly."""
+    klass = get_method(name)
+    accepted = set(inspect.signature(klass.__init__).parameters) - {"self"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ClfbenchError(
+            f"method {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
+    return klass(**params)

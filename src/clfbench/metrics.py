@@ -1,0 +1,128 @@
+"""Quality metrics from gold labels and predicted probabilities.
+
+Every metric is computed over all labels of the task (`labels=range(n)`), so a class a
+method never predicts still counts in macro averages. Predictions of -1 (invalid output
+from a generation method) count as wrong for every class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+)
+
+
+def expected_calibration_error(gold: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins (Guo et al. 2017)."""
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == gold).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def brier_score(gold: np.ndarray, proba: np.ndarray) -> float:
+    """Multi-class Brier score: mean over examples of sum_k (p_k - y_k)^2 (0 best, 2 worst)."""
+    onehot = np.zeros_like(proba)
+    onehot[np.arange(len(gold)), gold] = 1.0
+    return float(((proba - onehot) ** 2).sum(axis=1).mean())
+
+
+def reliability_bins(gold: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> list[dict]:
+    """Per-bin confidence, accuracy and count, for reliability diagrams."""
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == gold
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    return [
+        {
+            "lo": float(edges[b]),
+            "hi": float(edges[b + 1]),
+            "count": int((bins == b).sum()),
+            "confidence": float(conf[bins == b].mean()) if (bins == b).any() else None,
+            "accuracy": float(correct[bins == b].mean()) if (bins == b).any() else None,
+        }
+        for b in range(n_bins)
+    ]
+
+
+def quality_metrics(
+    gold: np.ndarray,
+    pred: np.ndarray,
+    label_names: list[str],
+    proba: np.ndarray | None = None,
+    train_counts: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """All quality numbers for one run. `proba` may be None (no calibration metrics then).
+
+    `train_counts` (examples per class in training) orders the per-class list by frequency
+    and defines the rarest quartile for `rare_quartile_macro_f1`.
+    """
+    gold = np.asarray(gold, dtype=int)
+    pred = np.asarray(pred, dtype=int)
+    n = len(label_names)
+    labels = list(range(n))
+    p, r, f, s = precision_recall_fscore_support(
+        gold, pred, labels=labels, average=None, zero_division=0
+    )
+    present = s > 0
+    out: dict[str, Any] = {
+        "n_examples": int(len(gold)),
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(
+            f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)
+        ),
+        "mcc": float(matthews_corrcoef(gold, pred)) if len(gold) else 0.0,
+        "invalid_rate": float((pred < 0).mean()) if len(pred) else 0.0,
+        # Classes that occur in the reported split and that the method never gets right.
+        "zero_f1_classes": int(((f == 0) & present).sum()),
+        "zero_f1_class_names": [label_names[i] for i in labels if f[i] == 0 and present[i]],
+        "per_class": {
+            label_names[i]: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+                **({"train_count": int(train_counts[i])} if train_counts is not None else {}),
+            }
+            for i in labels
+        },
+        "confusion_matrix": confusion_matrix(gold, pred, labels=labels).tolist(),
+    }
+    if train_counts is not None:
+        order = np.argsort(-np.asarray(train_counts), kind="stable")
+        out["classes_by_frequency"] = [label_names[i] for i in order]
+        rare = rarest_quartile(train_counts)
+        rare_present = [i for i in rare if present[i]]
+        out["rare_quartile_classes"] = [label_names[i] for i in rare]
+        out["rare_quartile_macro_f1"] = (
+            float(np.mean([f[i] for i in rare_present])) if rare_present else None
+        )
+    if proba is not None:
+        proba = np.asarray(proba, dtype=float)
+        out["ece"] = expected_calibration_error(gold, proba)
+        out["brier"] = brier_score(gold, proba)
+        out["log_loss"] = float(-np.log(np.clip(proba[np.arange(len(gold)), gold], 1e-12, 1)).mean())
+    else:
+        out["ece"] = out["brier"] = out["log_loss"] = None
+    return out
+
+
+def rarest_quartile(train_counts: np.ndarray) -> list[int]:
+    """Label ids of the rarest quarter of classes by training frequency (at least one)."""
+    counts = np.asarray(train_counts)
+    k = max(1, int(np.ceil(len(counts) / 4)))
+    return sorted(np.argsort(counts, kind="stable")[:k].tolist())

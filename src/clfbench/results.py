@@ -1,0 +1,59 @@
+"""The comparison table of a results folder, as a rich table, CSV, JSON or Markdown."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+
+from clfbench.store import Store
+
+COLUMNS = {
+    "task": "task", "method": "method", "model": "model", "seed": "seed",
+    "accuracy": "accuracy", "macro_f1": "macro-F1", "mcc": "MCC",
+    "latency_ms_p50": "p50 ms", "latency_ms_p95": "p95 ms", "latency_ms_p99": "p99 ms",
+    "throughput_sps": "samples/s", "peak_memory_mb": "peak MB", "train_seconds": "train s",
+}
+
+
+def results_frame(root) -> pd.DataFrame:
+    runs = Store(root).runs()
+    df = pd.DataFrame([{k: r.get(k) for k in ["run_id", *COLUMNS]} for r in runs])
+    if df.empty:
+        return pd.DataFrame(columns=["run_id", *COLUMNS])
+    df["model"] = df["model"].fillna("-")
+    return df.sort_values(["task", "macro_f1"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _fmt(key: str, v) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "-"
+    if key in ("accuracy", "macro_f1", "mcc"):
+        return f"{v:.4f}"
+    if isinstance(v, float):
+        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def render(df: pd.DataFrame, fmt: str = "table") -> str:
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(df.to_dict(orient="records"), indent=2, default=str)
+    cells = [[_fmt(k, row[k]) for k in COLUMNS] for _, row in df.iterrows()]
+    if fmt == "markdown":
+        head = "| " + " | ".join(COLUMNS.values()) + " |"
+        sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+        return "\n".join([head, sep] + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for key, title in COLUMNS.items():
+        table.add_column(title, justify="left" if key in ("task", "method", "model") else "right")
+    for r in cells:
+        table.add_row(*r)
+    buf = io.StringIO()
+    Console(file=buf, width=200, force_terminal=False).print(table)
+    return buf.getvalue()

@@ -1,0 +1,158 @@
+"""Load a task's labeled splits from local files (`--data-dir`), the hub, or a user's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clfbench.data import LabeledTexts, check_labeled
+from clfbench.errors import ClfbenchError
+from clfbench.io import frame_to_labeled, read_table
+from clfbench.splits import TaskSplits, resolve_splits
+from clfbench.tasks import Task
+from clfbench.tasks import readers as _readers
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_task(
+    task: Task,
+    data_dir: str | Path | None = None,
+    data_seed: int = 99,
+    max_train: int | None = None,
+    max_eval: int | None = None,
+) -> TaskSplits:
+    """Labeled splits for `task`: local files when `data_dir` is given, else the hub.
+
+    `data_dir` may be the task's own folder (`../shared/datasets/sst2`) or a folder of
+    dataset folders (`../shared/datasets`).
+    """
+    if data_dir is not None:
+        available = load_local(task, Path(data_dir))
+        origin = f"local files in {resolve_local_dir(task, Path(data_dir))}"
+    else:
+        available = load_hub(task)
+        origin = f"hub dataset {task.hub.get('path')}" + (
+            f" ({task.hub['name']})" if task.hub.get("name") else ""
+        )
+    for split_name, data in available.items():
+        check_labeled(data, f"task {task.name}, {split_name} split")
+    splits = resolve_splits(available, data_seed, max_train=max_train, max_eval=max_eval)
+    check_labeled(splits.train, f"task {task.name}, train split", need_two_classes=True)
+    splits.notes["origin"] = origin
+    return splits
+
+
+def resolve_local_dir(task: Task, data_dir: Path) -> Path:
+    sub = data_dir / task.local.get("dir", task.name)
+    if sub.is_dir():
+        return sub
+    if data_dir.is_dir():
+        return data_dir
+    raise ClfbenchError(f"--data-dir {data_dir}: folder not found")
+
+
+def load_local(task: Task, data_dir: Path) -> dict[str, LabeledTexts]:
+    if not task.local:
+        raise ClfbenchError(f"task {task.name}: no local file layout is defined; drop --data-dir")
+    folder = resolve_local_dir(task, data_dir)
+    out = {}
+    for split_name, spec in task.local["splits"].items():
+        spec = {**_defaults(task.local), **spec}
+        path = folder / spec["file"]
+        if not path.exists():
+            raise ClfbenchError(
+                f"task {task.name}: {path} not found (expected the {split_name} split "
+                f"of {task.local.get('dir', task.name)})"
+            )
+        out[split_name] = read_split(task, path, spec)
+    return out
+
+
+def _defaults(local: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in local.items() if k not in ("splits", "dir")}
+
+
+def read_split(task: Task, path: Path, spec: dict[str, Any]) -> LabeledTexts:
+    reader = spec.get("reader")
+    if reader:
+        return getattr(_readers, reader)(task, path, spec)
+    options = {k: spec[k] for k in ("header", "quoting", "names", "escapechar") if k in spec}
+    df = read_table(path, spec.get("format"), **options)
+    return frame_to_labeled(
+        df,
+        str(path),
+        text_col=spec.get("text", "text"),
+        pair_col=spec.get("pair"),
+        label_col=spec.get("label", "label"),
+        label_names=task.labels,
+        label_map=spec.get("label_map"),
+        id_col=spec.get("id"),
+    )
+
+
+def load_hub(task: Task) -> dict[str, LabeledTexts]:
+    """Download the task's labeled splits with `datasets.load_dataset` (network needed)."""
+    hub = task.hub
+    if not hub:
+        raise ClfbenchError(f"task {task.name}: no hub dataset is defined; use --data-dir")
+    import datasets
+
+    out = {}
+    for split_name, hub_split in hub["splits"].items():
+        try:
+            ds = datasets.load_dataset(hub["path"], hub.get("name"), split=hub_split)
+        except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "cannot load"
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClfbenchError(
+                f"task {task.name}: cannot load {hub['path']} split {hub_split!r} from the hub "
+                f"({msg}); without network use --data-dir with local files"
+            ) from None
+        df = ds.to_pandas()
+        if hub.get("transform"):
+            df = getattr(_readers, hub["transform"])(df)
+        out[split_name] = frame_to_labeled(
+            df,
+            f"{hub['path']}:{hub_split}",
+            text_col=hub.get("text", "text"),
+            pair_col=hub.get("pair"),
+            label_col=hub.get("label", "label"),
+            label_names=task.labels,
+            label_map=hub.get("label_map"),
+            id_col=hub.get("id"),
+        )
+    return out
+
+
+def load_user_files(
+    train: str | Path | None,
+    validation: str | Path | None = None,
+    test: str | Path | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    pair_col: str | None = None,
+    data_seed: int = 99,
+    max_train: int | None = None,
+    max_eval: int | None = None,
+) -> TaskSplits:
+    """A user's own CSV/TSV/JSONL/Parquet files. Label names come from the train file."""
+    if train is None:
+        raise ClfbenchError("--train FILE is required for your own data")
+    frames = {"train": train, "validation": validation, "test": test}
+    available: dict[str, LabeledTexts] = {}
+    names = None
+    for split_name, path in frames.items():
+        if path is None:
+            continue
+        df = read_table(path)
+        data = frame_to_labeled(
+            df, str(path), text_col, label_col, pair_col=pair_col, label_names=names
+        )
+        check_labeled(data, str(path), need_two_classes=split_name == "train")
+        names = names or data.label_names
+        available[split_name] = data
+    splits = resolve_splits(available, data_seed, max_train=max_train, max_eval=max_eval)
+    splits.notes["origin"] = "user files: " + ", ".join(
+        f"{k}={v}" for k, v in frames.items() if v is not None
+    )
+    return splits

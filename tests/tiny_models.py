@@ -1,0 +1,121 @@
+"""Tiny Hugging Face models built from configs with a locally trained tokenizer, for tests.
+
+Nothing is downloaded: a WordPiece tokenizer is trained on a few hundred sentences, and
+each architecture gets a 2-layer, 32-wide random model saved with `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS_WORDS = (
+    "the a movie film was great terrible good bad awful wonderful boring fun plot actor "
+    "acting story not very really quite is it this that and but of to in on with what who "
+    "where when how why question answer yes no true false entailment neutral contradiction "
+    "premise hypothesis passage sentiment positive negative review classify label text "
+    "world sports business science technology money bank loan credit card debt mortgage "
+    "city country person number location description entity abbreviation"
+).split()
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|im_start|>", "<|im_end|>", "<eos>"]
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+ENCODERS = ("bert", "deberta-v2", "modernbert", "distilbert", "roberta", "electra")
+DECODERS = ("qwen2", "llama", "gemma2", "qwen3")
+
+
+def corpus(n: int = 400) -> list[str]:
+    import random
+
+    rng = random.Random(0)
+    return [" ".join(rng.choice(CORPUS_WORDS) for _ in range(rng.randint(4, 14))) for _ in range(n)]
+
+
+def train_tokenizer(vocab_size: int = 512, chat_template: bool = False):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL)
+    tok.train_from_iterator(corpus(), trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", eos_token="<eos>",
+    )
+    if chat_template:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def train_decoder_tokenizer(vocab_size: int = 512, chat_template: bool = True):
+    """A tokenizer for causal LMs: no [CLS]/[SEP] wrapping, eos and pad tokens set."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast = train_tokenizer(vocab_size, chat_template)
+    backend = fast.backend_tokenizer
+    backend.post_processor = None
+    out = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", eos_token="<eos>",
+        bos_token=None,
+    )
+    if chat_template:
+        out.chat_template = CHAT_TEMPLATE
+    return out
+
+
+def _config(model_type: str, vocab_size: int, **extra):
+    from transformers import AutoConfig
+
+    kw = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+              intermediate_size=64, pad_token_id=0)
+    if model_type == "modernbert":
+        kw.update(local_attention=16, global_attn_every_n_layers=2, cls_token_id=2, sep_token_id=3,
+                  bos_token_id=2, eos_token_id=3, mask_token_id=4)
+    if model_type == "distilbert":
+        kw = dict(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=0)
+    if model_type in DECODERS:
+        kw.update(num_key_value_heads=1, max_position_embeddings=512)
+        if model_type in ("gemma2", "gemma3_text", "qwen3"):
+            kw.update(head_dim=16)
+    kw.update(extra)
+    return AutoConfig.for_model(model_type, **kw)
+
+
+def build_encoder(path: Path, model_type: str = "bert", num_labels: int | None = None) -> Path:
+    """Save a tiny encoder (base model, no classification head) and its tokenizer to `path`."""
+    import torch
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    tok = train_tokenizer()
+    model = AutoModel.from_config(_config(model_type, len(tok)))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_decoder(path: Path, model_type: str = "qwen2", chat_template: bool = True) -> Path:
+    """Save a tiny causal LM and its tokenizer (with a chat template unless told not to)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    tok = train_decoder_tokenizer(chat_template=chat_template)
+    cfg = _config(model_type, len(tok), eos_token_id=tok.eos_token_id, bos_token_id=None)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
