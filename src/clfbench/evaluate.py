@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from clfbench.config import RunSpec
 from clfbench.data import LabeledTexts
 from clfbench.env import environment
 from clfbench.measure import PeakMemory, measure_latency, measure_throughput
-from clfbench.methods.base import Classifier, make_method
+from clfbench.methods.base import Classifier, get_method, make_method
 from clfbench.metrics import quality_metrics
 from clfbench.splits import TaskSplits
 
@@ -55,10 +56,26 @@ def load_data(spec: RunSpec) -> TaskSplits:
     return load_task(get_task(spec.task), spec.data_dir, spec.data_seed, spec.max_train, spec.max_eval)
 
 
+def task_prompt(spec: RunSpec) -> dict[str, Any]:
+    """The task's `prompt:` block (instruction, verbalizers, field names) for LLM methods.
+
+    Empty for a user's own files: LLM methods then build a default prompt from label names.
+    """
+    if spec.task is None:
+        return {}
+    from clfbench.tasks import get_task
+
+    task = get_task(spec.task)
+    return {"text_name": task.text, "pair_name": task.text_pair, **task.prompt}
+
+
 def build_method(spec: RunSpec) -> Classifier:
+    """The method with the run's parameters; LLM methods also get the task's prompt block."""
     params = {"seed": spec.seed, **spec.params}
     if spec.model is not None:
         params["model"] = spec.model
+    if "prompt" in inspect.signature(get_method(spec.method).__init__).parameters:
+        params.setdefault("prompt", task_prompt(spec))
     return make_method(spec.method, **params)
 
 

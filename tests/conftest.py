@@ -1,0 +1,21 @@
+"""Shared test set-up: offline hub, the tiny-model builders importable as `tiny_models`."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """../shared/datasets beside the checkout; tests that need it skip if it is absent."""
+    if not DATASETS.is_dir():
+        pytest.skip(f"real datasets not found at {DATASETS}")
+    return DATASETS
