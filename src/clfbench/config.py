@@ -1,7 +1,9 @@
 """RunSpec: one fully resolved run; grid files expand into many. The hash is the run's identity.
 
 A grid YAML:
-    tasks: [sst2, trec-coarse]            # or a list of {name, data_dir}
+    tasks:                                # registered names, or entries with their own files
+      - sst2
+      - {name: tickets, train_file: train.csv, test_file: test.csv, text_col: body}
     data_dir: ../shared/datasets          # optional: local files instead of the hub
     methods:
       - tfidf-lr
@@ -29,6 +31,7 @@ from clfbench.errors import ClfbenchError
 class RunSpec:
     method: str
     task: str | None = None  # a registered task name; None for the user's own files
+    name: str | None = None  # display name for the user's own data (default: train file's stem)
     model: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 99
@@ -51,7 +54,7 @@ class RunSpec:
 
     @property
     def task_label(self) -> str:
-        return self.task or Path(self.train_file or "data").stem
+        return self.task or self.name or Path(self.train_file or "data").stem
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run (for resume): everything in the spec."""
@@ -108,6 +111,12 @@ def load_grid(path: str | Path) -> tuple[list[RunSpec], dict[str, Any]]:
         if "name" not in task:
             raise ClfbenchError(f"{path}: every entry of 'tasks' needs a name")
         task_extra = {k: v for k, v in task.items() if k != "name"}
+        bad = sorted(set(task_extra) - SPEC_FIELDS)
+        if bad:
+            raise ClfbenchError(f"{path}: task {task['name']}: unknown key(s) {', '.join(bad)}")
+        # A task entry with its own files is the user's data, not a registered task.
+        own_data = "train_file" in task_extra
+        task_fields = {"task": None, "name": task["name"]} if own_data else {"task": task["name"]}
         for m in raw["methods"]:
             meth = m if isinstance(m, dict) else {"name": m}
             if "name" not in meth:
@@ -120,8 +129,7 @@ def load_grid(path: str | Path) -> tuple[list[RunSpec], dict[str, Any]]:
                 for seed in seeds:
                     specs.append(
                         RunSpec(
-                            **{**common, **task_extra},
-                            task=task["name"],
+                            **{**common, **task_extra, **task_fields},
                             method=meth["name"],
                             model=model,
                             params=dict(meth.get("params") or {}),

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, matthews_corrcoef
+
+from clfbench.metrics import (
+    brier_score,
+    expected_calibration_error,
+    quality_metrics,
+    rarest_quartile,
+)
+
+
+@pytest.fixture
+def sample():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 4, size=300)
+    logits = rng.normal(size=(300, 4)) + 2.0 * np.eye(4)[gold] * (rng.random(300) < 0.7)[:, None]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return gold, proba
+
+
+def test_quality_metrics_match_sklearn(sample):
+    gold, proba = sample
+    pred = proba.argmax(1)
+    m = quality_metrics(gold, pred, ["a", "b", "c", "d"], proba)
+    assert m["accuracy"] == pytest.approx(accuracy_score(gold, pred))
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(f1_score(gold, pred, average="weighted"))
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(gold, pred))
+    per = f1_score(gold, pred, average=None)
+    assert [m["per_class"][c]["f1"] for c in "abcd"] == pytest.approx(per)
+    assert sum(sum(r) for r in m["confusion_matrix"]) == len(gold)
+
+
+def test_brier_binary_matches_sklearn(sample):
+    gold, proba = sample
+    gold2 = (gold > 1).astype(int)
+    p1 = proba[:, 2:].sum(1)
+    two = np.stack([1 - p1, p1], 1)
+    # sklearn's binary Brier is mean (p1 - y)^2; the multi-class form sums both columns: 2x.
+    assert brier_score(gold2, two) == pytest.approx(2 * brier_score_loss(gold2, p1))
+
+
+def test_ece_hand_computed():
+    gold = np.array([0, 0, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    # bins: conf 0.9 (two, both... first correct, second correct) -> acc 1.0 vs 0.9;
+    # conf 0.6 (two: one wrong, one right) -> acc 0.5 vs 0.6. ECE = .5*.1 + .5*.1
+    assert expected_calibration_error(gold, proba) == pytest.approx(0.1)
+
+
+def test_invalid_predictions_count_as_wrong_and_zero_f1_classes():
+    gold = np.array([0, 1, 2, 2, 1])
+    pred = np.array([0, -1, 0, 0, 1])
+    m = quality_metrics(gold, pred, ["x", "y", "z"], None, train_counts=np.array([50, 10, 2]))
+    assert m["accuracy"] == pytest.approx(0.4)
+    assert m["invalid_rate"] == pytest.approx(0.2)
+    assert m["zero_f1_class_names"] == ["z"]
+    assert m["ece"] is None and m["brier"] is None
+    assert m["classes_by_frequency"] == ["x", "y", "z"]
+    assert m["rare_quartile_classes"] == ["z"]
+    assert m["rare_quartile_macro_f1"] == 0.0
+
+
+def test_rarest_quartile_takes_a_quarter_rounded_up():
+    assert rarest_quartile(np.array([5, 1, 9, 3, 7])) == [1, 3]
