@@ -64,3 +64,13 @@ def test_invalid_predictions_count_as_wrong_and_zero_f1_classes():
 
 def test_rarest_quartile_takes_a_quarter_rounded_up():
     assert rarest_quartile(np.array([5, 1, 9, 3, 7])) == [1, 3]
+
+
+def test_macro_f1_skips_classes_absent_from_gold_and_predictions():
+    gold = np.array([0, 0, 1, 1])
+    pred = np.array([0, 1, 1, 1])
+    m = quality_metrics(gold, pred, ["a", "b", "never-seen"])
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    # ...but a present class that is never predicted counts as 0, and so does a wrongly predicted one.
+    m2 = quality_metrics(np.array([0, 1, 2]), np.array([0, 1, 1]), ["a", "b", "c"])
+    assert m2["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)

@@ -81,44 +81,63 @@ class LabeledTexts(Texts):
         return np.bincount(self.labels[self.labels >= 0], minlength=self.n_labels)
 
 
-def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Pick `n` indices, seeded, keeping class proportions (every present class gets >= 1).
+def _allocate(
+    counts: np.ndarray, n: int, *, at_least_one: bool, keep_one: bool
+) -> np.ndarray:
+    """How many examples to take from each class so that `n` in total follow `counts`.
+
+    Largest-remainder apportionment of `n` over the classes. `at_least_one`: every class
+    that can give an example gets one (when `n` allows). `keep_one`: never take a class's
+    last example (used when carving a held-out split, so that train keeps every class).
+    """
+    counts = np.asarray(counts, dtype=int)
+    cap = np.maximum(counts - 1, 0) if keep_one else counts.copy()
+    n = min(n, int(cap.sum()))
+    quota = counts / counts.sum() * n
+    take = np.minimum(np.floor(quota).astype(int), cap)
+    floor = np.zeros_like(take)
+    if at_least_one and n >= int((cap > 0).sum()):
+        floor = np.minimum(1, cap)
+        take = np.maximum(take, floor)
+    while take.sum() > n:  # the minimum of one overshot: trim the classes most above quota
+        excess = np.where(take > floor, take - quota, -np.inf)
+        take[int(np.argmax(excess))] -= 1
+    while take.sum() < n:  # hand out the rest by largest remainder, within each class's cap
+        gap = np.where(take < cap, quota - take, -np.inf)
+        take[int(np.argmax(gap))] += 1
+    return take
+
+
+def stratified_indices(
+    labels: np.ndarray, n: int, seed: int, *, keep_one: bool = False
+) -> np.ndarray:
+    """Pick `n` indices, seeded, keeping class proportions (every class gets >= 1 if n allows).
 
     Used for --max-train/--max-eval and for carving splits: never the first N rows.
     Returned indices are sorted, so the subset keeps the file's order.
     """
     labels = np.asarray(labels)
-    if n >= len(labels):
+    if n >= len(labels) and not keep_one:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
-    # Largest-remainder allocation of n over classes, at least one per class when possible.
-    quota = counts / counts.sum() * n
-    take = np.floor(quota).astype(int)
-    if n >= len(classes):
-        take = np.maximum(take, 1)
-    while take.sum() > n:
-        take[np.argmax(take)] -= 1
-    rest = np.argsort(-(quota - np.floor(quota)))
-    i = 0
-    while take.sum() < n:
-        c = rest[i % len(rest)]
-        if take[c] < counts[c]:
-            take[c] += 1
-        i += 1
-    chosen = []
-    for c, k in zip(classes, take):
-        members = np.flatnonzero(labels == c)
-        chosen.append(rng.choice(members, size=min(k, len(members)), replace=False))
-    return np.sort(np.concatenate(chosen))
+    take = _allocate(counts, n, at_least_one=True, keep_one=keep_one)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False)
+        for c, k in zip(classes, take)
+    ]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def stratified_split(
     data: LabeledTexts, fraction: float, seed: int
 ) -> tuple[LabeledTexts, LabeledTexts]:
-    """Split into (rest, held_out) with `fraction` of each class held out, seeded."""
+    """Split into (rest, held_out) with `fraction` of each class held out, seeded.
+
+    The held-out part never takes the last example of a class, so `rest` keeps every class.
+    """
     n_held = max(1, int(round(len(data) * fraction)))
-    held = stratified_indices(data.labels, n_held, seed)
+    held = stratified_indices(data.labels, n_held, seed, keep_one=True)
     mask = np.ones(len(data), dtype=bool)
     mask[held] = False
     return data.subset(np.flatnonzero(mask)), data.subset(held)

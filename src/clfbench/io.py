@@ -1,11 +1,14 @@
 """Reading labeled tables from files (CSV, TSV, JSONL, JSON, Parquet) with clear errors.
 
-Every problem is a ClfbenchError naming the file and, where it applies, the row or column.
+Every problem is a ClfbenchError whose one-line message names the file and, where it
+applies, the line, row or column. "row N" counts data rows from 1 (a CSV header is not a
+row); "line N" is a line of the file itself.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+TEXT_FORMATS = {"csv", "tsv", "jsonl", "json"}
 
 
 def detect_format(path: Path) -> str:
@@ -28,7 +32,10 @@ def detect_format(path: Path) -> str:
 
 
 def read_table(path: str | Path, fmt: str | None = None, **options: Any) -> pd.DataFrame:
-    """Read a file into a DataFrame of strings/ints. `options`: header, quoting, names."""
+    """Read a file into a DataFrame. `options` (CSV/TSV): header, quoting ("none"), names.
+
+    CSV/TSV cells are read as strings, exactly as written (no NA guessing).
+    """
     path = Path(path)
     if not path.exists():
         raise ClfbenchError(f"{path}: file not found")
@@ -37,47 +44,98 @@ def read_table(path: str | Path, fmt: str | None = None, **options: Any) -> pd.D
     if path.stat().st_size == 0:
         raise ClfbenchError(f"{path}: file is empty")
     fmt = fmt or detect_format(path)
+    if fmt in TEXT_FORMATS:
+        check_utf8(path)
     try:
         if fmt in ("csv", "tsv"):
-            quoting = csv.QUOTE_NONE if options.get("quoting") == "none" else csv.QUOTE_MINIMAL
-            df = pd.read_csv(
-                path,
-                sep="\t" if fmt == "tsv" else ",",
-                quoting=quoting,
-                header=options.get("header", "infer"),
-                names=options.get("names"),
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8",
-                escapechar=options.get("escapechar"),
-            )
+            df = _read_delimited(path, fmt, options)
         elif fmt == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
+            df = _read_jsonl(path)
         elif fmt == "json":
-            df = pd.read_json(path, dtype=False, encoding="utf-8")
+            df = _read_json(path)
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
             raise ClfbenchError(f"{path}: unknown format {fmt!r}")
-    except UnicodeDecodeError as e:
-        line = _line_of_byte(path, e.start)
-        raise ClfbenchError(f"{path}: line {line}: not valid UTF-8 ({e.reason})") from None
     except ClfbenchError:
         raise
+    except pd.errors.EmptyDataError:
+        raise ClfbenchError(f"{path}: file has no data") from None
     except (ValueError, pd.errors.ParserError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.removeprefix("Error tokenizing data. C error: ")
         raise ClfbenchError(f"{path}: cannot parse as {fmt}: {first}") from None
     if len(df) == 0:
+        if fmt in ("csv", "tsv") and options.get("header", "infer") is not None:
+            cols = ", ".join(map(str, df.columns))
+            raise ClfbenchError(f"{path}: has a header ({cols}) but no data rows")
         raise ClfbenchError(f"{path}: no rows")
     return df
 
 
-def _line_of_byte(path: Path, offset: int) -> int:
+def check_utf8(path: Path) -> None:
+    """Fail on the first line that is not valid UTF-8, naming the line and byte column."""
     with open(path, "rb") as f:
-        return f.read(offset).count(b"\n") + 1
+        for lineno, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ClfbenchError(
+                    f"{path}: line {lineno}: not valid UTF-8 (byte {line[e.start]:#04x} at "
+                    f"column {e.start + 1}); save the file as UTF-8"
+                ) from None
 
 
-def _row_label(source: str, row: int) -> str:
+def _read_delimited(path: Path, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
+    quoting = csv.QUOTE_NONE if options.get("quoting") == "none" else csv.QUOTE_MINIMAL
+    return pd.read_csv(
+        path,
+        sep="\t" if fmt == "tsv" else ",",
+        quoting=quoting,
+        header=options.get("header", "infer"),
+        names=options.get("names"),
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8-sig",  # a byte-order mark would otherwise stick to the first column name
+    )
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ClfbenchError(f"{path}: line {lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ClfbenchError(
+                    f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}"
+                )
+            rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise ClfbenchError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    if isinstance(data, list):
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise ClfbenchError(
+                    f"{path}: item {i + 1}: expected a JSON object, got {type(row).__name__}"
+                )
+        return pd.DataFrame.from_records(data)
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        return pd.DataFrame(data)  # column-oriented: {"text": [...], "label": [...]}
+    raise ClfbenchError(f"{path}: expected a JSON array of objects (one per example)")
+
+
+def _row(source: str, row: int) -> str:
     return f"{source}: row {row + 1}"
 
 
@@ -90,31 +148,80 @@ def frame_to_labeled(
     label_names: list[str] | None = None,
     label_map: dict[Any, str] | None = None,
     id_col: str | None = None,
+    id_prefix: str = "",
+    known_labels: str = "the task's labels",
 ) -> LabeledTexts:
-    """Turn a table into LabeledTexts, validating columns, texts and labels.
+    """Turn a table into LabeledTexts, validating columns, texts, ids and labels.
 
-    `label_names`: the task's labels in order. Raw label values are mapped through
-    `label_map` when given; otherwise an int is an index into `label_names` and a string
-    must be one of them. With `label_names=None` (a user's own file) the names are the
-    sorted distinct values. Without `label_col` labels are -1 (unlabeled, for predict).
+    `label_names`: the labels in order. Raw label values are mapped through `label_map`
+    when given; otherwise a value must be one of `label_names`, or (when no label name is
+    itself an integer) an integer index into them. With `label_names=None` (a user's
+    training file) the names are the distinct values, sorted. Without `label_col` labels
+    are -1 (unlabeled, for predict). Ids are `id_prefix` + the id column's value, or
+    + the row number; `known_labels` says where the allowed labels come from, for errors.
     """
-    for col, what in ((text_col, "text"), (pair_col, "text pair"), (label_col, "label"), (id_col, "id")):
+    for col, what in (
+        (text_col, "text"), (pair_col, "text pair"), (label_col, "label"), (id_col, "id")
+    ):
         if col is not None and col not in df.columns:
             cols = ", ".join(map(str, df.columns))
             raise ClfbenchError(f"{source}: no {what} column {col!r} (columns: {cols})")
     texts = _text_column(df, text_col, source)
     pairs = _text_column(df, pair_col, source) if pair_col else None
-    ids = [str(x) for x in df[id_col]] if id_col else [str(i) for i in range(len(df))]
+    ids = _ids(df, id_col, source, id_prefix)
     if label_col is None:
         return LabeledTexts(texts, pairs, np.full(len(df), -1), list(label_names or []), ids)
     raw = list(df[label_col])
+    for row, value in enumerate(raw):
+        if _is_missing(value):
+            raise ClfbenchError(f"{_row(source, row)}: missing label in column {label_col!r}")
     if label_names is None:
         label_names = infer_label_names(raw)
-    index = {name: i for i, name in enumerate(label_names)}
+    lookup = _label_lookup(label_names, label_map, source)
     labels = np.empty(len(raw), dtype=np.int64)
     for row, value in enumerate(raw):
-        labels[row] = _label_id(value, index, label_names, label_map, source, row, label_col)
+        name = lookup.get(_norm(value))
+        if name is None:
+            allowed = label_map if label_map is not None else label_names
+            shown = ", ".join(map(str, list(allowed)[:20])) + (" ..." if len(allowed) > 20 else "")
+            raise ClfbenchError(
+                f"{_row(source, row)}: label {value!r} in column {label_col!r} is not one of "
+                f"{known_labels} ({shown})"
+            )
+        labels[row] = name
     return LabeledTexts(texts, pairs, labels, list(label_names), ids)
+
+
+def _label_lookup(
+    label_names: list[str], label_map: dict[Any, str] | None, source: str
+) -> dict[str, int]:
+    """Normalised raw value -> label id."""
+    index = {name: i for i, name in enumerate(label_names)}
+    if label_map is not None:
+        bad = [v for v in label_map.values() if v not in index]
+        if bad:
+            raise ClfbenchError(
+                f"{source}: label_map maps to {bad[0]!r}, which is not a label of the task"
+            )
+        return {_norm(k): index[v] for k, v in label_map.items()}
+    lookup = dict(index)
+    if not any(_is_int(n) for n in label_names):
+        lookup.update({str(i): i for i in range(len(label_names))})
+    return lookup
+
+
+def _ids(df: pd.DataFrame, id_col: str | None, source: str, prefix: str) -> list[str]:
+    if id_col is None:
+        return [f"{prefix}{i + 1}" for i in range(len(df))]
+    ids = [f"{prefix}{_norm(v)}" for v in df[id_col]]
+    seen: dict[str, int] = {}
+    for row, i in enumerate(ids):
+        if i in seen:
+            raise ClfbenchError(
+                f"{_row(source, row)}: id {i!r} in column {id_col!r} repeats row {seen[i] + 1}"
+            )
+        seen[i] = row
+    return ids
 
 
 def infer_label_names(values: list[Any]) -> list[str]:
@@ -125,41 +232,22 @@ def infer_label_names(values: list[Any]) -> list[str]:
     return sorted(distinct)
 
 
-def _label_id(value, index, label_names, label_map, source, row, col) -> int:
-    if _is_missing(value):
-        raise ClfbenchError(f"{_row_label(source, row)}: missing label in column {col!r}")
-    if label_map is not None:
-        key = value if value in label_map else _norm(value)
-        if key not in label_map:
-            raise ClfbenchError(
-                f"{_row_label(source, row)}: unknown label {value!r} in column {col!r}; "
-                f"known: {', '.join(map(str, label_map))}"
-            )
-        return index[label_map[key]]
-    name = _norm(value)
-    if name in index:
-        return index[name]
-    if _is_int(name) and name not in index and 0 <= int(name) < len(label_names) and not any(
-        _is_int(n) for n in label_names
-    ):
-        return int(name)
-    raise ClfbenchError(
-        f"{_row_label(source, row)}: unknown label {value!r} in column {col!r}; "
-        f"known: {', '.join(label_names)}"
-    )
-
-
 def _text_column(df: pd.DataFrame, col: str, source: str) -> list[str]:
     out = []
     for row, v in enumerate(df[col]):
-        if _is_missing(v) or not str(v).strip():
-            raise ClfbenchError(f"{_row_label(source, row)}: empty text in column {col!r}")
+        if _is_missing(v) or not (isinstance(v, str) or np.isscalar(v)) or not str(v).strip():
+            raise ClfbenchError(f"{_row(source, row)}: empty text in column {col!r}")
         out.append(str(v))
     return out
 
 
 def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v == "")
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return True
+    try:
+        return bool(pd.isna(v)) if np.isscalar(v) else False
+    except (TypeError, ValueError):
+        return False
 
 
 def _norm(v: Any) -> str:

@@ -1,8 +1,10 @@
 """Quality metrics from gold labels and predicted probabilities.
 
-Every metric is computed over all labels of the task (`labels=range(n)`), so a class a
-method never predicts still counts in macro averages. Predictions of -1 (invalid output
-from a generation method) count as wrong for every class.
+Macro averages run over the classes that occur in the reported split or in the predictions
+(scikit-learn's default): a class a method never predicts but that occurs counts with F1 0;
+a class of the task that is absent from the reported split has no defined F1 and is left out
+(TREC's test split has 42 of its 50 fine labels). Predictions of -1 (invalid output from a
+generation method) count as wrong for every class.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ def quality_metrics(
     out: dict[str, Any] = {
         "n_examples": int(len(gold)),
         "accuracy": float(accuracy_score(gold, pred)),
-        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(gold, pred, labels=scored_labels(gold, pred), average="macro", zero_division=0)
+        ),
         "weighted_f1": float(
             f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)
         ),
@@ -119,6 +123,11 @@ def quality_metrics(
     else:
         out["ece"] = out["brier"] = out["log_loss"] = None
     return out
+
+
+def scored_labels(gold: np.ndarray, pred: np.ndarray) -> list[int]:
+    """Label ids present in gold or predictions (never the invalid id -1)."""
+    return sorted(set(np.asarray(gold).tolist()) | set(np.asarray(pred)[np.asarray(pred) >= 0].tolist()))
 
 
 def rarest_quartile(train_counts: np.ndarray) -> list[int]:

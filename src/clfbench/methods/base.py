@@ -112,6 +112,10 @@ METHODS: dict[str, str] = {
     "embed-probe": "clfbench.methods.embed_probe:EmbeddingProbe",
     "encoder-ft": "clfbench.methods.encoder_ft:EncoderFineTune",
     "encoder-lora": "clfbench.methods.encoder_ft:EncoderLoRA",
+    "llm-prompt": "clfbench.methods.llm_prompt:LLMPrompt",
+    "llm-sft": "clfbench.methods.llm_sft:LLMSFT",
+    "decoder-head": "clfbench.methods.decoder_head:DecoderHead",
+    "llm-api": "clfbench.methods.llm_api:LlmApi",
 }
 
 

@@ -29,7 +29,7 @@ class TfidfLogReg(Classifier):
         min_df: int = 1,
         max_features: int | None = 200_000,
         C: float | None = None,
-        c_grid: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0),
+        c_grid: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0),
         class_weight: str | None = None,
         seed: int = 99,
         model: str | None = None,
@@ -67,7 +67,7 @@ class TfidfLogReg(Classifier):
             for c in grid:
                 pipe = self._pipeline(c).fit(x_train, train.labels)
                 pred = self._decode(pipe, pipe.predict_proba(validation.joined(" [SEP] "))).argmax(1)
-                scores[c] = f1_score(validation.labels, pred, average="macro", labels=range(len(self.labels)))
+                scores[c] = f1_score(validation.labels, pred, average="macro")
             best_c = max(grid, key=lambda c: scores[c])
         else:
             best_c = grid[0] if self.C is not None else 1.0

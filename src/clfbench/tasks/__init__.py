@@ -3,6 +3,18 @@
 A task says what its text field(s) and labels are and where its data lives: on the
 Hugging Face hub (for users with network access) and as original files in a local folder
 (`--data-dir`). Odd file formats name a reader function in `tasks/readers.py`.
+
+Keys of a task YAML:
+  name, description, labels (in order; names are the classes' identity), text and, for
+  pair tasks, text_pair (the fields' names), sizes (official labeled split sizes),
+  prompt: {instruction, verbalizers: label -> answer word, text_name, pair_name};
+  hub: {path, name, revision, splits: {train|validation|test: hub split}, text, pair,
+        label, label_map, id, transform}  -> `datasets.load_dataset(path, name, split=...)`;
+  local: {dir, format, quoting, header, names, reader, transform, text, pair, label,
+          label_map, id, splits: {train|validation|test: {file, optional, ...overrides}}}.
+`label_map` maps raw values (file ids, hub ClassLabel names) to the task's labels;
+without it a value must be a label name or an integer index into `labels`. How the
+available splits become train/validation/test is `clfbench.splits.resolve_splits`.
 """
 
 from __future__ import annotations
@@ -31,6 +43,21 @@ class Task:
     prompt: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # official labeled split sizes
     source: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Catch YAML slips (unquoted yes/no/true become booleans) where the task is defined."""
+        where = f"task {self.name}" + (f" ({self.source})" if self.source else "")
+        if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
+            raise ClfbenchError(f"{where}: labels must be non-empty strings (quote yes/no/true)")
+        if len(set(self.labels)) != len(self.labels):
+            raise ClfbenchError(f"{where}: repeated label names")
+        verbalizers = self.prompt.get("verbalizers", {})
+        unknown = [k for k in verbalizers if k not in self.labels]
+        if unknown:
+            raise ClfbenchError(f"{where}: prompt verbalizer for unknown label {unknown[0]!r}")
+        words = [str(v) for v in verbalizers.values()]
+        if len(set(words)) != len(words):
+            raise ClfbenchError(f"{where}: two labels share a prompt verbalizer")
 
     @property
     def is_pair(self) -> bool:

@@ -1,0 +1,376 @@
+"""`llm-api`: zero- or few-shot classification by a chat model behind any OpenAI-compatible
+chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server, gateways).
+
+Prompts, few-shot examples and answer parsing come from `clfbench.prompts` (the same words
+every LLM method sees). Labels are scored from `logprobs`: the top tokens at the first
+answer position are mapped to the verbalizers (a token counts for a label when it is a
+prefix of exactly one normalised answer word), summed per label and renormalised. Servers
+that return no logprobs get generation + parsing, and the method then reports no
+probabilities (`has_probabilities` is False, `classify` returns `proba=None`).
+`decision="auto"` sends one probe request in `fit` to find out which applies.
+
+Money: every request of the run counts against `budget_usd`, including the auto probe and
+the requests that evaluation makes to warm up and to time latency (evaluation classifies
+the first 32 test examples once to warm up, the whole test split once for predictions and
+throughput, then `latency_warmup + latency_examples` single examples). Once a request's
+worst case does not fit, nothing more is sent: the remaining examples come back INVALID,
+and `inference_info()` says `budget_exhausted` and how many were not classified.
+
+The API key is read from the environment variable named by `api_key_env` when requests
+are made; it is never a parameter and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.errors import ClfbenchError
+from clfbench.methods.base import INVALID, Classifier
+
+log = logging.getLogger(__name__)
+
+DECISIONS = ("auto", "logprobs", "generate")
+
+
+class LlmApi(Classifier):
+    """An API chat model (OpenAI-compatible endpoint), zero- or few-shot, with a hard USD budget."""
+
+    name = "llm-api"
+    needs_training = False
+
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str = "https://api.openai.com/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        shots: int = 0,
+        seed: int = 99,
+        concurrency: int = 4,
+        max_retries: int = 5,
+        timeout_s: float = 60.0,
+        budget_usd: float | None = None,
+        prices: str | None = None,
+        decision: str = "auto",
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_logprobs: int = 20,
+        stream: bool = True,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        prompt: dict | None = None,
+        template: str | None = None,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.shots = shots
+        self.seed = seed
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self.budget_usd = budget_usd
+        self.prices = prices
+        self.decision = decision
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_logprobs = top_logprobs
+        self.stream = stream
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.prompt = prompt
+        self.template = template
+
+    # --- probabilities depend on the decision resolved in fit ------------------------------
+    @property  # type: ignore[override]
+    def has_probabilities(self) -> bool:
+        """True unless labels come from parsing generated text (decided in `fit`)."""
+        return (getattr(self, "decision_", None) or self.decision) != "generate"
+
+    # --- fit ----------------------------------------------------------------------------------
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LlmApi:
+        """Record labels and few-shot examples, check the configuration, resolve `auto`."""
+        from clfbench.prompts import PromptBuilder, sample_shots
+
+        self._check_params()
+        self.labels = list(train.label_names)
+        self.builder_ = PromptBuilder(self.prompt or {}, self.labels, self.template)
+        idx = sample_shots(train, int(self.shots), int(self.seed))
+        self.shots_ = [
+            (train.texts[i], None if train.pairs is None else train.pairs[i], int(train.labels[i]))
+            for i in idx
+        ]
+        self._reset_counters()
+        client = self._client()
+        self.decision_ = self.decision
+        probe: dict[str, Any] = {}
+        if self.decision == "auto":
+            probe = self._probe(client, validation if validation is not None and len(validation) else train)
+        self.fit_info_ = {
+            "decision": self.decision_,
+            "shots": len(self.shots_),
+            "shot_ids": [train.ids[i] for i in idx],
+            "probe": probe,
+            "prompt": self.builder_.describe(),
+        }
+        return self
+
+    def _check_params(self) -> None:
+        if not self.model:
+            raise ClfbenchError("llm-api: give the API model name with --model (e.g. gpt-4o-mini)")
+        if self.decision not in DECISIONS:
+            raise ClfbenchError(f"llm-api: decision={self.decision!r}; expected one of {', '.join(DECISIONS)}")
+        checks = {
+            "concurrency": (self.concurrency, 1), "max_retries": (self.max_retries, 0),
+            "shots": (self.shots, 0), "top_logprobs": (self.top_logprobs, 1),
+        }
+        for name, (value, low) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ClfbenchError(f"llm-api: {name}={value!r}; expected an integer >= {low}")
+        for name in ("timeout_s", "backoff_base_s", "backoff_max_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ClfbenchError(f"llm-api: {name}={value!r}; expected a positive number")
+        if self.budget_usd is not None and (
+            isinstance(self.budget_usd, bool) or not isinstance(self.budget_usd, (int, float))
+            or self.budget_usd < 0
+        ):
+            raise ClfbenchError(f"llm-api: budget_usd={self.budget_usd!r}; expected a USD amount >= 0")
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            raise ClfbenchError(f"llm-api: max_tokens={self.max_tokens!r}; expected an integer >= 1")
+        if not str(self.base_url).startswith(("http://", "https://")):
+            raise ClfbenchError(f"llm-api: base_url={self.base_url!r}; expected an http(s):// URL")
+
+    def _probe(self, client: Any, data: LabeledTexts) -> dict[str, Any]:
+        """One request with logprobs asked for: 'logprobs' if they come back, else 'generate'."""
+        from clfbench.api_client import ApiError
+
+        msgs = self.builder_.messages(data.texts[0], None if data.pairs is None else data.pairs[0],
+                                      self.shots_)
+        rejected = False
+        try:
+            res = client.chat(msgs, max_tokens=self._max_tokens("logprobs"),
+                              temperature=self.temperature, top_logprobs=self.top_logprobs)
+        except ApiError as e:
+            if e.status not in (400, 422):
+                raise
+            rejected = True  # the server refuses logprobs: generate without them
+            res = client.chat(msgs, max_tokens=self._max_tokens("generate"),
+                              temperature=self.temperature)
+        if res.status == "not_sent":
+            raise ClfbenchError(
+                f"llm-api: budget_usd={self.budget_usd} does not cover even one request's worst case"
+            )
+        if res.status != "ok":
+            raise ClfbenchError(
+                f"llm-api: {self.base_url} did not answer a probe request after "
+                f"{res.attempts} attempt(s): {res.error}"
+            )
+        self.decision_ = "logprobs" if (res.logprobs and not rejected) else "generate"
+        return {"logprobs_returned": bool(res.logprobs), "logprobs_rejected": rejected,
+                "attempts": res.attempts}
+
+    # --- the client (built lazily: a loaded model reads the key when it is first used) ---------
+    def _client(self) -> Any:
+        client = getattr(self, "_client_", None)
+        if client is not None:
+            return client
+        from clfbench.api_client import ChatClient, is_loopback
+        from clfbench.pricing import load_prices, price_for, request_cost
+
+        key = os.environ.get(self.api_key_env) or None
+        if key is None and not is_loopback(self.base_url):
+            raise ClfbenchError(
+                f"llm-api: environment variable {self.api_key_env} is not set; it must hold the "
+                f"API key for {self.base_url} (or set api_key_env to the variable that does)"
+            )
+        table = load_prices(self.prices)
+        self.price_ = price_for(str(self.model), table)
+        if self.budget_usd is not None and self.price_ is None:
+            where = self.prices or "the shipped price table"
+            raise ClfbenchError(
+                f"llm-api: budget_usd is set but model {self.model!r} has no price in {where}; "
+                "give one with --param prices=FILE (USD per 1M input/output tokens)"
+            )
+        model = str(self.model)
+        cost_fn = (lambda i, o: request_cost(model, i, o, table)) if self.price_ else None
+        self._client_ = ChatClient(
+            self.base_url, model, key, timeout_s=self.timeout_s, max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s, backoff_max_s=self.backoff_max_s,
+            concurrency=self.concurrency, seed=self.seed, stream=self.stream, cost_fn=cost_fn,
+            budget_usd=self.budget_usd,
+        )
+        return self._client_
+
+    def _max_tokens(self, decision: str) -> int:
+        """Enough for the answer word: 8 tokens when scoring logprobs, 16 when parsing text."""
+        if self.max_tokens is not None:
+            return int(self.max_tokens)
+        return 8 if decision == "logprobs" else 16
+
+    # --- prediction -------------------------------------------------------------------------
+    def classify(self, X: Texts) -> tuple[np.ndarray, np.ndarray | None]:
+        client = self._client()
+        pairs = X.pairs if X.pairs is not None else [None] * len(X)
+        msgs = [self.builder_.messages(t, p, self.shots_) for t, p in zip(X.texts, pairs)]
+        use_lp = self.decision_ == "logprobs"
+        results = client.chat_many(
+            msgs, max_tokens=self._max_tokens(self.decision_), temperature=self.temperature,
+            top_logprobs=self.top_logprobs if use_lp else None,
+        )
+        k = len(self.labels)
+        pred = np.full(len(X), INVALID, dtype=int)
+        proba = np.full((len(X), k), 1.0 / k)
+        counts = dict.fromkeys(("examples", "not_sent_budget", "failed", "invalid", "logprob_unmapped"), 0)
+        counts["examples"] = len(X)
+        for i, res in enumerate(results):
+            if res.status == "not_sent":
+                counts["not_sent_budget"] += 1
+                continue
+            if res.status != "ok":
+                counts["failed"] += 1
+                continue
+            scores = self.label_scores(res.logprobs) if use_lp else None
+            if scores is not None:
+                proba[i] = scores
+                pred[i] = int(scores.argmax())
+                continue
+            counts["logprob_unmapped"] += use_lp
+            pred[i] = self.builder_.parse(res.text)
+            if pred[i] == INVALID:
+                counts["invalid"] += 1
+            else:  # the parsed answer, as a degenerate distribution
+                proba[i] = np.eye(k)[pred[i]]
+        self._record(counts)
+        if counts["not_sent_budget"]:
+            log.warning(
+                "llm-api: budget_usd=%s reached; %d of %d examples in this call were not sent "
+                "(they count as invalid)", self.budget_usd, counts["not_sent_budget"], len(X),
+            )
+        return pred, (proba if use_lp else None)
+
+    def predict(self, X: Texts) -> np.ndarray:
+        return self.classify(X)[0]
+
+    def predict_proba(self, X: Texts) -> np.ndarray:
+        pred, proba = self.classify(X)
+        if proba is None:
+            raise ClfbenchError(
+                "llm-api: this endpoint returned no logprobs, so there are no probabilities "
+                "(decision=generate); use predict/classify"
+            )
+        return proba
+
+    def label_scores(self, positions: list[dict[str, Any]] | None) -> np.ndarray | None:
+        """Label probabilities from the top logprobs at the first answer position, or None.
+
+        The first position whose chosen token is not blank or punctuation is the answer's
+        first token. Each top token adds its probability to the one label whose normalised
+        answer word it is a prefix of (ambiguous and unrelated tokens add nothing); the
+        sums are renormalised. None when no top token maps to a label.
+        """
+        from clfbench.prompts import normalize_answer
+
+        if not positions:
+            return None
+        first = next((p for p in positions if normalize_answer(p["token"])), None)
+        if first is None:
+            return None
+        words = [normalize_answer(v) for v in self.builder_.verbalizers]
+        mass = np.zeros(len(words))
+        for token, logprob in first["top"] or [(first["token"], first["logprob"])]:
+            t = normalize_answer(token)
+            if not t or math.isinf(logprob):
+                continue
+            hits = [j for j, w in enumerate(words) if w.startswith(t)]
+            if len(hits) == 1:
+                mass[hits[0]] += math.exp(logprob)
+        total = mass.sum()
+        return mass / total if total > 0 else None
+
+    # --- accounting -------------------------------------------------------------------------
+    def _reset_counters(self) -> None:
+        self.passes_: list[dict[str, int]] = []
+        self.single_calls_: dict[str, int] = {}
+
+    def _record(self, counts: dict[str, int]) -> None:
+        if not hasattr(self, "passes_"):
+            self._reset_counters()
+        if counts["examples"] == 1:  # latency calls: one aggregate entry
+            agg = self.single_calls_
+            agg["calls"] = agg.get("calls", 0) + 1
+            for key, v in counts.items():
+                agg[key] = agg.get(key, 0) + v
+        else:
+            self.passes_.append(dict(counts))
+
+    def inference_info(self) -> dict[str, Any]:
+        """Requests, retries, failures, tokens, TTFT, USD and budget status for the whole run.
+
+        Counts cover every request: the auto probe, evaluation's warm-up, the reported pass
+        and the latency calls. `reported_pass` is the largest classify call (the one whose
+        predictions evaluation reports)."""
+        client = getattr(self, "_client_", None)
+        if client is None:
+            return {}
+        info: dict[str, Any] = {"endpoint": self.base_url, "decision": self.decision_,
+                                **client.summary()}
+        passes = list(getattr(self, "passes_", []))
+        single = dict(getattr(self, "single_calls_", {}))
+        every = passes + ([single] if single else [])
+        answered = sum(p["examples"] - p["not_sent_budget"] - p["failed"] for p in every)
+        info["examples_classified"] = sum(p["examples"] for p in every)
+        info["not_classified"] = sum(p["not_sent_budget"] + p["failed"] for p in every)
+        info["invalid_answers"] = sum(p["invalid"] for p in every)
+        info["invalid_rate"] = info["invalid_answers"] / answered if answered else None
+        info["logprob_unmapped"] = sum(p["logprob_unmapped"] for p in every)
+        # the last of the largest calls (evaluation's warm-up call may be as large, and earlier)
+        last_largest = max(range(len(passes)), key=lambda i: (passes[i]["examples"], i), default=None)
+        info["reported_pass"] = passes[last_largest] if last_largest is not None else single
+        info["single_example_calls"] = single
+        # Calls that sent nothing return at once: latency measured on them means nothing.
+        info["latency_calls_not_sent"] = single.get("not_sent_budget", 0)
+        if info["budget_exhausted"]:
+            info["budget_note"] = (
+                "budget_usd ran out: examples not sent count as invalid, and the latency and "
+                "throughput of calls that sent nothing are not API timings"
+            )
+        price = getattr(self, "price_", None)
+        info["price_usd_per_1m_tokens"] = price
+        mean_in, mean_out = info.get("mean_input_tokens"), info.get("mean_output_tokens")
+        info["usd_per_1m_requests"] = (
+            mean_in * price["input"] + mean_out * price["output"]
+            if price and mean_in is not None and mean_out is not None else None
+        )
+        return info
+
+    # --- persistence ------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (joblib, process pools) drops the HTTP client, and with it the key."""
+        state = dict(self.__dict__)
+        state.pop("_client_", None)
+        return state
+
+    def _save_state(self, path: Path) -> None:
+        """Decision, few-shot examples and the template text (not the key: it is never kept)."""
+        (path / "template.yaml").write_text(self.builder_.template_text, encoding="utf-8")
+        state = {"decision": self.decision_, "shots": [list(s) for s in self.shots_],
+                 "fit_info": self.fit_info_}
+        (path / "llm_api.json").write_text(json.dumps(state, ensure_ascii=False, indent=2))
+
+    def _load_state(self, path: Path) -> None:
+        from clfbench.prompts import PromptBuilder
+
+        state = json.loads((path / "llm_api.json").read_text())
+        self.decision_ = state["decision"]
+        self.shots_ = [(t, p, int(y)) for t, p, y in state["shots"]]
+        self.fit_info_ = state.get("fit_info", {})
+        self.builder_ = PromptBuilder(self.prompt or {}, self.labels, str(path / "template.yaml"))
+        self._reset_counters()

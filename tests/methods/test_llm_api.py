@@ -1,0 +1,292 @@
+"""`llm-api` end to end against a real loopback OpenAI-compatible server (no other traffic)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("httpx")  # the `api` extra
+
+from api_server import ApiServer, keyword_reply
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.errors import ClfbenchError
+from clfbench.methods.base import INVALID, Classifier, make_method
+
+POSITIVE = {"great", "good", "wonderful", "fun", "best", "love", "beautiful", "funny", "moving"}
+RULE = keyword_reply(POSITIVE)
+PROMPT = {
+    "instruction": "Classify the sentiment of the sentence as negative or positive.",
+    "verbalizers": {"negative": "negative", "positive": "positive"},
+    "text_name": "sentence",
+}
+FAST = {"timeout_s": 0.5, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
+
+
+def toy(n: int, offset: int = 0) -> LabeledTexts:
+    nouns = ["film", "movie", "plot", "story", "actor", "ending"]
+    texts, labels = [], []
+    for i in range(offset, offset + n):
+        good = i % 2 == 0
+        texts.append(f"the {nouns[i % 6]} number {i} was {'great' if good else 'dull'}")
+        labels.append(int(good))
+    return LabeledTexts(texts, None, np.array(labels), ["negative", "positive"])
+
+
+def method(server: ApiServer, **kw):
+    params = {"model": "test-model", "base_url": server.url, "prompt": PROMPT,
+              "api_key_env": "CLFBENCH_TEST_NO_KEY", **FAST, **kw}
+    return make_method("llm-api", **params)
+
+
+def test_logprobs_give_probabilities_and_shots_reach_the_prompt():
+    train, test = toy(20), toy(10, offset=100)
+    with ApiServer(RULE) as server:
+        m = method(server, shots=2).fit(train, toy(4, offset=50))
+        pred, proba = m.classify(test)
+        info = m.inference_info()
+        last = server.requests[-1]["body"]
+    assert m.decision_ == "logprobs" and m.has_probabilities
+    assert m.fit_info_["probe"]["logprobs_returned"] is True
+    assert pred.tolist() == test.labels.tolist()
+    np.testing.assert_allclose(proba[np.arange(10), pred], 0.9)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    roles = [x["role"] for x in last["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]  # 2 shots, then the query
+    assert PROMPT["instruction"] in last["messages"][0]["content"]
+    assert "Authorization" not in server.requests[0]["headers"]  # loopback, no key variable
+    assert info["requests"] == 11 and info["reported_pass"]["examples"] == 10
+    assert info["input_tokens"] == sum(u[0] for u in server.usage_sent)
+    assert info["output_tokens"] == sum(u[1] for u in server.usage_sent)
+    assert info["invalid_rate"] == 0.0 and info["usd_per_1m_requests"] is None  # no price
+
+
+@pytest.mark.parametrize("kind", ["no_logprobs", "rejects_logprobs"])
+def test_generate_mode_has_no_probabilities(kind):
+    train, test = toy(10), toy(6, offset=40)
+    server = ApiServer(RULE, logprobs=False) if kind == "no_logprobs" else ApiServer(
+        RULE, reject_logprobs=True)
+    with server:
+        m = method(server).fit(train)
+        pred, proba = m.classify(test)
+        with pytest.raises(ClfbenchError, match="no probabilities"):
+            m.predict_proba(test)
+    assert m.decision_ == "generate" and not m.has_probabilities and proba is None
+    assert pred.tolist() == test.labels.tolist()
+    assert m.fit_info_["probe"]["logprobs_rejected"] is (kind == "rejects_logprobs")
+    assert "logprobs" not in server.requests[-1]["body"]
+
+
+def test_failures_and_unparseable_answers_are_invalid_not_class_0():
+    replies = iter(["negative", "I cannot tell", "positive"])
+    with ApiServer(lambda messages: next(replies, "negative"), logprobs=False) as server:
+        m = method(server, decision="generate", concurrency=1, max_retries=1).fit(toy(4))
+        server.script.extend(["malformed", "malformed"])  # the first example fails twice
+        pred, proba = m.classify(toy(4, offset=10))
+        info = m.inference_info()
+    assert pred.tolist() == [INVALID, 0, INVALID, 1]
+    assert proba is None
+    assert info["failures"] == 1 and info["not_classified"] == 1
+    assert info["errors_by_kind"] == {"malformed": 2}
+    assert info["invalid_answers"] == 1 and info["invalid_rate"] == pytest.approx(1 / 3)
+
+
+def test_label_scores_map_first_answer_token_to_verbalizers():
+    m = make_method("llm-api", model="x", prompt={"verbalizers": {"a": "entailment", "b": "neutral",
+                                                                  "c": "not entailment"}})
+    from clfbench.prompts import PromptBuilder
+
+    m.builder_ = PromptBuilder(m.prompt, ["a", "b", "c"])
+    top = [("Ent", math.log(0.5)), (" neutral", math.log(0.2)), ("not", math.log(0.1)),
+           ("entail", math.log(0.1)), ("maybe", math.log(0.05))]
+    positions = [{"token": "\n", "logprob": 0.0, "top": [("\n", 0.0)]},
+                 {"token": "Ent", "logprob": math.log(0.5), "top": top}]
+    np.testing.assert_allclose(m.label_scores(positions), np.array([0.6, 0.2, 0.1]) / 0.9)
+    assert m.label_scores([{"token": "maybe", "logprob": 0.0, "top": [("maybe", 0.0)]}]) is None
+    assert m.label_scores(None) is None
+
+
+def test_missing_key_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("CLFBENCH_TEST_ABSENT_KEY", raising=False)
+    m = make_method("llm-api", model="gpt-4o-mini", base_url="https://api.example.invalid/v1",
+                    api_key_env="CLFBENCH_TEST_ABSENT_KEY", prompt=PROMPT)
+    with pytest.raises(ClfbenchError, match="CLFBENCH_TEST_ABSENT_KEY is not set"):
+        m.fit(toy(4))
+
+
+def test_bad_parameters_are_clear_errors():
+    with ApiServer(RULE) as server:
+        with pytest.raises(ClfbenchError, match="budget_usd is set but model 'test-model' has no price"):
+            method(server, budget_usd=1.0).fit(toy(4))
+        with pytest.raises(ClfbenchError, match="decision='best'"):
+            method(server, decision="best").fit(toy(4))
+        with pytest.raises(ClfbenchError, match="concurrency=0"):
+            method(server, concurrency=0).fit(toy(4))
+    with pytest.raises(ClfbenchError, match="unknown parameter"):
+        make_method("llm-api", model="x", api_key="sk-not-a-parameter")
+
+
+def test_save_and_load_keep_shots_and_decision(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLFBENCH_TEST_KEY", "sk-SENTINEL-save-5c4b")
+    test = toy(6, offset=30)
+    with ApiServer(RULE) as server:
+        m = method(server, shots=2, api_key_env="CLFBENCH_TEST_KEY").fit(toy(10))
+        m.save(tmp_path / "model")
+        loaded = Classifier.load(tmp_path / "model")
+        pred, proba = loaded.classify(test)
+        assert server.requests[-1]["headers"]["Authorization"] == "Bearer sk-SENTINEL-save-5c4b"
+    assert loaded.decision_ == "logprobs" and loaded.shots_ == m.shots_
+    assert loaded.builder_.messages("x", None, loaded.shots_) == m.builder_.messages("x", None, m.shots_)
+    assert pred.tolist() == test.labels.tolist() and proba.shape == (6, 2)
+    for f in (tmp_path / "model").iterdir():
+        assert "SENTINEL" not in f.read_text()
+    assert b"SENTINEL" not in pickle.dumps(m)  # the client (holding the key) is not pickled
+
+
+@pytest.mark.slow
+def test_tiny_local_model_served_through_generate(tmp_path):
+    """A real (tiny, random) causal LM behind the server: scores and parses what it returns."""
+    import torch
+    from tiny_models import build_decoder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clfbench.prompts import normalize_answer
+
+    path = build_decoder(tmp_path / "dec", "qwen2")
+    train, test = toy(8), toy(6, offset=20)
+    with ApiServer(model_path=path) as server:
+        gen = method(server, decision="generate", max_tokens=3, concurrency=2, timeout_s=30).fit(train)
+        pred, proba = gen.classify(test)
+        outputs = dict(server.outputs)
+        assert proba is None
+        assert gen.inference_info()["input_tokens"] == sum(u[0] for u in server.usage_sent)
+        assert gen.inference_info()["output_tokens"] == sum(u[1] for u in server.usage_sent)
+        expected = [gen.builder_.parse(outputs[gen.builder_.messages(t, None, [])[-1]["content"]])
+                    for t in test.texts]
+        assert pred.tolist() == expected  # order kept across concurrent requests
+
+        # Logprobs over the whole (512-token) vocabulary: compare with the model itself.
+        lp = method(server, decision="logprobs", top_logprobs=512, max_tokens=1, timeout_s=30)
+        lp.fit(train)
+        pred, proba = lp.classify(test)
+        assert lp.inference_info()["logprob_unmapped"] == 0
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    words = [normalize_answer(v) for v in lp.builder_.verbalizers]
+    vocab = [normalize_answer(tok.decode([i])) for i in range(len(tok))]
+    owner = [[j for j, w in enumerate(words) if v and w.startswith(v)] for v in vocab]
+    for i, text in enumerate(test.texts):
+        chat = tok.apply_chat_template(lp.builder_.messages(text, None, []), tokenize=False,
+                                       add_generation_prompt=True)
+        ids = tok(chat, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            p = torch.softmax(model(ids).logits[0, -1].float(), -1).numpy()
+        mass = np.zeros(2)
+        for t, o in enumerate(owner):
+            if len(o) == 1:
+                mass[o[0]] += p[t]
+        np.testing.assert_allclose(proba[i], mass / mass.sum(), rtol=1e-4)
+        assert pred[i] == int(np.argmax(mass))
+
+
+def _run_cli(datasets_dir: Path, url: str, out: Path, *extra: str) -> int:
+    from clfbench.cli import main
+
+    return main(["run", "--task", "sst2", "--data-dir", str(datasets_dir / "sst2"),
+                 "--method", "llm-api", "--model", "test-model", "--param", f"base_url={url}",
+                 "--param", "api_key_env=CLFBENCH_TEST_API_KEY", "--param", "timeout_s=2",
+                 "--param", "backoff_base_s=0.01", "--max-eval", "20", "--latency-examples", "5",
+                 "--out", str(out), "-q", *extra])
+
+
+def _run_folder(out: Path) -> Path:
+    return next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def test_cli_run_end_to_end_and_the_key_is_never_written(datasets_dir, tmp_path, monkeypatch,
+                                                         capfd, caplog):
+    secret = "sk-SENTINEL-e2e-31a7c0ffee"
+    monkeypatch.setenv("CLFBENCH_TEST_API_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "runs"
+    with ApiServer(RULE) as server:
+        server.script.extend(["429", "500"])  # the probe is retried twice
+        assert _run_cli(datasets_dir, server.url, out) == 0
+    run = _run_folder(out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    info = metrics["inference_info"]
+    # probe + warm-up pass (20) + reported pass (20) + latency warm-up (5) + latency (5)
+    assert info["requests"] == 51 and info["retries"] == 2 and info["http_attempts"] == 53
+    assert info["input_tokens"] == sum(u[0] for u in server.usage_sent)
+    assert info["output_tokens"] == sum(u[1] for u in server.usage_sent)
+    assert len(rows) == 20 and metrics["n_examples"] == 20
+    assert [r["pred"] for r in rows] == [RULE([{"content": r["text"]}])["text"] for r in rows]
+    assert metrics["ece"] is not None and info["decision"] == "logprobs"
+    assert all(q["headers"].get("Authorization") == f"Bearer {secret}" for q in server.requests)
+    # The key appears in no file of the results folder, and in no output or log.
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    captured = capfd.readouterr()
+    assert secret not in captured.out + captured.err + caplog.text
+
+
+def test_cli_budget_stop_keeps_partial_results(datasets_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  test-model: {input: 10.0, output: 10.0}\n")
+    out = tmp_path / "runs"
+    with ApiServer(RULE) as server:
+        # A run without a budget gives the (deterministic) token counts of each request ...
+        assert _run_cli(datasets_dir, server.url, tmp_path / "free", "--param", "concurrency=1") == 0
+        usage = list(server.usage_sent)
+    # ... so that this budget pays for the probe, the 20 warm-up requests and 10 more at most:
+    # the reported pass is cut part-way (worst-case estimates stop it a little earlier).
+    budget = sum(10.0 * (a + b) / 1e6 for a, b in usage[:31])
+    with ApiServer(RULE) as server:
+        rc = _run_cli(datasets_dir, server.url, out, "--param", f"prices={prices}",
+                      "--param", f"budget_usd={budget}", "--param", "concurrency=1")
+        assert rc == 0
+    run = _run_folder(out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    info = metrics["inference_info"]
+    skipped = info["reported_pass"]["not_sent_budget"]
+    assert info["budget_exhausted"] is True and 0 < skipped < 20
+    assert [r["pred"] is None for r in rows] == [False] * (20 - skipped) + [True] * skipped
+    assert metrics["invalid_rate"] == pytest.approx(skipped / 20)
+    assert info["single_example_calls"]["not_sent_budget"] == 10  # latency calls not sent either
+    assert info["latency_calls_not_sent"] == 10 and "budget_note" in info
+    assert len(server.requests) == info["requests"] - info["not_sent_budget"]
+    spent = sum(10.0 * (a + b) / 1e6 for a, b in server.usage_sent)
+    assert info["usd_spent"] == pytest.approx(spent) and spent <= budget
+    assert info["usd_per_1m_requests"] == pytest.approx(
+        10.0 * info["mean_input_tokens"] + 10.0 * info["mean_output_tokens"])
+
+
+def test_predict_texts_without_labels():
+    with ApiServer(RULE) as server:
+        m = method(server).fit(toy(4))
+        assert m.predict(Texts(["a great day", "a dull day"])).tolist() == [1, 0]
+
+
+def test_cli_generate_mode_reports_no_calibration(datasets_dir, tmp_path):
+    out = tmp_path / "runs"
+    with ApiServer(RULE, logprobs=False, retry_after="0") as server:
+        assert _run_cli(datasets_dir, server.url, out, "--decision", "generate") == 0
+    run = _run_folder(out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert metrics["ece"] is None and metrics["brier"] is None and metrics["log_loss"] is None
+    assert all("probabilities" not in r for r in rows)
+    assert metrics["fit_info"]["decision"] == "generate" and metrics["fit_info"]["probe"] == {}
+    assert [r["pred"] for r in rows] == [RULE([{"content": r["text"]}])["text"] for r in rows]
+    config = json.loads((run / "config.json").read_text())
+    assert config["method_params"]["decision"] == "generate"

@@ -1,0 +1,195 @@
+"""ChatClient against a real loopback server: streaming, usage, retries, budget, key hygiene."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+pytest.importorskip("httpx")  # the `api` extra
+
+from api_server import ApiServer, keyword_reply
+
+from clfbench.api_client import (
+    ApiError,
+    Budget,
+    ChatClient,
+    _retry_after,
+    estimate_tokens,
+    is_loopback,
+)
+from clfbench.pricing import load_prices, price_for, request_cost
+
+RULE = keyword_reply({"great", "good"})
+
+
+def msgs(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def client(server: ApiServer, **kw) -> ChatClient:
+    kw.setdefault("timeout_s", 0.5)
+    kw.setdefault("backoff_base_s", 0.01)
+    kw.setdefault("backoff_max_s", 0.05)
+    return ChatClient(server.url, "test-model", kw.pop("api_key", "sk-test"), **kw)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_answers_in_order_and_tokens_equal_server_usage(stream):
+    texts = [f"review {i} was {'great' if i % 3 == 0 else 'dull'}" for i in range(12)]
+    with ApiServer(RULE) as server:
+        c = client(server, concurrency=4, stream=stream)
+        results = c.chat_many([msgs(t) for t in texts], max_tokens=4, top_logprobs=5)
+        summary = c.summary()
+    assert [r.text for r in results] == [RULE(msgs(t))["text"] for t in texts]
+    assert all(r.status == "ok" and r.attempts == 1 for r in results)
+    assert summary["input_tokens"] == sum(u[0] for u in server.usage_sent)
+    assert summary["output_tokens"] == sum(u[1] for u in server.usage_sent)
+    assert summary["requests"] == summary["http_attempts"] == len(server.requests) == 12
+    assert results[0].logprobs[0]["top"][0] == ("positive", pytest.approx(math.log(0.9)))
+    body = server.requests[0]["body"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 5 and body["max_tokens"] == 4
+    if stream:
+        assert body["stream_options"] == {"include_usage": True}
+        assert all(r.ttft_s is not None and 0 < r.ttft_s <= r.latency_s for r in results)
+        assert summary["ttft_ms_p50"] is not None
+    else:
+        assert all(r.ttft_s is None for r in results)
+        assert summary["ttft_ms_p50"] is None
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_retries_429_500_timeout_malformed_then_success(stream):
+    with ApiServer(RULE, hang_s=2.0) as server:
+        server.script.extend(["429", "500", "hang", "malformed"])
+        c = client(server, stream=stream, timeout_s=0.3)
+        r = c.chat(msgs("a great film"), max_tokens=2)
+        summary = c.summary()
+    assert r.status == "ok" and r.text == "positive" and r.attempts == 5
+    assert [q["behaviour"] for q in server.requests] == ["429", "500", "hang", "malformed", "ok"]
+    assert summary["retries"] == 4 and summary["failures"] == 0
+    assert summary["errors_by_kind"] == {"http_429": 1, "http_500": 1, "timeout": 1, "malformed": 1}
+    # only the well-formed reply's usage is counted
+    assert (summary["input_tokens"], summary["output_tokens"]) == server.usage_sent[0]
+
+
+def test_retry_after_is_honoured_and_backoff_is_seeded():
+    waits: list[float] = []
+    with ApiServer(RULE, retry_after="7") as server:
+        server.script.extend(["429", "500", "500"])
+        c = client(server, sleep=waits.append, backoff_base_s=1.0, backoff_max_s=100.0, seed=3)
+        assert c.chat(msgs("good"), max_tokens=2).status == "ok"
+    assert waits[0] == 7.0  # Retry-After: 7
+    assert 1.0 <= waits[1] <= 2.0 and 2.0 <= waits[2] <= 4.0  # base * 2^attempt, half-jittered
+    again: list[float] = []
+    with ApiServer(RULE) as server:
+        server.script.extend(["500", "500", "500"])
+        c = client(server, sleep=again.append, backoff_base_s=1.0, backoff_max_s=100.0, seed=3)
+        c.chat(msgs("good"), max_tokens=2)
+    c2 = client(server, backoff_base_s=1.0, backoff_max_s=100.0, seed=3)
+    assert again == [c2._backoff(a, None) for a in range(3)]  # same seed, same jitter
+    assert _retry_after({"retry-after-ms": "250"}) == 0.25
+    assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # in the past
+    assert _retry_after({}) is None
+
+
+def test_concurrent_requests_overlap_and_ttft_measures_the_wait():
+    batch = [msgs(f"text {i}") for i in range(8)]
+    with ApiServer(RULE, delay_s=0.2) as server:
+        t0 = time.perf_counter()
+        results = client(server, concurrency=4, timeout_s=2).chat_many(batch, max_tokens=2)
+        elapsed = time.perf_counter() - t0
+    assert all(r.status == "ok" for r in results)
+    assert elapsed < 0.2 * 8 / 2  # sequential would take 1.6 s; 4 at a time about 0.4 s
+    assert all(r.ttft_s >= 0.2 for r in results)
+
+
+def test_gives_up_after_max_retries():
+    with ApiServer(RULE) as server:
+        server.script.extend(["500"] * 5)
+        c = client(server, max_retries=2)
+        r = c.chat(msgs("good"), max_tokens=2)
+        summary = c.summary()
+    assert r.status == "failed" and r.attempts == 3 and "500" in r.error
+    assert len(server.requests) == 3
+    assert summary["failures"] == 1 and summary["succeeded"] == 0
+
+
+def test_refused_key_is_an_error_that_does_not_echo_the_key():
+    secret = "sk-SENTINEL-refused-9f8e7d"
+    with ApiServer(RULE) as server:
+        server.script.append("401")
+        c = client(server, api_key=secret)
+        with pytest.raises(ApiError) as err:
+            c.chat(msgs("good"), max_tokens=2)
+        assert err.value.status == 401 and len(server.requests) == 1  # not retried
+        server.script.append("400")
+        with pytest.raises(ApiError, match="logprobs are not supported"):
+            c.chat(msgs("good"), max_tokens=2)
+    assert secret not in str(err.value) and secret not in repr(c)
+
+
+def test_budget_is_hard_and_stops_sending():
+    # each request: worst case = estimate + max_tokens tokens at $1 per token
+    cost = lambda i, o: float(i + o)  # noqa: E731
+    batch = [msgs(f"text number {i} good") for i in range(10)]
+    worst = estimate_tokens(batch[0]) + 3
+    with ApiServer(RULE) as server:
+        c = client(server, concurrency=3, cost_fn=cost, budget_usd=4.5 * worst)
+        results = c.chat_many(batch, max_tokens=3)
+        summary = c.summary()
+    sent = [r for r in results if r.status == "ok"]
+    assert len(sent) == len(server.requests) >= 4  # actual usage is below the worst case
+    assert [r.status for r in results] == ["ok"] * len(sent) + ["not_sent"] * (10 - len(sent))
+    assert summary["budget_exhausted"] is True and summary["not_sent_budget"] == 10 - len(sent)
+    assert summary["usd_spent"] == pytest.approx(sum(a + b for a, b in server.usage_sent))
+    assert summary["usd_spent"] <= 4.5 * worst
+
+
+def test_budget_counts_attempts_that_may_have_been_billed():
+    cost = lambda i, o: float(i + o)  # noqa: E731
+    m = msgs("good")
+    worst = estimate_tokens(m) + 2
+    with ApiServer(RULE, hang_s=2.0) as server:
+        server.script.extend(["hang", "hang"])
+        c = client(server, cost_fn=cost, budget_usd=2.5 * worst, timeout_s=0.2)
+        r = c.chat(m, max_tokens=2)
+    # two timed-out attempts are charged their worst case; a third does not fit
+    assert r.status == "failed" and r.attempts == 2 and "budget" in r.error
+    assert c.budget.uncertain_usd == pytest.approx(2 * worst)
+
+
+def test_budget_reservations():
+    b = Budget(1.0)
+    assert b.reserve(0.6) and not b.reserve(0.6) and b.exhausted
+    b.settle(0.6, spent_usd=0.1)
+    assert not b.reserve(0.1)  # once exhausted, nothing more is sent
+    assert b.remaining_usd == pytest.approx(0.9)
+
+
+def test_helpers():
+    assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost/v1")
+    assert not is_loopback("https://api.openai.com/v1")
+    assert estimate_tokens(msgs("x" * 10)) == 3 + 4 + 3
+
+
+def test_prices(tmp_path):
+    prices = load_prices()
+    assert prices["gpt-4o"] == {"input": 2.5, "output": 10.0}
+    assert prices["claude-sonnet-4-5"] == {"input": 3.0, "output": 15.0}
+    assert price_for("gpt-4o-2024-08-06", prices) == prices["gpt-4o"]
+    assert price_for("gpt-4o-mini-2024-07-18", prices) == prices["gpt-4o-mini"]
+    assert price_for("unknown-model", prices) is None
+    # USD per 1M requests = mean input tokens x price_in + mean output tokens x price_out
+    assert request_cost("gpt-4o", 100, 2, prices) * 1e6 == pytest.approx(100 * 2.5 + 2 * 10.0)
+    bad = tmp_path / "p.yaml"
+    bad.write_text("models:\n  m: {input: -1, output: 2}\n")
+    with pytest.raises(Exception, match=r"p.yaml: models.m.input"):
+        load_prices(bad)
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("m: {input: 1, output: 2}\n")
+    assert load_prices(flat) == {"m": {"input": 1.0, "output": 2.0}}
+    with pytest.raises(Exception, match="no price"):
+        request_cost("other", 1, 1, load_prices(flat))
