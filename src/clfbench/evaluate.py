@@ -99,11 +99,17 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
         def timed(X):
             predictions["out"] = method.classify(X)
 
-        throughput = measure_throughput(timed, test)
+        throughput = measure_throughput(timed, test, warmup_examples=0 if method.remote else 32)
         pred, proba = predictions["out"]
         latency = measure_latency(
-            method.classify, test, n=spec.latency_examples, warmup=spec.latency_warmup
+            method.classify, test, n=spec.latency_examples,
+            warmup=min(spec.latency_warmup, 1) if method.remote else spec.latency_warmup,
         )
+    inference_info = method.inference_info()
+    if inference_info.get("budget_exhausted"):
+        # Calls that sent nothing return at once: their timings describe no real request.
+        latency = {**{k: None for k in latency}, "note": "budget exhausted: timings withheld"}
+        throughput = {"throughput_sps": None, "note": "budget exhausted: timings withheld"}
     quality = quality_metrics(
         test.labels, pred, test.label_names, proba, train_counts=splits.train.class_counts()
     )
@@ -122,7 +128,7 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
         "latency": latency,
         "throughput": throughput,
         "fit_info": method.fit_info(),
-        "inference_info": method.inference_info(),
+        "inference_info": inference_info,
         "splits": splits.notes,
         "task": spec.task_label,
         "method": spec.method,

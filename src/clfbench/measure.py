@@ -67,8 +67,9 @@ def measure_throughput(
     predict: Callable[[Texts], object], X: Texts, warmup_examples: int = 32
 ) -> dict[str, float]:
     """Samples per second for one call over all of `X`, after a warm-up call on a slice."""
-    predict(X.subset(range(min(warmup_examples, len(X)))))
-    synchronize()
+    if warmup_examples > 0:
+        predict(X.subset(range(min(warmup_examples, len(X)))))
+        synchronize()
     t0 = time.perf_counter()
     predict(X)
     synchronize()

@@ -222,8 +222,9 @@ def test_cli_run_end_to_end_and_the_key_is_never_written(datasets_dir, tmp_path,
     metrics = json.loads((run / "metrics.json").read_text())
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     info = metrics["inference_info"]
-    # probe + warm-up pass (20) + reported pass (20) + latency warm-up (5) + latency (5)
-    assert info["requests"] == 51 and info["retries"] == 2 and info["http_attempts"] == 53
+    # A remote method gets no throughput warm-up pass and one latency warm-up request:
+    # probe (1) + reported pass (20) + latency warm-up (1) + latency (5)
+    assert info["requests"] == 27 and info["retries"] == 2 and info["http_attempts"] == 29
     assert info["input_tokens"] == sum(u[0] for u in server.usage_sent)
     assert info["output_tokens"] == sum(u[1] for u in server.usage_sent)
     assert len(rows) == 20 and metrics["n_examples"] == 20
@@ -247,9 +248,9 @@ def test_cli_budget_stop_keeps_partial_results(datasets_dir, tmp_path, monkeypat
         # A run without a budget gives the (deterministic) token counts of each request ...
         assert _run_cli(datasets_dir, server.url, tmp_path / "free", "--param", "concurrency=1") == 0
         usage = list(server.usage_sent)
-    # ... so that this budget pays for the probe, the 20 warm-up requests and 10 more at most:
-    # the reported pass is cut part-way (worst-case estimates stop it a little earlier).
-    budget = sum(10.0 * (a + b) / 1e6 for a, b in usage[:31])
+    # ... so that this budget pays for the probe and 10 requests of the reported pass at most:
+    # the pass is cut part-way (worst-case estimates stop it a little earlier).
+    budget = sum(10.0 * (a + b) / 1e6 for a, b in usage[:11])
     with ApiServer(RULE) as server:
         rc = _run_cli(datasets_dir, server.url, out, "--param", f"prices={prices}",
                       "--param", f"budget_usd={budget}", "--param", "concurrency=1")
@@ -262,8 +263,9 @@ def test_cli_budget_stop_keeps_partial_results(datasets_dir, tmp_path, monkeypat
     assert info["budget_exhausted"] is True and 0 < skipped < 20
     assert [r["pred"] is None for r in rows] == [False] * (20 - skipped) + [True] * skipped
     assert metrics["invalid_rate"] == pytest.approx(skipped / 20)
-    assert info["single_example_calls"]["not_sent_budget"] == 10  # latency calls not sent either
-    assert info["latency_calls_not_sent"] == 10 and "budget_note" in info
+    assert info["single_example_calls"]["not_sent_budget"] == 6  # latency calls not sent either
+    assert info["latency_calls_not_sent"] == 6 and "budget_note" in info
+    assert metrics["latency_ms_p50"] is None and metrics["throughput_sps"] is None
     assert len(server.requests) == info["requests"] - info["not_sent_budget"]
     spent = sum(10.0 * (a + b) / 1e6 for a, b in server.usage_sent)
     assert info["usd_spent"] == pytest.approx(spent) and spent <= budget

@@ -34,6 +34,9 @@ class Classifier:
     has_probabilities: ClassVar[bool] = True
     #: Methods that predict without training data (zero-shot) set this to False.
     needs_training: ClassVar[bool] = True
+    #: Methods that pay per request (API models): evaluation skips the throughput warm-up
+    #: pass and warms latency with one request, since every call costs money.
+    remote: ClassVar[bool] = False
 
     labels: list[str]
 

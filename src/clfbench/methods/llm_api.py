@@ -10,9 +10,9 @@ probabilities (`has_probabilities` is False, `classify` returns `proba=None`).
 `decision="auto"` sends one probe request in `fit` to find out which applies.
 
 Money: every request of the run counts against `budget_usd`, including the auto probe and
-the requests that evaluation makes to warm up and to time latency (evaluation classifies
-the first 32 test examples once to warm up, the whole test split once for predictions and
-throughput, then `latency_warmup + latency_examples` single examples). Once a request's
+the requests that evaluation makes to time latency. The method is `remote`, so evaluation
+sends the whole test split once (predictions and throughput, no warm-up pass) and then one
+warm-up request and `latency_examples` single examples. Once a request's
 worst case does not fit, nothing more is sent: the remaining examples come back INVALID,
 and `inference_info()` says `budget_exhausted` and how many were not classified.
 
@@ -45,6 +45,7 @@ class LlmApi(Classifier):
 
     name = "llm-api"
     needs_training = False
+    remote = True
 
     def __init__(
         self,
