@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--text-col", default="text")
     r.add_argument("--text-pair-col", default=None)
     r.add_argument("--label-col", default="label")
+    r.add_argument("--name", help="a display name for your own data (default: the train file's stem)")
     r.add_argument("--seed", type=int, default=99, help="training seed (default 99)")
     r.add_argument("--data-seed", type=int, default=99, help="seed of splits and subsamples")
     r.add_argument("--max-train", type=int, help="stratified, seeded subsample of train")
@@ -60,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("results", help="print the comparison table of a results folder")
     res.add_argument("dir")
     res.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+
+    rep = sub.add_parser("report", help="tables, significance, cost, plots and one HTML file from a results folder")
+    rep.add_argument("dir", help="a results folder written by `clfbench run`")
+    rep.add_argument("--out", help="report folder (default DIR/report)")
+    rep.add_argument("--tau", type=float, help="your latency tolerance in ms for the utility ranking "
+                     "(250, 500 and 1000 are always shown; default ranking 500)")
+    rep.add_argument("--hardware", help="hardware profile for cost (default serverless-cpu-2vcpu-2gib)")
+    rep.add_argument("--hardware-file", help="your own hardware profiles YAML (same layout as the shipped one)")
+    rep.add_argument("--cost-basis", choices=["request", "batch"], default="request",
+                     help="cost used for utility and Pareto: one request at a time (p50) or batched (throughput)")
+    rep.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    rep.add_argument("--mlflow", action="store_true", help="also log every run to MLflow (sqlite:///DIR/mlflow.db)")
 
     pr = sub.add_parser("predict", help="predict with a run's saved model")
     pr.add_argument("--run", required=True, help="a run folder saved with --save-model")
@@ -117,6 +131,19 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from clfbench.report import build_report
+
+    out = build_report(args.dir, args.out, tau=args.tau, hardware=args.hardware,
+                       hardware_file=args.hardware_file, basis=args.cost_basis,
+                       n_boot=args.bootstrap, seed=args.seed, mlflow=args.mlflow)
+    print(f"report written to {out.out_dir}: {out.html.name}, {out.csv.name}, "
+          f"{len(out.tables)} tables, {len(out.plots)} plots")
+    if out.mlflow_uri:
+        print(f"runs logged to MLflow: mlflow ui --backend-store-uri {out.mlflow_uri}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from clfbench.data import Texts
     from clfbench.methods.base import Classifier
@@ -160,7 +187,12 @@ def cmd_tasks(args) -> int:
 
     for t in all_tasks().values():
         sizes = ", ".join(f"{k} {v:,}" for k, v in t.sizes.items())
-        labels = ", ".join(t.labels[:8]) + (f", ... ({len(t.labels)} labels)" if len(t.labels) > 8 else "")
+        shown = []
+        for label in t.labels:  # as many names as fit in about 60 characters
+            if shown and len(", ".join(shown + [label])) > 60:
+                break
+            shown.append(label)
+        labels = ", ".join(shown) + (", ..." if len(shown) < len(t.labels) else "")
         kind = "pair" if t.is_pair else "single"
         print(f"{t.name:<14} {kind:<6} {len(t.labels):>3} labels  [{sizes}]  {labels}")
     return 0
@@ -181,7 +213,7 @@ def cmd_demo(args) -> int:
     return run_demo(args.out, quiet=args.quiet)
 
 
-COMMANDS = {"run": cmd_run, "results": cmd_results, "predict": cmd_predict,
+COMMANDS = {"run": cmd_run, "results": cmd_results, "report": cmd_report, "predict": cmd_predict,
             "tasks": cmd_tasks, "methods": cmd_methods, "demo": cmd_demo}
 
 

@@ -1,0 +1,147 @@
+"""`clfbench report`: turn a results folder into tables, plots, statistics and one HTML file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clfbench import cost as costs
+from clfbench import stats
+from clfbench.errors import ClfbenchError
+from clfbench.report import tables as T
+from clfbench.report.analysis import TaskAnalysis, analyse_task
+from clfbench.report.runs import Run, group_configs, load_runs
+
+SCALARS = (
+    "accuracy", "macro_f1", "weighted_f1", "mcc", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
+    "throughput_sps", "peak_memory_mb", "peak_gpu_memory_mb", "train_seconds", "parameters",
+    "trainable_parameters", "n_examples", "invalid_rate", "zero_f1_classes", "rare_quartile_macro_f1",
+    "ece", "brier", "log_loss",
+)
+
+
+@dataclass
+class ReportOutput:
+    out_dir: Path
+    html: Path
+    csv: Path
+    tables: dict[str, Path]
+    plots: list[Path]
+    analyses: list[TaskAnalysis] = field(default_factory=list)
+    mlflow_uri: str | None = None
+
+
+def taus_for(tau: float | None) -> tuple[list[float], float]:
+    """The utility taus (250, 500, 1000 ms plus the user's) and the one that ranks."""
+    taus = list(costs.TAUS_MS)
+    if tau is not None:
+        if tau <= 0:
+            raise ClfbenchError(f"--tau must be a positive number of milliseconds, got {tau}")
+        if tau not in taus:
+            taus = sorted([*taus, float(tau)])
+    return taus, float(tau) if tau is not None else 500.0
+
+
+def build_report(
+    results_dir: str | Path,
+    out_dir: str | Path | None = None,
+    tau: float | None = None,
+    hardware: str | None = None,
+    hardware_file: str | Path | None = None,
+    basis: str = "request",
+    n_boot: int = 1000,
+    seed: int = 0,
+    mlflow: bool = False,
+    title: str | None = None,
+) -> ReportOutput:
+    """Write all_results.csv, the Markdown tables, PNG plots and report.html; optionally log to MLflow."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ClfbenchError("clfbench report needs matplotlib: pip install 'clfbench[report]'") from None
+    results_dir = Path(results_dir)
+    out = Path(out_dir) if out_dir is not None else results_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    profile = costs.get_profile(hardware, hardware_file)
+    taus, main_tau = taus_for(tau)
+    runs = load_runs(results_dir)
+    grouped = group_configs(runs)
+    api_prices = costs._safe_prices()
+    analyses = [analyse_task(task, cfgs, profile, taus, basis, n_boot, seed, api_prices, main_tau)
+                for task, cfgs in grouped.items()]
+
+    csv_path = out / "all_results.csv"
+    results_frame(runs, analyses, profile, taus, basis, n_boot, seed, api_prices).to_csv(csv_path, index=False)
+
+    def write(name: str, parts: list[T.Table], heading: str) -> Path:
+        path = out / name
+        path.write_text(f"# {heading}\n\n" + "\n".join(t.markdown() for t in parts), encoding="utf-8")
+        return path
+
+    tables = {
+        "performance": write("performance_table.md", [T.summary_table(analyses)]
+                             + [T.performance_table(a) for a in analyses], "Quality"),
+        "efficiency": write("efficiency_table.md", [T.efficiency_table(a) for a in analyses], "Efficiency and cost"),
+        "decision": write("decision_table.md", [t for a in analyses for t in (T.decision_table(a), T.break_even_table(a))],
+                          "Decision: Pareto front, utility, break-even"),
+        "significance": write("significance_tests.md", [T.significance_table(a) for a in analyses], "Paired significance tests"),
+        "errors": write("error_analysis.md", [t for a in analyses for t in (
+            T.overlap_table(a), T.examples_table(f"{a.task}: hardest examples", a.errors.hardest, a.errors.labels, ["n_wrong"]),
+            T.per_class_table(a))], "Error analysis"),
+    }
+
+    from clfbench.report import plots as P
+
+    plot_dir = out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    overview = P.quality_plot(analyses, plot_dir / "quality_per_task.png")
+    per_task = {a.task: P.task_plots(a, plot_dir) for a in analyses}
+    all_plots = [overview] + [p for d in per_task.values() for p in d.values()]
+
+    from clfbench.report.html import render_html
+
+    html_path = out / "report.html"
+    html_path.write_text(
+        render_html(analyses, per_task, overview, title or results_dir.resolve().name, profile.name, len(runs)),
+        encoding="utf-8",
+    )
+    mlflow_uri = None
+    if mlflow:
+        from clfbench.tracking import log_to_mlflow
+
+        log_to_mlflow(results_dir, runs)
+        mlflow_uri = f"sqlite:///{results_dir.resolve() / 'mlflow.db'}"
+    return ReportOutput(out, html_path, csv_path, tables, all_plots, analyses, mlflow_uri)
+
+
+def results_frame(
+    runs: list[Run], analyses: list[TaskAnalysis], profile: costs.HardwareProfile, taus: list[float],
+    basis: str, n_boot: int, seed: int, api_prices: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One row per run: identity, configuration, metrics.json scalars, 95% CIs, cost, utility."""
+    pareto = {(a.task, label): flag for a in analyses for label, flag in a.pareto.items()}
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {
+            "run_id": r.run_id, "task": r.task, "configuration": r.label, "method": r.method,
+            "model": r.model, "seed": r.seed,
+            "params": json.dumps(((r.config.get("spec") or {}).get("params") or {}), sort_keys=True, default=str),
+        }
+        for k in SCALARS:
+            row[k] = r.metrics.get(k)
+        gold, pred = r.encoded()
+        for name, iv in stats.bootstrap_ci(gold, pred, len(r.labels), n_resamples=n_boot, seed=seed).items():
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = iv.low, iv.high
+        c = costs.run_cost(r.metrics, profile, basis, api_prices)
+        row.update({k: c[k] for k in ("hardware", "mean_input_tokens", "mean_output_tokens", "usd_per_1m_request",
+                                      "usd_per_1m_batch", "usd_per_1m_api", "usd_per_1m", "train_usd")})
+        for t in taus:
+            u = costs.utility(r.metrics.get("macro_f1") or 0.0, c["usd_per_1m"], r.metrics.get("latency_ms_p50"), t)
+            row[f"utility_x100_tau{t:g}"] = None if u is None else 100 * u
+        row["config_on_pareto_front"] = pareto.get((r.task, r.label))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,141 @@
+"""Bootstrap CIs, McNemar, paired bootstrap and Holm, checked against sklearn, scipy and hand counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from clfbench import stats
+from clfbench.metrics import quality_metrics, scored_labels
+
+
+def _data(n: int = 400, k: int = 4, acc: float = 0.7, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < acc, gold, rng.integers(-1, k, n))  # -1 = invalid output
+    return gold, pred
+
+
+def test_confusion_metrics_match_sklearn_on_resamples():
+    gold, pred = _data()
+    k = 6  # labels 4 and 5 never occur: left out of macro-F1, as in clfbench.metrics
+    idx = np.random.default_rng(1).integers(0, len(gold), size=(6, len(gold)))
+    cm = stats.confusion_counts(gold, pred, k, idx)
+    for b in range(6):
+        g, p = gold[idx[b]], pred[idx[b]]
+        assert stats.METRICS["accuracy"](cm)[b] == pytest.approx(accuracy_score(g, p))
+        assert stats.METRICS["macro_f1"](cm)[b] == pytest.approx(
+            f1_score(g, p, labels=scored_labels(g, p), average="macro", zero_division=0))
+        assert stats.METRICS["mcc"](cm)[b] == pytest.approx(matthews_corrcoef(g, p))
+
+
+def test_macro_f1_matches_quality_metrics_with_rare_and_unpredicted_classes():
+    # 10 labels; 3 never occur in gold, one of those is predicted once (a false positive).
+    rng = np.random.default_rng(4)
+    gold = rng.choice([0, 1, 2, 3, 4, 5, 6], size=150, p=[.4, .2, .15, .1, .1, .03, .02])
+    pred = np.where(rng.random(150) < 0.6, gold, rng.integers(-1, 7, 150))
+    pred[0] = 8
+    names = [f"c{i}" for i in range(10)]
+    q = quality_metrics(gold, pred, names)
+    assert stats.metric_value("macro_f1", gold, pred, 10) == pytest.approx(q["macro_f1"])
+    assert stats.metric_value("mcc", gold, pred, 10) == pytest.approx(q["mcc"])
+    ci = stats.bootstrap_ci(gold, pred, 10, n_resamples=500)
+    assert ci["macro_f1"].low <= q["macro_f1"] <= ci["macro_f1"].high
+
+
+def test_point_estimates_equal_clfbench_metrics():
+    gold, pred = _data(k=3, seed=5)
+    q = quality_metrics(gold, pred, ["a", "b", "c"])
+    ci = stats.bootstrap_ci(gold, pred, 3, n_resamples=200)
+    for name in ("accuracy", "macro_f1", "mcc"):
+        assert ci[name].value == pytest.approx(q[name])
+        assert ci[name].low <= ci[name].value <= ci[name].high
+
+
+def test_bootstrap_ci_is_seeded_and_matches_binomial_width():
+    gold, pred = _data(n=1000, k=2, acc=0.8)
+    a = stats.bootstrap_ci(gold, pred, 2, metrics=["accuracy"], n_resamples=2000, seed=3)["accuracy"]
+    b = stats.bootstrap_ci(gold, pred, 2, metrics=["accuracy"], n_resamples=2000, seed=3)["accuracy"]
+    c = stats.bootstrap_ci(gold, pred, 2, metrics=["accuracy"], n_resamples=2000, seed=4)["accuracy"]
+    assert (a.low, a.high) == (b.low, b.high)
+    assert (a.low, a.high) != (c.low, c.high)
+    p = a.value
+    half = 1.959964 * math.sqrt(p * (1 - p) / len(gold))  # normal approximation to the binomial
+    assert (a.high - a.low) / 2 == pytest.approx(half, rel=0.15)
+    assert a.low == pytest.approx(p - half, abs=0.01)
+
+
+def test_bootstrap_ci_agrees_with_scipy_on_accuracy():
+    gold, pred = _data(n=300, k=3)
+    correct = (gold == pred).astype(float)
+    ref = sps.bootstrap((correct,), np.mean, n_resamples=4000, method="percentile",
+                        rng=np.random.default_rng(0)).confidence_interval
+    ours = stats.bootstrap_ci(gold, pred, 3, metrics=["accuracy"], n_resamples=4000, seed=9)["accuracy"]
+    assert ours.low == pytest.approx(ref.low, abs=0.01)
+    assert ours.high == pytest.approx(ref.high, abs=0.01)
+
+
+def test_mcnemar_exact_for_few_discordant_pairs():
+    a = np.array([1] * 50 + [1] * 7 + [0] * 2 + [0] * 10, dtype=bool)
+    b = np.array([1] * 50 + [0] * 7 + [1] * 2 + [0] * 10, dtype=bool)
+    r = stats.mcnemar(a, b)
+    assert (r.b, r.c) == (7, 2)
+    assert r.test == "exact binomial"
+    assert r.p_value == pytest.approx(sps.binomtest(7, 9, 0.5).pvalue)
+    # By hand: 2 * P(X <= 2 | n=9, p=.5) = 2 * (1 + 9 + 36) / 512
+    assert r.p_value == pytest.approx(2 * 46 / 512)
+
+
+def test_mcnemar_chi_square_with_continuity_correction():
+    a = np.array([1] * 40 + [0] * 15 + [1] * 100, dtype=bool)
+    b = np.array([0] * 40 + [1] * 15 + [1] * 100, dtype=bool)
+    r = stats.mcnemar(a, b)
+    assert (r.b, r.c) == (40, 15)
+    assert r.test == "chi-square (continuity corrected)"
+    assert r.statistic == pytest.approx((abs(40 - 15) - 1) ** 2 / 55)
+    assert r.p_value == pytest.approx(sps.chi2.sf((24**2) / 55, df=1))
+
+
+def test_mcnemar_no_disagreement():
+    a = np.ones(10, dtype=bool)
+    assert stats.mcnemar(a, a).p_value == 1.0
+
+
+def test_paired_bootstrap_identical_systems():
+    gold, pred = _data()
+    r = stats.paired_bootstrap(gold, pred, pred, 4, n_resamples=300)
+    assert r.delta == 0 and r.p_value == 1.0 and r.low == r.high == 0
+
+
+def test_paired_bootstrap_detects_a_real_difference_and_is_antisymmetric():
+    gold, pred_b = _data(n=500, k=3, acc=0.6, seed=2)
+    rng = np.random.default_rng(7)
+    pred_a = np.where(rng.random(500) < 0.5, gold, pred_b)  # A fixes half of B's errors
+    r = stats.paired_bootstrap(gold, pred_a, pred_b, 3, n_resamples=1000, seed=1)
+    expect = (f1_score(gold, pred_a, labels=range(3), average="macro", zero_division=0)
+              - f1_score(gold, pred_b, labels=range(3), average="macro", zero_division=0))
+    assert r.delta == pytest.approx(expect)
+    assert r.low > 0 and r.p_value < 0.01
+    s = stats.paired_bootstrap(gold, pred_b, pred_a, 3, n_resamples=1000, seed=1)
+    assert s.delta == pytest.approx(-r.delta)
+    assert s.p_value == pytest.approx(r.p_value)
+
+
+def test_paired_bootstrap_small_difference_is_not_significant():
+    gold, pred_b = _data(n=300, k=2, acc=0.7, seed=3)
+    pred_a = pred_b.copy()
+    wrong = np.flatnonzero(pred_b != gold)
+    pred_a[wrong[:2]] = gold[wrong[:2]]  # two more right out of 300
+    r = stats.paired_bootstrap(gold, pred_a, pred_b, 2, n_resamples=1000)
+    assert r.delta > 0 and r.p_value > 0.05
+
+
+def test_holm_hand_computed():
+    # sorted: .01*4=.04, .03*3=.09, .04*2=.08 -> max(.09,.08)=.09, .5*1=.5
+    assert stats.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([]) == []
