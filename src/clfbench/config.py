@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,21 @@ class RunSpec:
         model = slug(Path(self.model).name if self.model else "")
         parts = [slug(self.task_label), self.method] + ([model] if model else [])
         return "-".join(parts) + f"-s{self.seed}-{self.hash()[:8]}"
+
+
+def expand_draws(specs: list[RunSpec]) -> list[RunSpec]:
+    """A spec with `params.draws = N > 1` becomes N runs with seeds seed..seed+N-1.
+
+    For few-shot methods the seed picks the shot set, so each run is one draw; reports
+    group runs that differ only by seed and show mean and std over them.
+    """
+    out = []
+    for spec in specs:
+        n = spec.params.get("draws", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ClfbenchError(f"--draws must be a positive integer, got {n!r}")
+        out.extend(replace(spec, seed=spec.seed + i) for i in range(n))
+    return out
 
 
 def slug(s: str) -> str:

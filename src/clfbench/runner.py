@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
 
-from clfbench.config import RunSpec
+from clfbench.config import RunSpec, expand_draws
 from clfbench.evaluate import build_method, execute, load_data
 from clfbench.splits import TaskSplits
 from clfbench.store import Store
@@ -23,6 +24,7 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
              console: Console | None = None) -> list[Path]:
     """Run every spec not already complete in `out`. Bad input fails before any run starts."""
     console = console or Console(stderr=True, quiet=quiet)
+    specs = unique(expand_draws(specs))  # --draws N: N runs, one per few-shot draw (seed)
     for spec in specs:  # unknown methods and parameters fail here, before any work
         build_method(spec)
     data: dict[tuple, TaskSplits] = {}
@@ -44,10 +46,39 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
         m = result.metrics
         console.print(
             f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-            f"p50 {m['latency_ms_p50']:.2f} ms  {m['throughput_sps']:.0f}/s  -> {folder}"
+            f"p50 {_num(m['latency_ms_p50'], '.2f')} ms  {_num(m['throughput_sps'], '.0f')}/s  -> {folder}"
         )
         folders.append(folder)
+    _print_draws(specs, store, console)
     return folders
+
+
+def _print_draws(specs: list[RunSpec], store: Store, console: Console) -> None:
+    """Mean and std of accuracy and macro-F1 over the draws of each `draws > 1` configuration."""
+    import numpy as np
+
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        if s.params.get("draws", 1) > 1:
+            key = json.dumps({**s.identity(), "seed": None}, sort_keys=True, default=str)
+            groups.setdefault(key, []).append(s)
+    done = {r["run_id"]: r for r in store.runs()} if groups else {}
+    for group in groups.values():
+        runs = [done[s.run_id()] for s in group if s.run_id() in done]
+        if not runs:
+            continue
+        acc = np.array([r["accuracy"] for r in runs])
+        f1 = np.array([r["macro_f1"] for r in runs])
+        s = group[0]
+        console.print(
+            f"[bold]{s.task_label} / {s.method}[/] over {len(runs)} draws (seeds "
+            f"{group[0].seed}..{group[-1].seed}): accuracy {acc.mean():.4f} ± {acc.std(ddof=1) if len(runs) > 1 else 0:.4f}, "
+            f"macro-F1 {f1.mean():.4f} ± {f1.std(ddof=1) if len(runs) > 1 else 0:.4f} (mean ± std)"
+        )
+
+
+def _num(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
 
 
 def unique(specs: list[RunSpec]) -> list[RunSpec]:

@@ -1,0 +1,183 @@
+"""Prompting a local causal LM: zero- or few-shot, labels by answer log-likelihood or generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.errors import ClfbenchError
+from clfbench.methods.base import INVALID, Classifier
+
+DECISIONS = ("score", "generate")
+
+
+class LLMPrompt(Classifier):
+    """Prompt a causal LM (zero/few-shot); decide by label log-likelihood or by parsing generation.
+
+    `decision="score"`: each label's answer word is scored as the continuation of the
+    prompt; a softmax over labels gives probabilities. `decision="generate"`: greedy
+    generation parsed against the answer words; an output matching none is INVALID (-1),
+    counted in the invalid rate and never mapped to a class; no probabilities.
+    Few-shot examples: `shots` from the training split, balanced over classes, seeded by
+    `seed`, shuffled, the same for every query. `draws=N` is expanded by the runner into N
+    runs with seeds seed..seed+N-1 (each a different shot set), summarised as mean and std.
+    """
+
+    name = "llm-prompt"
+    needs_training = False
+
+    def __init__(
+        self,
+        model: str | None = None,
+        shots: int = 0,
+        decision: str = "score",
+        draws: int = 1,
+        seed: int = 99,
+        batch_size: int = 8,
+        max_length: int = 512,
+        use_chat_template: bool = True,
+        length_normalize: bool = False,
+        template: str | None = None,
+        prompt: dict | None = None,
+        prefix_cache: bool = True,
+        max_new_tokens: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.model = model
+        self.shots = shots
+        self.decision = decision
+        self.draws = draws
+        self.seed = seed
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.use_chat_template = use_chat_template
+        self.length_normalize = length_normalize
+        self.template = template
+        self.prompt = prompt
+        self.prefix_cache = prefix_cache
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+        self.dtype = dtype
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if self.decision not in DECISIONS:
+            raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
+        for key in ("shots", "batch_size", "max_length", "draws"):
+            v = getattr(self, key, None)
+            if v is not None and (not isinstance(v, int) or v < (0 if key == "shots" else 1)):
+                raise ClfbenchError(f"{self.name}: {key} must be a {'non-negative' if key == 'shots' else 'positive'} integer, got {v!r}")
+
+    @property
+    def has_probabilities(self) -> bool:  # type: ignore[override]
+        return self.decision == "score"
+
+    # --- fit -------------------------------------------------------------------------------
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LLMPrompt:
+        """Record labels, pick the few-shot set, load the model and tokenize the shared prefix."""
+        from clfbench.llm import load_causal_lm, shots_from
+        from clfbench.prompts import sample_shots
+
+        self.labels = list(train.label_names)
+        idx = sample_shots(train, self.shots, self.seed)
+        self.shot_examples_ = shots_from(train, idx)
+        self.is_pair_ = train.pairs is not None
+        self.lm_, self.tokenizer_ = load_causal_lm(self.model, self.device, self.dtype, self.name)
+        self._build()
+        self.fit_info_ = {
+            "shots": self.shots,
+            "shot_seed": self.seed,
+            "draws": self.draws,
+            "shot_ids": [train.ids[i] for i in idx],
+            "shot_labels": [self.labels[y] for _, _, y in self.shot_examples_],
+            "decision": self.decision,
+            "prompt": self.encoder_.describe(),
+        }
+        return self
+
+    def _build(self, template: str | None = None) -> None:
+        """PromptBuilder + PromptEncoder + scorer from the fitted state."""
+        from clfbench.llm import CausalLMClassifier, PromptEncoder
+        from clfbench.prompts import PromptBuilder
+
+        builder = PromptBuilder(self.prompt or {}, self.labels, template or self.template)
+        self.encoder_ = PromptEncoder(
+            builder, self.tokenizer_, self.shot_examples_, self.use_chat_template, self.max_length,
+            self.is_pair_,
+        )
+        self.scorer_ = CausalLMClassifier(
+            self.lm_, self.encoder_, self.batch_size, self.prefix_cache, self.length_normalize
+        )
+        self._info: dict[str, Any] = {}
+
+    # --- predict ---------------------------------------------------------------------------
+    def _check_input(self, X: Texts) -> None:
+        if (X.pairs is not None) != self.is_pair_:
+            kind = "text pairs" if self.is_pair_ else "single texts"
+            raise ClfbenchError(f"{self.name}: this model was set up for {kind}")
+
+    def _record(self, info: dict[str, Any]) -> None:
+        """Keep the facts of the largest prediction call (the full test pass)."""
+        if info.get("n_examples", 0) >= self._info.get("n_examples", 0):
+            self._info = info
+
+    def predict_proba(self, X: Texts) -> np.ndarray:
+        if self.decision != "score":
+            raise ClfbenchError(f"{self.name}: decision=generate gives no probabilities")
+        from clfbench.llm import softmax
+
+        self._check_input(X)
+        scores, info = self.scorer_.score(X)
+        self._record({**info, "decision": "score", "length_normalize": self.length_normalize})
+        return softmax(scores)
+
+    def generate(self, X: Texts) -> list[str]:
+        """Raw greedy outputs for `X` (what decision=generate parses)."""
+        self._check_input(X)
+        texts, info = self.scorer_.generate(X, self.max_new_tokens)
+        preds = [self.encoder_.builder.parse(t) for t in texts]
+        bad = [t for t, p in zip(texts, preds) if p == INVALID]
+        self._record({**info, "decision": "generate", "invalid": len(bad),
+                      "invalid_rate": len(bad) / max(1, len(texts)), "invalid_examples": bad[:5]})
+        self._last_preds = preds
+        return texts
+
+    def predict(self, X: Texts) -> np.ndarray:
+        return self.classify(X)[0]
+
+    def classify(self, X: Texts) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.decision == "score":
+            proba = self.predict_proba(X)
+            return proba.argmax(axis=1), proba
+        self.generate(X)
+        return np.asarray(self._last_preds, dtype=np.int64), None
+
+    def inference_info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def n_parameters(self) -> tuple[int, int]:
+        total = sum(p.numel() for p in self.lm_.parameters())
+        trainable = sum(p.numel() for p in self.lm_.parameters() if p.requires_grad)
+        return int(total), int(trainable) if self.needs_training else 0
+
+    # --- persistence -----------------------------------------------------------------------
+    def _save_state(self, path: Path) -> None:
+        """The few-shot set and the template text; the model is reloaded from `model`."""
+        (path / "template.yaml").write_text(self.encoder_.builder.template_text, encoding="utf-8")
+        state = {"shots": self.shot_examples_, "is_pair": self.is_pair_, "fit_info": self.fit_info_}
+        (path / "prompt_state.json").write_text(json.dumps(state, indent=2, ensure_ascii=False))
+
+    def _load_state(self, path: Path) -> None:
+        from clfbench.llm import load_causal_lm
+
+        state = json.loads((path / "prompt_state.json").read_text())
+        self.shot_examples_ = [(t, p, int(y)) for t, p, y in state["shots"]]
+        self.is_pair_ = bool(state["is_pair"])
+        self.fit_info_ = state.get("fit_info", {})
+        self.lm_, self.tokenizer_ = load_causal_lm(self.model, self.device, self.dtype, self.name)
+        self._build(str(path / "template.yaml"))

@@ -1,0 +1,250 @@
+"""LoRA supervised fine-tuning of a causal LM on prompt -> answer-word pairs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clfbench.data import LabeledTexts
+from clfbench.errors import ClfbenchError
+from clfbench.methods.llm_prompt import LLMPrompt
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class LLMSFT(LLMPrompt):
+    """LoRA SFT of a causal LM on the llm-prompt prompt, then label scoring (or generation).
+
+    Each training example is the zero-shot prompt (same PromptBuilder as llm-prompt, chat
+    template applied when the tokenizer has one) followed by the label's answer word and
+    eos. The loss covers only the answer tokens and eos: prompt and padding positions are
+    -100, set by position, so pad == eos never masks an answer's eos. The best epoch is
+    chosen by validation macro-F1 computed with the same label scoring that predicts.
+    LoRA: r=16, alpha=32, dropout 0.05 on q/k/v/o projections by default.
+    """
+
+    name = "llm-sft"
+    needs_training = True
+
+    def __init__(
+        self,
+        model: str | None = None,
+        decision: str = "score",
+        epochs: int = 3,
+        lr: float = 2e-4,
+        batch_size: int = 16,
+        max_length: int = 512,
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        target_modules: tuple[str, ...] | list[str] = LORA_TARGETS,
+        class_weight: str | None = None,
+        warmup_ratio: float = 0.1,
+        weight_decay: float = 0.0,
+        use_chat_template: bool = True,
+        length_normalize: bool = False,
+        template: str | None = None,
+        prompt: dict | None = None,
+        prefix_cache: bool = True,
+        max_new_tokens: int | None = None,
+        seed: int = 99,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.model = model
+        self.decision = decision
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.target_modules = list(target_modules)
+        self.class_weight = class_weight
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.use_chat_template = use_chat_template
+        self.length_normalize = length_normalize
+        self.template = template
+        self.prompt = prompt
+        self.prefix_cache = prefix_cache
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self.device = device
+        self.dtype = dtype
+        self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
+        self.draws = 1
+        self._check_params()
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ClfbenchError(f"{self.name}: epochs must be a positive integer, got {epochs!r}")
+        if class_weight not in (None, "balanced"):
+            raise ClfbenchError(f"{self.name}: class_weight must be 'balanced' or unset, got {class_weight!r}")
+
+    # --- training data ----------------------------------------------------------------------
+    def training_example(self, text: str, pair: str | None, label: int) -> tuple[list[int], list[int]]:
+        """(input ids, labels): the prompt, then answer + eos; labels -100 over the prompt."""
+        query, _ = self.encoder_.encode(text, pair)
+        prompt = self.encoder_.prefix_ids + query
+        answer = self.encoder_.answer_ids[label] + [self.tokenizer_.eos_token_id]
+        return prompt + answer, [-100] * len(prompt) + answer
+
+    def collate(self, examples: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        """Left-padded batch; padding gets attention 0 and label -100; explicit positions."""
+        T = max(len(ids) for ids, _ in examples)
+        pad = self.tokenizer_.pad_token_id
+        ids = torch.tensor([[pad] * (T - len(i)) + i for i, _ in examples])
+        labels = torch.tensor([[-100] * (T - len(lab)) + lab for _, lab in examples])
+        mask = torch.tensor([[0] * (T - len(i)) + [1] * len(i) for i, _ in examples])
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels}
+
+    def example_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over each example's answer tokens (B,).
+
+        Answers sit at the end of every left-padded row, so only the last K+1 positions'
+        logits are computed (K = longest answer + eos in the batch).
+        """
+        labels = batch["labels"]
+        K = int((labels != -100).sum(1).max())
+        out = self.lm_(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"], logits_to_keep=K + 1,
+        )
+        logits = out.logits[:, :-1, :].float()
+        target = labels[:, -K:]
+        tok_loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(target.shape)
+        keep = (target != -100).float()
+        return (tok_loss * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+    # --- fit -------------------------------------------------------------------------------
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LLMSFT:
+        from peft import (
+            LoraConfig,
+            get_peft_model,
+            get_peft_model_state_dict,
+            set_peft_model_state_dict,
+        )
+        from sklearn.metrics import accuracy_score, f1_score
+        from transformers import get_linear_schedule_with_warmup
+
+        from clfbench.device import autocast
+        from clfbench.llm import load_causal_lm
+
+        self.labels = list(train.label_names)
+        self.shot_examples_ = []
+        self.is_pair_ = train.pairs is not None
+        base, self.tokenizer_ = load_causal_lm(self.model, self.device, self.dtype, self.name)
+        torch.manual_seed(self.seed)
+        cfg = LoraConfig(
+            task_type="CAUSAL_LM", r=self.lora_r, lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout, target_modules=list(self.target_modules),
+        )
+        try:
+            self.lm_ = get_peft_model(base, cfg)
+        except ValueError as e:
+            raise ClfbenchError(f"{self.name}: LoRA target_modules {self.target_modules}: {str(e).splitlines()[0]}") from None
+        self._build()
+        dev = next(self.lm_.parameters()).device
+        data = [self.training_example(train.texts[i], train.pairs[i] if train.pairs is not None else None,
+                                      int(train.labels[i])) for i in range(len(train))]
+        counts = np.bincount(train.labels, minlength=len(self.labels)).astype(float)
+        weights = np.ones(len(self.labels))
+        if self.class_weight == "balanced":
+            weights = np.where(counts > 0, counts.sum() / (len(self.labels) * np.maximum(counts, 1)), 0.0)
+        w = torch.tensor(weights, dtype=torch.float32, device=dev)
+        params = [p for p in self.lm_.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        steps = self.epochs * math.ceil(len(data) / self.batch_size)
+        sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * steps), steps)
+        rng = np.random.default_rng(self.seed)
+        history: list[dict[str, Any]] = []
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        for epoch in range(1, self.epochs + 1):
+            self.lm_.train()
+            order = rng.permutation(len(data))
+            total, n = 0.0, 0
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                batch = {k: v.to(dev) for k, v in self.collate([data[i] for i in idx]).items()}
+                with autocast(dev):
+                    losses = self.example_losses(batch)
+                yw = w[torch.as_tensor(train.labels[idx], device=dev)]
+                loss = (losses * yw).sum() / yw.sum().clamp(min=1e-8)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                total += float(losses.detach().sum())
+                n += len(idx)
+            self.lm_.eval()
+            self.scorer_.reset_cache()
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, n)}
+            if validation is not None and len(validation):
+                pred = self.predict_proba(validation).argmax(1)
+                labels = list(range(len(self.labels)))
+                row["validation_macro_f1"] = float(f1_score(validation.labels, pred, labels=labels, average="macro", zero_division=0))
+                row["validation_accuracy"] = float(accuracy_score(validation.labels, pred))
+                if best is None or row["validation_macro_f1"] > best[0]:
+                    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.lm_).items()}
+                    best = (row["validation_macro_f1"], epoch, state)
+            history.append(row)
+        best_epoch = self.epochs
+        if best is not None:
+            best_epoch = best[1]
+            set_peft_model_state_dict(self.lm_, best[2])
+        self.lm_.eval()
+        self.scorer_.reset_cache()
+        self._info = {}
+        total_p, trainable = self.n_parameters()
+        self.fit_info_ = {
+            "best_epoch": best_epoch,
+            "selection": "validation macro-F1 (label scoring)" if best is not None else "last epoch (no validation split)",
+            "history": history,
+            "train_examples": len(data),
+            "train_tokens_mean": float(np.mean([len(i) for i, _ in data])) if data else 0.0,
+            "class_weights": dict(zip(self.labels, map(float, weights))),
+            "lora": {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                     "target_modules": list(self.target_modules)},
+            "trainable_parameters": trainable,
+            "decision": self.decision,
+            "prompt": self.encoder_.describe(),
+        }
+        return self
+
+    def n_parameters(self) -> tuple[int, int]:
+        total = sum(p.numel() for p in self.lm_.parameters())
+        lora = sum(p.numel() for n, p in self.lm_.named_parameters() if "lora_" in n)
+        return int(total), int(lora)
+
+    # --- persistence -----------------------------------------------------------------------
+    def _save_state(self, path: Path) -> None:
+        """The LoRA adapter and tokenizer (in adapter/), the template and the prompt state."""
+        self.lm_.save_pretrained(path / "adapter")
+        self.tokenizer_.save_pretrained(path / "adapter")
+        (path / "template.yaml").write_text(self.encoder_.builder.template_text, encoding="utf-8")
+        state = {"is_pair": self.is_pair_, "fit_info": self.fit_info_}
+        (path / "prompt_state.json").write_text(json.dumps(state, indent=2, ensure_ascii=False))
+
+    def _load_state(self, path: Path) -> None:
+        from peft import PeftModel
+
+        from clfbench.llm import load_causal_lm, load_tokenizer
+        from clfbench.models import ModelRef
+
+        state = json.loads((path / "prompt_state.json").read_text())
+        self.shot_examples_ = []
+        self.is_pair_ = bool(state["is_pair"])
+        self.fit_info_ = state.get("fit_info", {})
+        base, _ = load_causal_lm(self.model, self.device, self.dtype, self.name)
+        self.tokenizer_ = load_tokenizer(ModelRef(str(path / "adapter"), str(path / "adapter"), "folder"))
+        self.lm_ = PeftModel.from_pretrained(base, str(path / "adapter")).eval()
+        self._build(str(path / "template.yaml"))
