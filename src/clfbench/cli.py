@@ -213,13 +213,27 @@ def cmd_demo(args) -> int:
     return run_demo(args.out, quiet=args.quiet)
 
 
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 COMMANDS = {"run": cmd_run, "results": cmd_results, "report": cmd_report, "predict": cmd_predict,
             "tasks": cmd_tasks, "methods": cmd_methods, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers' load reports ("classifier.weight MISSING" for a new head, as expected when
+    # fine-tuning) and weight-loading bars would bury clfbench's own progress output.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = build_parser().parse_args(argv)
+    _quiet_transformers()
     try:
         return COMMANDS[args.command](args)
     except ClfbenchError as e:
