@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = build_parser().parse_args(argv)
-    _quiet_transformers()
+    if args.command in ("run", "demo", "predict"):
+        _quiet_transformers()
     try:
         return COMMANDS[args.command](args)
     except ClfbenchError as e:

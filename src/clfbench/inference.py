@@ -1,15 +1,41 @@
-"""The batching engine every encoder-style method uses to turn texts into logits.
+"""The inference engine every encoder-style method uses to turn texts into logits.
 
-Texts are sorted by token length so that each batch pads only to its own longest text
-(dynamic padding), run under `torch.inference_mode`, and returned in the input order.
+One place does it, so every method's evaluation, `predict` and throughput numbers come from
+the same code:
+
+- the fast tokenizer runs once over the whole input; texts are then sorted by token length
+  and cut into batches, each padded only to its own longest text (dynamic padding);
+- the forward pass runs under `torch.inference_mode` (or in ONNX Runtime, `backend="onnx"`,
+  optionally int8-quantized), and logits come back in the input order;
+- the batch size can be searched (`batch_size="auto"`): 8, 16, 32, ... until throughput
+  drops or memory runs out;
+- on a GPU the forward pass runs in bf16 (fp16 where bf16 is unsupported) under autocast with
+  SDPA attention; any path that is not exact fp32 torch reports its label agreement with the
+  fp32 torch model (`info()["agreement"]`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import psutil
 import torch
 
 from clfbench.data import Texts
+from clfbench.errors import ClfbenchError
+
+#: Batch sizes `tune_batch_size` tries, in order.
+BATCH_CANDIDATES = (8, 16, 32, 64, 128, 256, 512)
+BACKENDS = ("torch", "onnx")
+
+#: A forward pass: padded int64 arrays by input name -> float32 logits (batch, n_labels).
+Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 def tokenize(tokenizer, X: Texts, max_length: int, **kw):
@@ -19,26 +45,339 @@ def tokenize(tokenizer, X: Texts, max_length: int, **kw):
     ) if X.pairs is not None else tokenizer(X.texts, truncation=True, max_length=max_length, **kw)
 
 
-@torch.inference_mode()
-def predict_logits(
-    model, tokenizer, X: Texts, batch_size: int = 64, max_length: int = 128, device: str | torch.device = "cpu"
-) -> np.ndarray:
-    """Logits (n, n_labels) for `X`, batched by length with dynamic padding."""
-    enc = tokenize(tokenizer, X, max_length)
-    keys = [k for k in enc.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
+def model_input_names(model) -> list[str]:
+    """The tokenizer outputs this model's forward takes (token_type_ids only where used)."""
+    params = inspect.signature(model.forward).parameters
+    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in params]
     if not getattr(model.config, "type_vocab_size", 0) or model.config.model_type in (
         "distilbert", "modernbert", "roberta"
     ):
-        keys = [k for k in keys if k != "token_type_ids"]
-    lengths = np.array([len(ids) for ids in enc["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
-    out = [None] * len(X)
-    model.eval()
+        names = [k for k in names if k != "token_type_ids"]
+    return names
+
+
+def label_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of rows whose argmax label is the same in two logits (or probability) arrays."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"logits shapes differ: {a.shape} vs {b.shape}")
+    if len(a) == 0:
+        return 1.0
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+
+
+# --- tokenization once, batching by length -------------------------------------------------
+@dataclass
+class Encoded:
+    """Token ids of every text, unpadded, plus what padding needs."""
+
+    features: dict[str, list[list[int]]]
+    lengths: np.ndarray
+    pad_id: int
+    padding_side: str
+    with_mask: bool = True
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def subset(self, idx: np.ndarray) -> Encoded:
+        return Encoded(
+            {k: [v[i] for i in idx] for k, v in self.features.items()},
+            self.lengths[idx], self.pad_id, self.padding_side, self.with_mask,
+        )
+
+    def batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows `idx` padded to their longest row, as int64 arrays (attention mask built here)."""
+        lengths = self.lengths[idx]
+        width = int(lengths.max())
+        out = {}
+        for name, rows in self.features.items():
+            arr = np.full((len(idx), width), self.pad_id if name == "input_ids" else 0, np.int64)
+            for j, i in enumerate(idx):
+                n = lengths[j]
+                if self.padding_side == "left":
+                    arr[j, width - n:] = rows[i]
+                else:
+                    arr[j, :n] = rows[i]
+            out[name] = arr
+        if not self.with_mask:
+            return out
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        out["attention_mask"] = (mask[:, ::-1] if self.padding_side == "left" else mask).astype(
+            np.int64
+        )
+        return out
+
+
+def encode(tokenizer, X: Texts, max_length: int, names: list[str]) -> Encoded:
+    """Tokenize all of `X` in one fast-tokenizer call; keep the inputs in `names`.
+
+    token_type_ids the model takes but the tokenizer does not return become zeros (what the
+    model assumes when they are not passed), so the ONNX graph gets every input it declares.
+    """
+    enc = tokenize(tokenizer, X, max_length)
+    if "input_ids" not in enc:
+        raise ClfbenchError("tokenizer returned no input_ids")
+    features = {k: list(enc[k]) for k in names if k != "attention_mask" and k in enc}
+    lengths = np.array([len(r) for r in features["input_ids"]], dtype=np.int64)
+    if len(lengths) and lengths.min() == 0:
+        row = int(np.argmin(lengths))
+        raise ClfbenchError(f"input row {row + 1}: text tokenizes to zero tokens")
+    if "token_type_ids" in names and "token_type_ids" not in features:
+        features["token_type_ids"] = [[0] * int(n) for n in lengths]
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    side = getattr(tokenizer, "padding_side", "right")
+    return Encoded(features, lengths, int(pad_id), side, "attention_mask" in names)
+
+
+def run_batched(forward: Forward, enc: Encoded, batch_size: int) -> np.ndarray:
+    """Logits for every row of `enc`, longest texts first, returned in the input order."""
+    order = np.argsort(-enc.lengths, kind="stable")
+    out: np.ndarray | None = None
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        feats = [{k: enc[k][i] for k in keys} for i in idx]
-        batch = tokenizer.pad(feats, return_tensors="pt").to(device)
-        logits = model(**batch).logits.float().cpu().numpy()
-        for j, i in enumerate(idx):
-            out[i] = logits[j]
-    return np.stack(out) if out else np.zeros((0, model.config.num_labels))
+        logits = np.asarray(forward(enc.batch(idx)), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(enc), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+# --- the torch forward pass ----------------------------------------------------------------
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so that a timer measures finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """The autocast dtype for `dtype` ("auto": bf16 on CUDA, fp16 where bf16 is unsupported,
+    none on CPU); None means fp32, no autocast."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        return None if dtype == torch.float32 else dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    names = {"float32": None, "fp32": None, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ClfbenchError(f"dtype {dtype!r}: expected one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def use_sdpa(model) -> str | None:
+    """Switch eager attention to PyTorch SDPA where the model supports it; return the choice."""
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) == "eager" and getattr(
+        model, "_supports_sdpa", False
+    ):
+        with contextlib.suppress(ValueError, ImportError, NotImplementedError):
+            model.set_attn_implementation("sdpa")
+    return getattr(config, "_attn_implementation", None)
+
+
+class TorchForward:
+    """`model(**batch).logits` under inference mode, with autocast to `dtype` when given."""
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype | None = None) -> None:
+        self.model, self.device, self.dtype = model, device, dtype
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        batch = {k: torch.from_numpy(v).to(self.device) for k, v in feeds.items()}
+        cast = (
+            torch.autocast(self.device.type, dtype=self.dtype)
+            if self.dtype is not None else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), cast:
+            return self.model(**batch).logits.float().cpu().numpy()
+
+
+def model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or "out of memory" in text or "failed to allocate" in text
+
+
+# --- the engine ----------------------------------------------------------------------------
+class EncoderEngine:
+    """Texts -> logits for a Hugging Face sequence-classification model, as fast as it goes here.
+
+    `backend="onnx"` exports the model with `torch.onnx` and runs it in ONNX Runtime
+    (`quantize=True`: dynamic int8, per channel; `fp32_layers=n` keeps the first n encoder
+    layers in fp32, trading speed for agreement). `batch_size="auto"` searches the batch size
+    on `prepare(sample)` (or, failing that, on the first `logits` call). Use `prepare` with
+    validation texts after fitting: it also measures the label agreement of every inexact path
+    (ONNX, int8, bf16/fp16) with the fp32 torch model on that sample.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_length: int = 128,
+        batch_size: int | str = "auto",
+        device: str | torch.device | None = None,
+        backend: str = "torch",
+        quantize: bool = False,
+        fp32_layers: int = 0,
+        dtype: str | torch.dtype | None = "auto",
+        onnx_dir: str | None = None,
+        tune_examples: int = 256,
+        memory_limit_mb: float | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ClfbenchError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        if quantize and backend != "onnx":
+            raise ClfbenchError("quantize=True needs backend='onnx' (dynamic int8 in ONNX Runtime)")
+        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size > 0):
+            raise ClfbenchError(f"batch_size {batch_size!r}: expected a positive integer or 'auto'")
+        self.tokenizer, self.max_length, self.backend = tokenizer, int(max_length), backend
+        self.quantize, self.tune_examples = bool(quantize), int(tune_examples)
+        self.memory_limit_mb = memory_limit_mb or 0.8 * psutil.virtual_memory().total / 2**20
+        self.batch_size: int | str = batch_size
+        self.tuning: dict[int, float] = {}
+        self.agreement: float | None = None
+        self.agreement_n = 0
+        self.max_abs_diff: float | None = None
+        self.device = torch.device(device) if device is not None else model_device(model)
+        self.model = model.eval()
+        if model_device(model) != self.device:
+            self.model.to(self.device)
+        self.input_names = model_input_names(model)
+        self.threads = torch.get_num_threads()
+        self.dtype = resolve_dtype(self.device, dtype)
+        if next(model.parameters()).dtype != torch.float32:
+            self.dtype = None  # already half precision: no autocast on top
+        self.attn_implementation = use_sdpa(model)
+        self.reference = TorchForward(model, self.device, None)
+        self.onnx_info: dict[str, Any] = {}
+        if backend == "onnx":
+            from clfbench import onnx_backend
+
+            self.session = onnx_backend.OnnxSession.from_model(
+                model, tokenizer, onnx_dir, quantize=self.quantize, fp32_layers=fp32_layers,
+                device=self.device, threads=self.threads, max_length=self.max_length,
+            )
+            self.onnx_info = self.session.info()
+            self.forward: Forward = self.session
+        else:
+            self.forward = TorchForward(model, self.device, self.dtype)
+
+    @property
+    def exact(self) -> bool:
+        """True when the forward pass is the fp32 torch model itself (agreement is 1 by definition)."""
+        return self.backend == "torch" and self.dtype is None
+
+    def encode(self, X: Texts) -> Encoded:
+        return encode(self.tokenizer, X, self.max_length, self.input_names)
+
+    def logits(self, X: Texts) -> np.ndarray:
+        """Logits (n, n_labels), float32, in the input order."""
+        if len(X) == 0:
+            return np.zeros((0, self.model.config.num_labels), dtype=np.float32)
+        enc = self.encode(X)
+        self._prepare(enc)
+        out = run_batched(self.forward, enc, int(self.batch_size))
+        synchronize(self.device)
+        return out
+
+    def prepare(self, sample: Texts) -> EncoderEngine:
+        """Tune the batch size (when 'auto') and measure agreement with fp32 torch on `sample`."""
+        if len(sample):
+            self._prepare(self.encode(sample))
+        return self
+
+    def _sample(self, enc: Encoded) -> Encoded:
+        """At most `tune_examples` rows, evenly spread over the input (all lengths kept)."""
+        if len(enc) <= self.tune_examples:
+            return enc
+        return enc.subset(np.unique(np.linspace(0, len(enc) - 1, self.tune_examples).round().astype(int)))
+
+    def _prepare(self, enc: Encoded) -> None:
+        sample = self._sample(enc)
+        if self.batch_size == "auto":
+            self.batch_size = self._tune(sample)
+        if not self.exact and self.agreement is None:
+            fast = run_batched(self.forward, sample, int(self.batch_size))
+            ref = run_batched(self.reference, sample, int(self.batch_size))
+            self.agreement, self.agreement_n = label_agreement(fast, ref), len(sample)
+            self.max_abs_diff = float(np.abs(fast - ref).max())
+
+    def tune_batch_size(self, sample: Texts) -> int:
+        """Search the batch size with the best throughput on `sample` and keep it."""
+        self.batch_size = self._tune(self._sample(self.encode(sample)))
+        return self.batch_size
+
+    def _tune(self, enc: Encoded) -> int:
+        """Try 8, 16, 32, ... (up to the sample size); stop when throughput drops or memory
+        runs out (CUDA/ORT out-of-memory, or process RSS over `memory_limit_mb`)."""
+        from clfbench.measure import PeakMemory
+
+        candidates = [b for b in BATCH_CANDIDATES if b <= max(len(enc), BATCH_CANDIDATES[0])]
+        run_batched(self.forward, enc.subset(np.arange(min(len(enc), 8))), 8)  # warm-up
+        best, best_tp = candidates[0], 0.0
+        self.tuning = {}
+        for b in candidates:
+            memory = PeakMemory()
+            try:
+                with memory.track():
+                    synchronize(self.device)
+                    t0 = time.perf_counter()
+                    run_batched(self.forward, enc, b)
+                    synchronize(self.device)
+                    elapsed = time.perf_counter() - t0
+            except Exception as err:  # ORT raises its own exception types for allocation failures
+                if not _is_oom(err):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                break
+            if memory.peak_rss_mb > self.memory_limit_mb:
+                break
+            tp = len(enc) / elapsed
+            self.tuning[b] = tp
+            if tp < best_tp:
+                break
+            best, best_tp = b, tp
+        return best
+
+    def info(self) -> dict[str, Any]:
+        """How predictions were made: record this with every efficiency number."""
+        return {
+            "backend": self.backend,
+            "quantized": self.quantize,
+            "batch_size": self.batch_size,
+            "batch_size_search": {str(k): round(v, 2) for k, v in self.tuning.items()} or None,
+            "device": str(self.device),
+            "dtype": "float32" if self.dtype is None else str(self.dtype).replace("torch.", ""),
+            "threads": self.threads,
+            "max_length": self.max_length,
+            "attn_implementation": self.attn_implementation,
+            "agreement": 1.0 if self.exact else self.agreement,
+            "agreement_n": self.agreement_n,
+            "agreement_reference": "fp32 torch model",
+            "max_abs_logit_diff": 0.0 if self.exact else self.max_abs_diff,
+            **({"onnx": self.onnx_info} if self.onnx_info else {}),
+        }
+
+
+def predict_logits(
+    model, tokenizer, X: Texts, batch_size: int = 64, max_length: int = 128, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Logits (n, n_labels) for `X`, batched by length with dynamic padding (fp32 torch)."""
+    engine = EncoderEngine(
+        model, tokenizer, max_length=max_length, batch_size=batch_size, device=device,
+        dtype=None,
+    )
+    return engine.logits(X)
