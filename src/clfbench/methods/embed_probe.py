@@ -1,0 +1,188 @@
+"""Frozen-encoder embeddings + logistic regression (the MTEB classification protocol).
+
+Each text (or text pair, encoded as a tokenizer pair) is embedded as the mean of the
+encoder's last hidden states over the attention mask, L2-normalised by default (what
+sentence-transformers models such as all-MiniLM-L6-v2 do), then a scikit-learn
+LogisticRegression is trained on the training embeddings with `C` chosen on validation.
+Embedding runs through the shared batching engine (`inference.predict_logits`) by wrapping
+the encoder so that its "logits" are the pooled embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import torch
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.device import autocast, pick_device, precision_name
+from clfbench.errors import ClfbenchError
+from clfbench.inference import predict_logits
+from clfbench.methods.base import Classifier
+from clfbench.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
+
+
+class _Output:
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+
+class MeanPooled(torch.nn.Module):
+    """An encoder whose forward returns mean-pooled last hidden states as `.logits`."""
+
+    def __init__(self, encoder: Any, normalize: bool = True) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> _Output:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              **extra).last_hidden_state.float()
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return _Output(pooled)
+
+
+class EmbeddingProbe(Classifier):
+    """Frozen encoder, mean-pooled embeddings, logistic regression with C tuned on validation."""
+
+    name = "embed-probe"
+    verbose: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: str | None = "minilm",
+        C: float | None = None,
+        c_grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0),
+        max_iter: int = 5000,
+        normalize: bool = True,
+        class_weight: str | None = None,
+        max_length: int = 128,
+        batch_size: int = 64,
+        device: str | None = None,
+        seed: int = 99,
+    ) -> None:
+        self.model = model
+        self.C = C
+        self.c_grid = tuple(c_grid)
+        self.max_iter = max_iter
+        self.normalize = normalize
+        self.class_weight = class_weight
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+
+    # --- encoder ------------------------------------------------------------------------------
+    def _load_encoder(self, ref: ModelRef, revision: str | None = None) -> None:
+        from transformers import AutoModel
+
+        kw = {"revision": revision} if revision else {}
+        self.tokenizer_ = load_tokenizer(ref, **kw)
+        encoder = load(AutoModel.from_pretrained, ref, **kw)
+        self.device_ = pick_device(self.device)
+        self.encoder_ = MeanPooled(encoder, self.normalize).to(self.device_).eval()
+        self.ref_ = ref
+        self.revision_ = revision or (hub_revision(encoder) if ref.kind == "hub" else None)
+
+    def embed(self, X: Texts) -> np.ndarray:
+        """(n, hidden) pooled embeddings."""
+        with autocast(self.device_):
+            out = predict_logits(self.encoder_, self.tokenizer_, X, self.batch_size,
+                                 self.max_length, self.device_)
+        return out.astype(np.float64)
+
+    # --- fit / predict ------------------------------------------------------------------------------
+    def _lr(self, C: float):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=C, max_iter=self.max_iter, class_weight=self.class_weight,
+                                  random_state=self.seed)
+
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> EmbeddingProbe:
+        from sklearn.metrics import f1_score
+
+        if self.class_weight not in (None, "balanced"):
+            raise ClfbenchError(f"parameter class_weight: {self.class_weight!r} (expected 'balanced' or none)")
+        self.labels = list(train.label_names)
+        self._load_encoder(resolve_model(self.model, self.name))
+        x_train = self.embed(train)
+        grid = [self.C] if self.C is not None else list(self.c_grid)
+        by_c: dict[str, float] = {}
+        best = None
+        if len(grid) > 1 and validation is not None and len(validation):
+            x_val = self.embed(validation)
+            for c in grid:
+                lr = self._lr(c).fit(x_train, train.labels)
+                pred = self._decode(lr, lr.predict_proba(x_val)).argmax(1)
+                by_c[str(c)] = float(f1_score(validation.labels, pred, average="macro",
+                                              labels=range(len(self.labels)), zero_division=0))
+                if best is None or by_c[str(c)] > by_c[str(best[0])]:
+                    best = (c, lr)
+        else:
+            c = grid[0] if self.C is not None else 1.0
+            best = (c, self._lr(c).fit(x_train, train.labels))
+        self.C_, self.lr_ = best
+        self.fit_info_ = {
+            "C": self.C_, "validation_macro_f1_by_C": by_c,
+            "embedding_dim": int(x_train.shape[1]), "pooling": "mean over attention mask",
+            "normalize": self.normalize,
+            "model": {"name": self.ref_.name, "kind": self.ref_.kind, "revision": self.revision_},
+            "max_length": self.max_length, "device": str(self.device_),
+            "precision": precision_name(self.device_),
+        }
+        return self
+
+    def _decode(self, lr, proba: np.ndarray) -> np.ndarray:
+        """Map sklearn's columns (classes seen in train) onto all labels."""
+        out = np.zeros((proba.shape[0], len(self.labels)))
+        out[:, lr.classes_] = proba
+        return out
+
+    def predict_proba(self, X: Texts) -> np.ndarray:
+        return self._decode(self.lr_, self.lr_.predict_proba(self.embed(X)))
+
+    def n_parameters(self) -> tuple[int, int]:
+        head = int(self.lr_.coef_.size + self.lr_.intercept_.size)
+        return sum(p.numel() for p in self.encoder_.parameters()) + head, head
+
+    def inference_info(self) -> dict[str, Any]:
+        return {"device": str(self.device_), "precision": precision_name(self.device_),
+                "batch_size": self.batch_size, "max_length": self.max_length}
+
+    # --- persistence --------------------------------------------------------------------------------
+    # The encoder is frozen, so a hub id (with the commit it was loaded from) or the `minilm`
+    # alias reloads it exactly and only the regression is saved. A local folder is copied
+    # (save_pretrained), since the folder may change or vanish after the run.
+    def _save_state(self, path: Path) -> None:
+        joblib.dump(self.lr_, path / "logreg.joblib")
+        state = {"C": self.C_, "encoder": {"name": self.ref_.name, "kind": self.ref_.kind,
+                                           "revision": self.revision_},
+                 "fit_info": self.fit_info_}
+        if not self.ref_.portable:
+            self.encoder_.encoder.save_pretrained(path / "encoder")
+            self.tokenizer_.save_pretrained(path / "encoder")
+            state["encoder"]["saved"] = "encoder"
+        (path / "state.json").write_text(json.dumps(state, indent=2, default=str))
+
+    def _load_state(self, path: Path) -> None:
+        state = json.loads((path / "state.json").read_text())
+        enc = state["encoder"]
+        if enc.get("saved"):
+            ref = ModelRef(enc["name"], str(path / enc["saved"]), "folder")
+        else:
+            ref = resolve_model(enc["name"], self.name)
+        self._load_encoder(ref, enc.get("revision") if ref.kind == "hub" else None)
+        self.ref_ = ModelRef(enc["name"], ref.source, enc["kind"])
+        self.lr_ = joblib.load(path / "logreg.joblib")
+        self.C_ = state["C"]
+        self.fit_info_ = state.get("fit_info", {})

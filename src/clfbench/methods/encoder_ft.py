@@ -1,0 +1,180 @@
+"""Encoder fine-tuning: full (`encoder-ft`) or with a LoRA adapter (`encoder-lora`).
+
+Both are `AutoModelForSequenceClassification` on an encoder (BERT, RoBERTa, DeBERTa-v2/v3,
+ModernBERT, DistilBERT, MiniLM, ...) trained by the shared loop in `torch_training.py`;
+text pairs are encoded as tokenizer pairs ([CLS] a [SEP] b [SEP]), truncated longest-first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.methods.torch_training import HFSequenceClassifier
+
+# LoRA targets per architecture: the attention query/value projections (Hu et al. 2021's
+# default). ModernBERT fuses q/k/v into one `Wqkv` layer. Others fall back to "all-linear".
+ENCODER_LORA_TARGETS: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "electra": ["query", "value"],
+    "camembert": ["query", "value"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "distilbert": ["q_lin", "v_lin"],
+    "modernbert": ["Wqkv"],
+}
+
+
+class EngineRouted(HFSequenceClassifier):
+    """After fit (or load), predictions go through `clfbench.inference.EncoderEngine`:
+    `backend` ("torch" or "onnx"), `quantize` (ONNX dynamic int8) and `eval_batch_size`
+    ("auto" searches it). Training-time validation keeps the plain torch path."""
+
+    backend: str
+    quantize: bool
+    engine_: Any = None
+
+    def _engine(self) -> Any:
+        if self.engine_ is None:
+            from clfbench.inference import EncoderEngine
+
+            self.engine_ = EncoderEngine(
+                self.model_, self.tokenizer_, max_length=self.max_length,
+                batch_size=self.eval_batch_size, device=self.device_, backend=self.backend,
+                quantize=self.quantize,
+            )
+        return self.engine_
+
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> EngineRouted:
+        self.engine_, self._fitting = None, True
+        try:
+            super().fit(train, validation)
+        finally:
+            self._fitting = False
+        # batch-size search and the fast path's agreement with fp32 torch, on held-out texts
+        sample = validation if validation is not None else train
+        self._engine().prepare(self._prepared(sample))
+        return self
+
+    def _load_state(self, path: Path) -> None:
+        self.engine_ = None
+        super()._load_state(path)
+
+    def _logits_prepared(self, X: Texts) -> np.ndarray:
+        if getattr(self, "_fitting", False):  # per-epoch validation: plain torch, fixed batch
+            from clfbench.device import autocast
+            from clfbench.inference import predict_logits
+
+            size = self.eval_batch_size if isinstance(self.eval_batch_size, int) else 64
+            with autocast(self.device_):
+                return predict_logits(self.model_, self.tokenizer_, X, size, self.max_length,
+                                      self.device_)
+        return self._engine().logits(X)
+
+    def inference_info(self) -> dict[str, Any]:
+        return {**super().inference_info(), **self._engine().info()}
+
+
+class EncoderFineTune(EngineRouted):
+    """Full fine-tuning of an encoder with a classification head (AdamW, linear warm-up)."""
+
+    name = "encoder-ft"
+
+    def __init__(
+        self,
+        model: str | None = "minilm",
+        lr: float = 2e-5,
+        batch_size: int = 32,
+        epochs: int = 3,
+        max_length: int = 128,
+        warmup_ratio: float = 0.1,
+        weight_decay: float = 0.01,
+        max_grad_norm: float = 1.0,
+        class_weight: str | None = None,
+        sampling: str | None = None,
+        selection: str = "f1",
+        eval_batch_size: int | str = 64,
+        device: str | None = None,
+        backend: str = "torch",
+        quantize: bool = False,
+        seed: int = 99,
+    ) -> None:
+        self.model = model
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.max_length = max_length
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.max_grad_norm = max_grad_norm
+        self.class_weight = class_weight
+        self.sampling = sampling
+        self.selection = selection
+        self.eval_batch_size = eval_batch_size
+        self.device = device
+        self.backend = backend
+        self.quantize = quantize
+        self.seed = seed
+
+
+class EncoderLoRA(HFSequenceClassifier):
+    """An encoder with a LoRA adapter on attention q/v and the classification head trained in full.
+
+    The learning rate default is 2e-4, ten times full fine-tuning's: LoRA updates start at
+    zero and have few parameters, and 1e-4..5e-4 is the usual range for them. Weights are
+    merged after training (see HFSequenceClassifier).
+    """
+
+    name = "encoder-lora"
+    use_lora = True
+
+    def __init__(
+        self,
+        model: str | None = "minilm",
+        r: int = 8,
+        lora_alpha: float = 16,
+        lora_dropout: float = 0.1,
+        target_modules: str | list[str] | None = None,
+        lr: float = 2e-4,
+        batch_size: int = 32,
+        epochs: int = 3,
+        max_length: int = 128,
+        warmup_ratio: float = 0.1,
+        weight_decay: float = 0.01,
+        max_grad_norm: float = 1.0,
+        class_weight: str | None = None,
+        sampling: str | None = None,
+        selection: str = "f1",
+        eval_batch_size: int | str = 64,
+        device: str | None = None,
+        backend: str = "torch",
+        quantize: bool = False,
+        seed: int = 99,
+    ) -> None:
+        self.model = model
+        self.r = r
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.target_modules = target_modules
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.max_length = max_length
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.max_grad_norm = max_grad_norm
+        self.class_weight = class_weight
+        self.sampling = sampling
+        self.selection = selection
+        self.eval_batch_size = eval_batch_size
+        self.device = device
+        self.backend = backend
+        self.quantize = quantize
+        self.seed = seed
+
+    def _default_targets(self, model: Any) -> Any:
+        return ENCODER_LORA_TARGETS.get(model.config.model_type, "all-linear")

@@ -1,0 +1,451 @@
+"""The one training loop for every fine-tuned neural method, and the estimator built on it.
+
+`encoder-ft`, `encoder-lora` and `decoder-head` are all `AutoModelForSequenceClassification`
+trained with the same loop: AdamW, linear schedule with warm-up, dynamic padding,
+gradient clipping, bf16 autocast on CUDA, cross-entropy (optionally class-weighted), an
+optional class-balanced sampler, and per-epoch validation that keeps the best epoch's
+weights. They differ only in the backbone and in whether a LoRA adapter is trained, which
+`HFSequenceClassifier` takes as hooks. Prediction always goes through
+`clfbench.inference.predict_logits`, so training-time validation and the timed evaluation
+run the very same code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from clfbench.data import LabeledTexts, Texts, stratified_indices
+from clfbench.device import autocast, pick_device, precision_name
+from clfbench.errors import ClfbenchError
+from clfbench.inference import model_input_names, predict_logits, tokenize
+from clfbench.methods.base import Classifier
+from clfbench.models import ModelRef, hub_revision, load, resolve_model
+
+SELECTIONS = ("f1", "gap", "last")
+TRUNCATION = "longest_first"  # what `inference.tokenize` does for pairs (transformers' default)
+
+
+# --- data ---------------------------------------------------------------------------------
+def encode(model: Any, tokenizer: Any, data: LabeledTexts, max_length: int) -> list[dict[str, Any]]:
+    """One feature dict per example (token ids + label): the inputs and truncation that
+    `inference.predict_logits` uses for the same model."""
+    enc = tokenize(tokenizer, data, max_length)
+    keys = [k for k in model_input_names(model) if k in enc]
+    return [
+        {**{k: enc[k][i] for k in keys}, "labels": int(data.labels[i])} for i in range(len(data))
+    ]
+
+
+def count_truncated(tokenizer: Any, X: Texts, max_length: int) -> int:
+    """How many inputs are longer than `max_length` tokens (special tokens included)."""
+    if len(X) == 0:
+        return 0
+    if X.pairs is not None:
+        enc = tokenizer(X.texts, X.pairs, truncation=False, verbose=False)
+    else:
+        enc = tokenizer(X.texts, truncation=False, verbose=False)
+    return int(sum(len(ids) > max_length for ids in enc["input_ids"]))
+
+
+def balanced_class_weights(labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """sklearn's 'balanced' weights n / (k * count_c) for classes present; 0 for absent ones."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = np.zeros(n_labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+def balanced_sampler(labels: np.ndarray, generator: torch.Generator):
+    """Draws examples with probability 1 / count(class): every class equally often on average."""
+    from torch.utils.data import WeightedRandomSampler
+
+    counts = np.bincount(labels)
+    weights = 1.0 / counts[labels]
+    return WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double), num_samples=len(labels), replacement=True,
+        generator=generator,
+    )
+
+
+def make_loader(features: list[dict], tokenizer: Any, batch_size: int, sampling: str | None,
+                generator: torch.Generator):
+    """Shuffled (or class-balanced) batches, each padded only to its own longest example."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    if sampling == "balanced":
+        labels = np.array([f["labels"] for f in features])
+        sampler = balanced_sampler(labels, generator)
+        return DataLoader(features, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+    return DataLoader(features, batch_size=batch_size, shuffle=True, generator=generator,
+                      collate_fn=collate)
+
+
+def scores(gold: np.ndarray, logits: np.ndarray, n_labels: int) -> dict[str, float]:
+    pred = logits.argmax(axis=1)
+    return {
+        "macro_f1": float(f1_score(gold, pred, average="macro", labels=range(n_labels), zero_division=0)),
+        "accuracy": float(accuracy_score(gold, pred)),
+    }
+
+
+def check_options(class_weight: str | None, sampling: str | None, selection: str) -> None:
+    if class_weight not in (None, "balanced"):
+        raise ClfbenchError(f"parameter class_weight: {class_weight!r} (expected 'balanced' or none)")
+    if sampling not in (None, "balanced"):
+        raise ClfbenchError(f"parameter sampling: {sampling!r} (expected 'balanced' or none)")
+    if selection not in SELECTIONS:
+        raise ClfbenchError(f"parameter selection: {selection!r} (expected one of {', '.join(SELECTIONS)})")
+
+
+# --- the loop -----------------------------------------------------------------------------
+def train_loop(
+    model: Any,
+    tokenizer: Any,
+    train: LabeledTexts,
+    validation: LabeledTexts | None,
+    predict: Callable[[Texts], np.ndarray],
+    *,
+    lr: float,
+    batch_size: int,
+    epochs: int,
+    max_length: int,
+    warmup_ratio: float,
+    weight_decay: float,
+    max_grad_norm: float,
+    class_weight: str | None,
+    sampling: str | None,
+    selection: str,
+    seed: int,
+    device: torch.device,
+    verbose: bool,
+) -> dict[str, Any]:
+    """Train `model` in place; leave it holding the selected epoch's weights; return the record.
+
+    `predict(X) -> logits` is the estimator's own prediction path. Selection: "f1" keeps the
+    epoch with the best validation macro-F1; "gap" the best F1_val - |F1_val - F1_train|
+    (F1_train on a seeded, stratified subsample of train as large as validation); "last" the
+    final epoch. Ties keep the earlier epoch. Without validation data the last epoch is kept.
+    """
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    check_options(class_weight, sampling, selection)
+    n_labels = len(train.label_names)
+    generator = torch.Generator().manual_seed(seed)
+    loader = make_loader(encode(model, tokenizer, train, max_length), tokenizer, batch_size,
+                         sampling, generator)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # Weight decay on matrices only (not biases or norm scales), as transformers' Trainer does.
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    total_steps = max(1, epochs * len(loader))
+    warmup = math.ceil(warmup_ratio * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    weight = None
+    if class_weight == "balanced":
+        weight = torch.as_tensor(balanced_class_weights(train.labels, n_labels), dtype=torch.float32,
+                                 device=device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+
+    has_val = validation is not None and len(validation) > 0
+    if selection == "gap" and has_val:
+        train_probe = train.subset(stratified_indices(train.labels, len(validation), seed))
+    history: list[dict[str, Any]] = []
+    best: dict[str, torch.Tensor] | None = None
+    best_epoch, best_score = epochs, -math.inf
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not verbose, leave=False)
+        for batch in bar:
+            labels = batch.pop("labels").to(device)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast(device):
+                logits = model(**batch).logits
+            loss = loss_fn(logits.float(), labels)
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                                  "train_seconds": time.perf_counter() - t0}
+        if has_val:
+            val = scores(validation.labels, predict(validation), n_labels)
+            record.update({"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"]})
+            score = val["macro_f1"]
+            if selection == "gap":
+                f1_train = scores(train_probe.labels, predict(train_probe), n_labels)["macro_f1"]
+                score = val["macro_f1"] - abs(val["macro_f1"] - f1_train)
+                record["train_macro_f1"] = f1_train
+            record["selection_score"] = score
+            if selection == "last":
+                best_epoch = epoch  # no snapshots: the last epoch's weights stay in the model
+            elif score > best_score:
+                best_score, best_epoch = score, epoch
+                if epoch < epochs:  # the last epoch's weights are already in the model
+                    best = {n: p.detach().to("cpu", copy=True)
+                            for n, p in model.named_parameters() if p.requires_grad}
+                else:
+                    best = None
+        history.append(record)
+        if verbose:
+            shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
+            tqdm.write(f"epoch {epoch}/{epochs}: {shown}")
+    if has_val and best_epoch != epochs and best is not None:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in best:
+                    p.copy_(best[n].to(p.device))
+    model.eval()
+    return {
+        "history": history,
+        "best_epoch": best_epoch if has_val else epochs,
+        "selection": selection if has_val else "last (no validation data)",
+        "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": weight_decay,
+                      "schedule": "linear", "warmup_steps": warmup, "total_steps": total_steps,
+                      "batch_size": batch_size, "epochs": epochs, "max_grad_norm": max_grad_norm},
+        "class_weight": class_weight,
+        "sampling": sampling,
+    }
+
+
+# --- LoRA ---------------------------------------------------------------------------------
+def head_modules(model: Any) -> list[str]:
+    """Names of the classification head (trained in full next to LoRA): every top-level child
+    holding parameters except the backbone, plus the backbone's pooler if it has one
+    (BERT's pooler feeds the classifier and may be freshly initialised)."""
+    prefix = model.base_model_prefix
+    names = [n for n, m in model.named_children()
+             if n != prefix and any(True for _ in m.parameters())]
+    backbone = getattr(model, prefix, None)
+    pooler = getattr(backbone, "pooler", None)
+    if pooler is not None and any(True for _ in pooler.parameters()) and "pooler" not in names:
+        names.append("pooler")
+    return names
+
+
+def parse_targets(target_modules: Any) -> str | list[str]:
+    if isinstance(target_modules, str):
+        if target_modules == "all-linear":
+            return target_modules
+        return [t.strip() for t in target_modules.split(",") if t.strip()]
+    return list(target_modules)
+
+
+def apply_lora(model: Any, r: int, alpha: float, dropout: float, target_modules: Any):
+    """Wrap `model` in a peft LoRA adapter with the head in `modules_to_save`.
+
+    Returns (peft model, info) where info has total/trainable counts: total = the base
+    model's parameters + the adapter's, trainable = adapter + head.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    base_total = sum(p.numel() for p in model.parameters())
+    head = head_modules(model)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=alpha,
+                        lora_dropout=float(dropout), target_modules=parse_targets(target_modules),
+                        modules_to_save=list(head))
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as e:
+        raise ClfbenchError(f"parameter target_modules={target_modules!r}: {str(e).splitlines()[0]}") from None
+    lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    info = {"r": int(r), "alpha": alpha, "dropout": float(dropout),
+            "target_modules": parse_targets(target_modules), "modules_to_save": head,
+            "lora_parameters": lora, "total": base_total + lora, "trainable": trainable}
+    return peft_model, info
+
+
+# --- the estimator ------------------------------------------------------------------------
+class HFSequenceClassifier(Classifier):
+    """AutoModelForSequenceClassification fine-tuned with `train_loop`, fully or with LoRA.
+
+    Subclasses define `__init__` (their parameters) and may override the hooks
+    `_default_targets`, `_prepare_tokenizer` and `_prepare_inputs`. LoRA weights are merged
+    into the backbone after training, so prediction runs at the plain model's speed and the
+    saved model is an ordinary `save_pretrained` folder (reloads without peft).
+    """
+
+    verbose: ClassVar[bool] = True  # progress bars; evaluate.execute sets it per run
+    use_lora: ClassVar[bool] = False
+
+    # Parameters every subclass sets in __init__.
+    model: str | None
+    lr: float
+    batch_size: int
+    epochs: int
+    max_length: int
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    class_weight: str | None
+    sampling: str | None
+    selection: str
+    eval_batch_size: int
+    device: str | None
+    seed: int
+
+    # --- hooks ----------------------------------------------------------------------------
+    def _default_targets(self, model: Any) -> Any:
+        return "all-linear"
+
+    def _prepare_tokenizer(self, tokenizer: Any) -> dict[str, Any]:
+        """Adjust the tokenizer; return extra config kwargs for the model (e.g. pad_token_id)."""
+        return {}
+
+    def _prepare_inputs(self, X: Texts) -> Texts:
+        return X
+
+    # --- fit --------------------------------------------------------------------------------
+    def _load_backbone(self, ref: ModelRef) -> tuple[Any, Any]:
+        from transformers import AutoModelForSequenceClassification
+
+        from clfbench.models import load_tokenizer
+
+        tokenizer = load_tokenizer(ref)
+        extra = self._prepare_tokenizer(tokenizer)
+        n = len(self.labels)
+        model = load(
+            AutoModelForSequenceClassification.from_pretrained, ref, num_labels=n,
+            id2label=dict(enumerate(self.labels)), label2id={name: i for i, name in enumerate(self.labels)},
+            **extra,
+        )
+        if extra.get("pad_token_id") is not None:
+            model.config.pad_token_id = extra["pad_token_id"]
+        return model, tokenizer
+
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> HFSequenceClassifier:
+        check_options(self.class_weight, self.sampling, self.selection)
+        self.labels = list(train.label_names)
+        ref = resolve_model(self.model, self.name)
+        torch.manual_seed(self.seed)  # the new head's initialisation
+        model, self.tokenizer_ = self._load_backbone(ref)
+        if hasattr(model.config, "use_cache"):
+            model.config.use_cache = False
+        lora_info = peft_model = None
+        if self.use_lora:
+            targets = self.target_modules if self.target_modules is not None else self._default_targets(model)
+            peft_model, lora_info = apply_lora(model, self.r, self.lora_alpha, self.lora_dropout, targets)
+            total, trainable = lora_info["total"], lora_info["trainable"]
+            # Train and predict through the wrapped transformers model (LoRA layers injected):
+            # the same forward signature, hence the same inputs, as after merging.
+            model = peft_model.get_base_model()
+        else:
+            total = trainable = sum(p.numel() for p in model.parameters())
+        self.device_ = pick_device(self.device)
+        self.model_ = model.to(self.device_)
+        train_x = self._prepared(train)
+        val_x = self._prepared(validation) if validation is not None else None
+        record = train_loop(
+            self.model_, self.tokenizer_, train_x, val_x, self._logits_prepared,
+            lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length,
+            warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm, class_weight=self.class_weight,
+            sampling=self.sampling, selection=self.selection, seed=self.seed, device=self.device_,
+            verbose=self.verbose,
+        )
+        if peft_model is not None:
+            self.model_ = peft_model.merge_and_unload().eval()
+        self.n_parameters_ = (int(total), int(trainable))
+        self.fit_info_ = {
+            **record,
+            "model": {"name": ref.name, "kind": ref.kind, "source": ref.source,
+                      "revision": hub_revision(self.model_) if ref.kind == "hub" else None,
+                      "architecture": self.model_.config.model_type},
+            "truncation": {
+                "max_length": self.max_length, "strategy": TRUNCATION,
+                "train_truncated": count_truncated(self.tokenizer_, train_x, self.max_length),
+                "train_total": len(train_x),
+                "validation_truncated": (count_truncated(self.tokenizer_, val_x, self.max_length)
+                                         if val_x is not None else 0),
+                "validation_total": len(val_x) if val_x is not None else 0,
+            },
+            "device": str(self.device_), "precision": precision_name(self.device_),
+            "parameters": {"total": int(total), "trainable": int(trainable),
+                           "trainable_share": trainable / total if total else None},
+            **({"lora": {**lora_info, "merged_after_training": True}} if lora_info else {}),
+        }
+        self._largest_seen = None
+        return self
+
+    def _prepared(self, data: LabeledTexts) -> LabeledTexts:
+        x = self._prepare_inputs(data)
+        if x is data:
+            return data
+        return LabeledTexts(x.texts, x.pairs, data.labels, data.label_names, data.ids)
+
+    # --- predict ------------------------------------------------------------------------------
+    def _logits_prepared(self, X: Texts) -> np.ndarray:
+        with autocast(self.device_):
+            return predict_logits(self.model_, self.tokenizer_, X, self.eval_batch_size,
+                                  self.max_length, self.device_)
+
+    def predict_logits(self, X: Texts) -> np.ndarray:
+        x = self._prepare_inputs(X)
+        if self._largest_seen is None or len(x) > len(self._largest_seen):
+            self._largest_seen = x
+        return self._logits_prepared(x)
+
+    def predict_proba(self, X: Texts) -> np.ndarray:
+        from scipy.special import softmax
+
+        return softmax(self.predict_logits(X).astype(np.float64), axis=1)
+
+    def n_parameters(self) -> tuple[int, int]:
+        return self.n_parameters_
+
+    def inference_info(self) -> dict[str, Any]:
+        """Device, precision, batch size, and truncation of the largest input set classified
+        since fit (in an evaluation run: the whole test split)."""
+        info: dict[str, Any] = {"device": str(self.device_), "precision": precision_name(self.device_),
+                                "batch_size": self.eval_batch_size, "max_length": self.max_length,
+                                "truncation_strategy": TRUNCATION}
+        seen = getattr(self, "_largest_seen", None)
+        if seen is not None:
+            info["test_truncated"] = count_truncated(self.tokenizer_, seen, self.max_length)
+            info["test_total"] = len(seen)
+        return info
+
+    # --- persistence ----------------------------------------------------------------------------
+    def _save_state(self, path: Path) -> None:
+        self.model_.save_pretrained(path / "model")
+        self.tokenizer_.save_pretrained(path / "model")
+        state = {"n_parameters": list(self.n_parameters_), "fit_info": self.fit_info_}
+        (path / "state.json").write_text(json.dumps(state, indent=2, default=str))
+
+    def _load_state(self, path: Path) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = path / "model"
+        if not (folder / "config.json").is_file():
+            raise ClfbenchError(f"{path}: saved model incomplete (model/config.json missing)")
+        state = json.loads((path / "state.json").read_text())
+        self.tokenizer_ = AutoTokenizer.from_pretrained(folder)
+        self._prepare_tokenizer(self.tokenizer_)
+        self.device_ = pick_device(self.device)
+        self.model_ = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device_).eval()
+        self.n_parameters_ = tuple(state["n_parameters"])
+        self.fit_info_ = state.get("fit_info", {})
+        self._largest_seen = None

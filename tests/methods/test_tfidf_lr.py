@@ -1,0 +1,54 @@
+"""tfidf-lr: the classic baseline (the model-free method every comparison starts from)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from neural_helpers import LABELS, toy_data
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.errors import ClfbenchError
+from clfbench.methods.base import Classifier, make_method
+
+
+def test_learns_selects_c_on_validation_and_reloads(tmp_path):
+    train, val, test = toy_data(150, 0), toy_data(60, 1), toy_data(60, 2)
+    m = make_method("tfidf-lr").fit(train, val)
+    by_c = m.fit_info_["validation_macro_f1_by_C"]
+    assert set(by_c) == {str(c) for c in m.c_grid}
+    assert by_c[str(m.fit_info_["C"])] == max(by_c.values())
+    proba = m.predict_proba(test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (m.predict(test) == test.labels).mean() > 0.75  # chance is 1/3
+    m.save(tmp_path / "s")
+    again = Classifier.load(tmp_path / "s")
+    assert again.labels == LABELS and np.array_equal(again.predict_proba(test), proba)
+    total, trainable = again.n_parameters()
+    assert total == trainable > 0
+
+
+def test_fixed_c_skips_the_search():
+    m = make_method("tfidf-lr", C=3.0).fit(toy_data(60, 0), toy_data(30, 1))
+    assert m.fit_info_ == {"C": 3.0, "validation_macro_f1_by_C": {}}
+
+
+def test_a_class_absent_from_train_gets_zero_probability():
+    data = toy_data(60, 0)
+    keep = np.flatnonzero(data.labels != 2)
+    train = data.subset(keep)
+    m = make_method("tfidf-lr", C=1.0).fit(train)
+    proba = m.predict_proba(Texts(["good film", "the plot"]))
+    assert proba.shape == (2, 3) and np.all(proba[:, 2] == 0)
+
+
+def test_pairs_use_both_texts():
+    texts = ["a film"] * 40
+    pairs = ["great good"] * 20 + ["awful bad"] * 20
+    train = LabeledTexts(texts, pairs, [0] * 20 + [1] * 20, ["pos", "neg"])
+    m = make_method("tfidf-lr", C=10.0).fit(train)
+    assert list(m.predict(Texts(["a film", "a film"], ["good", "bad"]))) == [0, 1]
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(ClfbenchError, match="unknown parameter"):
+        make_method("tfidf-lr", epochs=3)
