@@ -30,3 +30,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+    """Tiny encoders and decoders, built once per test session (see neural_helpers.Zoo)."""
+    from neural_helpers import Zoo
+
+    return Zoo(tmp_path_factory.mktemp("zoo"))

@@ -27,6 +27,7 @@ def test_run_writes_the_documented_files(run_dir):
                 "throughput_sps", "peak_memory_mb", "train_seconds"):
         assert isinstance(metrics[key], float), key
     assert metrics["accuracy"] > 0.7
+    assert metrics["backend"] == "native" and metrics["latency"]["latency_n"] == 10
     config = json.loads((folder / "config.json").read_text())
     assert config["spec"]["seed"] == 99 and config["env"]["packages"]["torch"]
     rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]

@@ -22,15 +22,6 @@ from clfbench.inference import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: thread hand-offs dominate, and on a shared machine 2 threads run ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     """Tiny sequence classifiers (3 labels, seeded head) and their tokenizers, by model type."""

@@ -21,17 +21,6 @@ SHOTS = [("the movie was great fun", None, 1), ("terrible boring plot", None, 0)
 X = Texts(["the film was good", "awful " * 60, "a", "what a wonderful story of the world", "bad plot"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run much faster on one thread (no sync overhead on a shared machine)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def lms(tmp_path_factory):
     root = tmp_path_factory.mktemp("decoders")

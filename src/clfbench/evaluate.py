@@ -118,6 +118,11 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
         **{k: quality[k] for k in ("accuracy", "macro_f1", "weighted_f1", "mcc")},
         **{k: latency[k] for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99")},
         "throughput_sps": throughput["throughput_sps"],
+        # What the efficiency numbers were measured with (the engine's choice where there is one).
+        "backend": inference_info.get("backend", "native"),
+        "inference_batch_size": inference_info.get(
+            "batch_size", getattr(method, "eval_batch_size", getattr(method, "batch_size", None))
+        ),
         "peak_memory_mb": memory.peak_rss_mb,
         "peak_gpu_memory_mb": memory.peak_gpu_mb,
         "train_seconds": train_seconds if method.needs_training else 0.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from neural_helpers import LABELS, Zoo, toy_data
+from neural_helpers import LABELS, toy_data
 
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
@@ -15,19 +15,6 @@ from clfbench.methods.decoder_head import DecoderHead
 from clfbench.methods.torch_training import apply_lora
 
 DECODERS = ["qwen2", "llama", "gemma2"]
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> Zoo:
-    return Zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def fitted(model: str, train, validation, **params) -> DecoderHead:

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from neural_helpers import LABELS, Zoo, toy_data
+from neural_helpers import LABELS, toy_data
 
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier, make_method
 from clfbench.methods.embed_probe import EmbeddingProbe
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> Zoo:
-    return Zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def fitted(model: str, train, validation, **params) -> EmbeddingProbe:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from neural_helpers import LABELS, Zoo, toy_data
+from neural_helpers import LABELS, toy_data
 
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
@@ -23,20 +23,6 @@ from clfbench.methods.torch_training import (
 )
 
 ENCODERS = ["bert", "deberta-v2", "modernbert", "distilbert"]
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> Zoo:
-    return Zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def fitted(method: str, model: str, train, validation, **params):
@@ -258,3 +244,17 @@ def test_saved_folder_is_a_plain_transformers_model(zoo, tmp_path):
     assert not list(Path(tmp_path / "s").rglob("adapter_config.json"))
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s" / "model")
     assert plain.config.id2label == dict(enumerate(LABELS))
+
+
+@pytest.mark.parametrize("method", ["encoder-ft", "encoder-lora"])
+def test_onnx_backend_predicts_like_torch_and_says_so(zoo, method):
+    pytest.importorskip("onnxruntime")
+    train, val, test = toy_data(60, 0), toy_data(30, 1), toy_data(20, 2)
+    torch_m = fitted(method, zoo("bert"), train, val, epochs=1, batch_size=16)
+    onnx_m = fitted(method, zoo("bert"), train, val, epochs=1, batch_size=16, backend="onnx",
+                    eval_batch_size="auto")
+    np.testing.assert_allclose(onnx_m.predict_proba(test), torch_m.predict_proba(test), atol=1e-4)
+    info = onnx_m.inference_info()
+    assert info["backend"] == "onnx" and info["agreement"] == 1.0 and info["agreement_n"] > 0
+    assert isinstance(info["batch_size"], int) and info["batch_size_search"]
+    assert torch_m.inference_info()["backend"] == "torch"

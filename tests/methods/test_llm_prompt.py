@@ -14,17 +14,6 @@ from clfbench.data import LabeledTexts
 from clfbench.methods.base import Classifier, make_method
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run much faster on one thread (no sync overhead on a shared machine)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def decoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm_prompt")

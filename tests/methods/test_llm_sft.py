@@ -26,17 +26,6 @@ PROMPT = {"instruction": "classify the sentiment", "verbalizers": {"negative": "
           "text_name": "review"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run much faster on one thread (no sync overhead on a shared machine)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     return str(tiny_models.build_decoder(tmp_path_factory.mktemp("sft") / "llama", "llama"))

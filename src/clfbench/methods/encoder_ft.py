@@ -121,7 +121,7 @@ class EncoderFineTune(EngineRouted):
         self.seed = seed
 
 
-class EncoderLoRA(HFSequenceClassifier):
+class EncoderLoRA(EngineRouted):
     """An encoder with a LoRA adapter on attention q/v and the classification head trained in full.
 
     The learning rate default is 2e-4, ten times full fine-tuning's: LoRA updates start at
