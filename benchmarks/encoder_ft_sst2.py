@@ -57,7 +57,7 @@ def specs_for(which: str, args) -> list[RunSpec]:
                 for t in ("trec-coarse", "trec-fine")]
     if which == "trec-ft":
         return [RunSpec(method="encoder-ft", task="trec-fine", model="minilm",
-                        params={"epochs": args.trec_epochs}, **common)]
+                        params={"epochs": args.trec_epochs, "lr": args.trec_lr}, **common)]
     raise SystemExit(f"unknown run {which!r}")
 
 
@@ -68,6 +68,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1, help="encoder-ft epochs on sst2")
     p.add_argument("--lr", type=float, default=2e-5, help="encoder-ft learning rate on sst2")
     p.add_argument("--trec-epochs", type=int, default=3, help="encoder-ft epochs on trec-fine")
+    p.add_argument("--trec-lr", type=float, default=2e-5, help="encoder-ft learning rate on trec-fine")
     p.add_argument("--max-eval", type=int, default=1000)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=99)

@@ -39,7 +39,7 @@ class LLMSFT(LLMPrompt):
         lr: float = 2e-4,
         batch_size: int = 16,
         max_length: int = 512,
-        lora_r: int = 16,
+        r: int = 16,
         lora_alpha: int = 32,
         lora_dropout: float = 0.05,
         target_modules: tuple[str, ...] | list[str] = LORA_TARGETS,
@@ -62,7 +62,7 @@ class LLMSFT(LLMPrompt):
         self.lr = lr
         self.batch_size = batch_size
         self.max_length = max_length
-        self.lora_r = lora_r
+        self.r = r
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.target_modules = list(target_modules)
@@ -144,7 +144,7 @@ class LLMSFT(LLMPrompt):
         base, self.tokenizer_ = load_causal_lm(self.model, self.device, self.dtype, self.name)
         torch.manual_seed(self.seed)
         cfg = LoraConfig(
-            task_type="CAUSAL_LM", r=self.lora_r, lora_alpha=self.lora_alpha,
+            task_type="CAUSAL_LM", r=self.r, lora_alpha=self.lora_alpha,
             lora_dropout=self.lora_dropout, target_modules=list(self.target_modules),
         )
         try:
@@ -212,7 +212,7 @@ class LLMSFT(LLMPrompt):
             "train_examples": len(data),
             "train_tokens_mean": float(np.mean([len(i) for i, _ in data])) if data else 0.0,
             "class_weights": dict(zip(self.labels, map(float, weights))),
-            "lora": {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+            "lora": {"r": self.r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
                      "target_modules": list(self.target_modules)},
             "trainable_parameters": trainable,
             "decision": self.decision,

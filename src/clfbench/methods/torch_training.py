@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -211,7 +212,7 @@ def train_loop(
         history.append(record)
         if verbose:
             shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
-            tqdm.write(f"epoch {epoch}/{epochs}: {shown}")
+            tqdm.write(f"epoch {epoch}/{epochs}: {shown}", file=sys.stderr)
     if has_val and best_epoch != epochs and best is not None:
         with torch.no_grad():
             for n, p in model.named_parameters():
