@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -170,12 +171,20 @@ def quantize(src: str | Path, dst: str | Path | None = None, fp32_layers: int = 
 
     src = Path(src)
     dst = Path(dst) if dst is not None else src.with_name(INT8_FILE)
-    quantize_dynamic(
-        str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
-        nodes_to_exclude=first_layer_nodes(src, fp32_layers) if fp32_layers else None,
-        # fused contrib ops (Attention, SkipLayerNorm) have no shape inference: outputs are float
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    # The quantizer logs a "consider pre-processing" advice on the root logger for every
+    # model; it is about static quantization of CNNs and would only clutter clfbench's output.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+            nodes_to_exclude=first_layer_nodes(src, fp32_layers) if fp32_layers else None,
+            # fused contrib ops (Attention, SkipLayerNorm) have no shape inference: outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
     return dst
 
 
