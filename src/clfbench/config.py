@@ -22,9 +22,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clfbench.errors import ClfbenchError
+from clfbench.io import read_yaml
 
 
 @dataclass
@@ -100,14 +99,7 @@ GRID_KEYS = {"tasks", "methods", "seeds", "out"} | (SPEC_FIELDS - {"task", "meth
 def load_grid(path: str | Path) -> tuple[list[RunSpec], dict[str, Any]]:
     """Expand a grid YAML into RunSpecs (tasks x methods x models x seeds)."""
     path = Path(path)
-    if not path.is_file():
-        raise ClfbenchError(f"{path}: grid file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" line {where.line + 1}" if where else ""
-        raise ClfbenchError(f"{path}:{line} invalid YAML ({getattr(e, 'problem', e)})") from None
+    raw = read_yaml(path, "grid file")
     if not isinstance(raw, dict):
         raise ClfbenchError(f"{path}: expected a mapping with 'tasks' and 'methods'")
     unknown = sorted(set(raw) - GRID_KEYS)

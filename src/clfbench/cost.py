@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from clfbench.errors import ClfbenchError
+from clfbench.io import read_yaml
 
 DEFAULT_HARDWARE = Path(__file__).with_name("pricing") / "hardware.yaml"
 DEFAULT_PROFILE = "serverless-cpu-2vcpu-2gib"
@@ -67,12 +68,7 @@ def _number(path: Path, name: str, key: str, value: Any) -> float:
 def load_hardware(path: str | Path | None = None) -> dict[str, HardwareProfile]:
     """Profiles by name from a hardware YAML (`profiles: {name: {...}}`); shipped file if None."""
     path = Path(path) if path is not None else DEFAULT_HARDWARE
-    if not path.is_file():
-        raise ClfbenchError(f"{path}: hardware profile file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ClfbenchError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    raw = read_yaml(path, "hardware profile file")
     profiles = raw.get("profiles") if isinstance(raw, dict) else None
     if not isinstance(profiles, dict) or not profiles:
         raise ClfbenchError(f"{path}: expected a non-empty 'profiles' mapping of name -> prices")

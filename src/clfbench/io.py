@@ -22,6 +22,26 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".p
 TEXT_FORMATS = {"csv", "tsv", "jsonl", "json"}
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; a missing file or bad YAML is one ClfbenchError naming file and line.
+
+    `what` names the file's role in the message ("grid file", "price file", ...).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClfbenchError(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ClfbenchError(f"{path}: not valid UTF-8 ({e.reason})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark else ""
+        raise ClfbenchError(f"{path}:{line} invalid YAML ({getattr(e, 'problem', e)})") from None
+
+
 def detect_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:

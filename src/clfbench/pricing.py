@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clfbench.errors import ClfbenchError
+from clfbench.io import read_yaml
 
 DEFAULT_PRICES = Path(__file__).with_name("pricing") / "api_prices.yaml"
 _META_KEYS = {"as_of", "default", "note", "currency", "unit"}
@@ -20,12 +19,7 @@ _META_KEYS = {"as_of", "default", "note", "currency", "unit"}
 def load_prices(path: str | Path | None = None) -> dict[str, dict[str, float]]:
     """`{model: {"input": usd_per_1m, "output": usd_per_1m}}` from a price YAML (shipped if None)."""
     path = Path(path) if path is not None else DEFAULT_PRICES
-    if not path.is_file():
-        raise ClfbenchError(f"{path}: price file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ClfbenchError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    raw = read_yaml(path, "price file")
     if not isinstance(raw, dict):
         raise ClfbenchError(f"{path}: expected a mapping of model -> {{input, output}}")
     models = raw.get("models", {k: v for k, v in raw.items() if k not in _META_KEYS})

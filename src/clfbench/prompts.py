@@ -25,6 +25,7 @@ from jinja2 import Environment, StrictUndefined, TemplateError
 
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
+from clfbench.io import read_yaml
 from clfbench.methods.base import INVALID
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -49,15 +50,8 @@ def normalize_answer(s: str) -> str:
 def load_template(path: str | Path | None = None) -> tuple[dict[str, str], str, str]:
     """(fields, raw file text, path) of a template file; the default when `path` is None."""
     path = Path(path) if path else DEFAULT_TEMPLATE
-    if not path.is_file():
-        raise ClfbenchError(f"{path}: prompt template file not found")
+    data = read_yaml(path, "prompt template file")
     raw = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark else ""
-        raise ClfbenchError(f"{path}:{line} invalid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(data, dict):
         raise ClfbenchError(f"{path}: a prompt template is a mapping of {', '.join(TEMPLATE_KEYS)}")
     unknown = sorted(set(data) - set(TEMPLATE_KEYS))
