@@ -115,7 +115,7 @@ def latency(fn, texts: list[str], n: int = 200, warmup: int = 5) -> dict[str, fl
     return percentiles_ms(times)
 
 
-def part_sst2(cache: Path, repeats: int) -> dict:
+def part_sst2(cache: Path, repeats: int, fp32_layers: tuple[int, ...] = (1, 2)) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     folder = finetune_minilm(cache / "minilm-sst2-4k-3ep")
@@ -137,7 +137,7 @@ def part_sst2(cache: Path, repeats: int) -> dict:
         "clfbench onnx fp32": EncoderEngine(model, tok, backend="onnx").prepare(tune),
         "clfbench onnx int8": EncoderEngine(model, tok, backend="onnx", quantize=True).prepare(tune),
         **{f"clfbench onnx int8, first {n} layer(s) fp32": EncoderEngine(
-            model, tok, backend="onnx", quantize=True, fp32_layers=n).prepare(tune) for n in (1, 2)},
+            model, tok, backend="onnx", quantize=True, fp32_layers=n).prepare(tune) for n in fp32_layers},
     }
     systems = {
         "pipeline per text": lambda: pipe_labels([pipe(t)[0] for t in texts]),
@@ -248,13 +248,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["sst2", "flops", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fp32-layers", default="1,2",
+                        help="int8 variants that keep the first N layers in fp32 (comma-separated)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/clfbench-bench"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     results = {"threads": torch.get_num_threads(), "torch": torch.__version__,
                "cuda": torch.cuda.is_available()}
     if args.part in ("sst2", "all"):
-        results["sst2"] = part_sst2(args.cache, args.repeats)
+        results["sst2"] = part_sst2(args.cache, args.repeats,
+                                    tuple(int(n) for n in args.fp32_layers.split(",") if n))
         keys = ("samples_per_s_median", "ratio_vs_pipeline_batch64_median",
                 "agreement_with_fp32_torch", "dev_accuracy", "latency_batch1_ms", "system",
                 "ratio_vs_pipeline_per_text_median")
