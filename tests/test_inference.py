@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tiny_models
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
@@ -25,13 +25,7 @@ from clfbench.inference import (
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     """Tiny sequence classifiers (3 labels, seeded head) and their tokenizers, by model type."""
-    out = {}
-    for kind in ("bert", "distilbert", "modernbert"):
-        path = tiny_models.build_encoder(tmp_path_factory.mktemp(kind), kind)
-        torch.manual_seed(1)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
-        out[kind] = (model, AutoTokenizer.from_pretrained(path), path)
-    return out
+    return tiny_models.build_classifiers(tmp_path_factory, seed=1)
 
 
 def mixed_texts(n: int = 37) -> Texts:

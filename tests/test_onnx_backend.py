@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tiny_models
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from clfbench import onnx_backend
 from clfbench.data import Texts
@@ -20,13 +19,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
-    out = {}
-    for kind in ("bert", "distilbert", "modernbert"):
-        path = tiny_models.build_encoder(tmp_path_factory.mktemp(kind), kind)
-        torch.manual_seed(2)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
-        out[kind] = (model, AutoTokenizer.from_pretrained(path))
-    return out
+    return tiny_models.build_classifiers(tmp_path_factory, seed=2)
 
 
 def texts(n: int = 40) -> Texts:
@@ -36,7 +29,7 @@ def texts(n: int = 40) -> Texts:
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert", "modernbert"])
 def test_export_session_logits_match_torch(encoders, kind, tmp_path):
-    model, tok = encoders[kind]
+    model, tok, _ = encoders[kind]
     X = texts()
     file = onnx_backend.export(model, tok, tmp_path / "onnx")
     session = onnx_backend.OnnxSession(file)  # tokenizer read back from the export folder
@@ -53,7 +46,7 @@ def test_export_session_logits_match_torch(encoders, kind, tmp_path):
 
 def test_batch_one_and_other_batch_shapes(encoders, tmp_path):
     """Dynamic axes: one unpadded text and a large padded batch both match torch."""
-    model, tok = encoders["bert"]
+    model, tok, _ = encoders["bert"]
     session = onnx_backend.OnnxSession(onnx_backend.export(model, tok, tmp_path), batch_size=64)
     X = texts(70)
     expected = EncoderEngine(model, tok, batch_size=1).logits(X)
@@ -62,7 +55,7 @@ def test_batch_one_and_other_batch_shapes(encoders, tmp_path):
 
 
 def test_engine_onnx_int8_reports_agreement(encoders):
-    model, tok = encoders["bert"]
+    model, tok, _ = encoders["bert"]
     X = texts(48)
     engine = EncoderEngine(model, tok, backend="onnx", quantize=True, batch_size=16).prepare(X)
     fp32 = EncoderEngine(model, tok, batch_size=16).logits(X)
@@ -76,7 +69,7 @@ def test_engine_onnx_int8_reports_agreement(encoders):
 
 
 def test_engine_onnx_auto_batch_size(encoders):
-    model, tok = encoders["distilbert"]
+    model, tok, _ = encoders["distilbert"]
     engine = EncoderEngine(model, tok, backend="onnx", tune_examples=32)
     engine.logits(texts(32))
     info = engine.info()
@@ -84,7 +77,7 @@ def test_engine_onnx_auto_batch_size(encoders):
 
 
 def test_bad_export_is_refused_and_bad_fusion_dropped(encoders, tmp_path, monkeypatch):
-    model, tok = encoders["bert"]
+    model, tok, _ = encoders["bert"]
     diffs = iter([0.0, 0.5])  # plain graph exact, fused graph wrong
     monkeypatch.setattr(onnx_backend, "_max_diff", lambda *a: next(diffs))
     onnx_backend.export(model, tok, tmp_path / "a")
@@ -101,7 +94,7 @@ def test_missing_model_file(tmp_path):
 
 
 def test_int8_with_first_layers_in_fp32(encoders, tmp_path):
-    model, tok = encoders["bert"]
+    model, tok, _ = encoders["bert"]
     file = onnx_backend.export(model, tok, tmp_path)
     names = onnx_backend.first_layer_nodes(file, 1)
     assert "Attention_0" in names and len(names) == 4  # fused attention + 3 dense layers
@@ -121,6 +114,6 @@ def test_int8_with_first_layers_in_fp32(encoders, tmp_path):
 
 
 def test_first_layer_nodes_unfused_modernbert(encoders, tmp_path):
-    model, tok = encoders["modernbert"]
+    model, tok, _ = encoders["modernbert"]
     names = onnx_backend.first_layer_nodes(onnx_backend.export(model, tok, tmp_path), 1)
     assert names and all("layers.0/" in n for n in names)

@@ -119,3 +119,17 @@ def build_decoder(path: Path, model_type: str = "qwen2", chat_template: bool = T
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def build_classifiers(tmp_path_factory, kinds=("bert", "distilbert", "modernbert"), seed: int = 1):
+    """{kind: (model, tokenizer, path)}: tiny 3-label sequence classifiers with a seeded head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = {}
+    for kind in kinds:
+        path = build_encoder(tmp_path_factory.mktemp(kind), kind)
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
+        out[kind] = (model, AutoTokenizer.from_pretrained(path), path)
+    return out
