@@ -50,6 +50,8 @@ class ApiServer:
         self.requests: list[dict[str, Any]] = []
         self.usage_sent: list[tuple[int, int]] = []
         self.outputs: list[tuple[str, str]] = []  # (last user message, text sent)
+        self.in_flight = 0  # requests inside their delay right now, and the most seen at once
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._model = None
@@ -190,7 +192,12 @@ def _handler(server: ApiServer):
                     self._send(200, b'{"choices": [{"message": {"content": "po')
                 return
             if server.delay_s:
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 server._stop.wait(server.delay_s)
+                with server._lock:
+                    server.in_flight -= 1
             text, tops, n_in, n_out = server.answer(body)
             want_lp = server.logprobs and bool(body.get("logprobs"))
             k = int(body.get("top_logprobs") or 0)

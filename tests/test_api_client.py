@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -98,12 +97,15 @@ def test_retry_after_is_honoured_and_backoff_is_seeded():
 def test_concurrent_requests_overlap_and_ttft_measures_the_wait():
     batch = [msgs(f"text {i}") for i in range(8)]
     with ApiServer(RULE, delay_s=0.2) as server:
-        t0 = time.perf_counter()
-        results = client(server, concurrency=4, timeout_s=2).chat_many(batch, max_tokens=2)
-        elapsed = time.perf_counter() - t0
+        results = client(server, concurrency=4, timeout_s=5).chat_many(batch, max_tokens=2)
     assert all(r.status == "ok" for r in results)
-    assert elapsed < 0.2 * 8 / 2  # sequential would take 1.6 s; 4 at a time about 0.4 s
+    # Requests overlap, up to the limit and never beyond it (counted by the server, not timed;
+    # on a loaded machine the 4 threads may not all be inside the 0.2 s delay at once).
+    assert 2 <= server.max_in_flight <= 4
     assert all(r.ttft_s >= 0.2 for r in results)
+    with ApiServer(RULE, delay_s=0.2) as server:
+        client(server, concurrency=1, timeout_s=5).chat_many(batch[:3], max_tokens=2)
+    assert server.max_in_flight == 1
 
 
 def test_gives_up_after_max_retries():
