@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,8 @@ def _read_delimited(path: Path, fmt: str, options: dict[str, Any]) -> pd.DataFra
     )
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a bad line is a ClfbenchError naming it."""
     with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -134,8 +135,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise ClfbenchError(
                     f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}"
                 )
-            rows.append(row)
-    return pd.DataFrame.from_records(rows)
+            yield lineno, row
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    return pd.DataFrame.from_records([row for _, row in iter_jsonl(path)])
 
 
 def _read_json(path: Path) -> pd.DataFrame:

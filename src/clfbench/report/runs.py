@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from clfbench.errors import ClfbenchError
+from clfbench.io import iter_jsonl
 from clfbench.store import Store
 
 # Spec fields that do not change what is measured (or are the seed itself).
@@ -118,18 +119,11 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ClfbenchError(f"{path}: missing (every completed run has predictions.jsonl)")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ClfbenchError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
-            for key in ("id", "gold"):
-                if key not in row:
-                    raise ClfbenchError(f"{path}:{line_no}: field '{key}' missing")
-            rows.append(row)
+    for line_no, row in iter_jsonl(path):
+        for key in ("id", "gold"):
+            if key not in row:
+                raise ClfbenchError(f"{path}: line {line_no}: field '{key}' missing")
+        rows.append(row)
     return rows
 
 
