@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 
 import clfbench.measure as measure
@@ -32,11 +34,16 @@ def test_throughput_times_one_call_over_everything():
     assert sizes == [10, 100] and out["throughput_sps"] > 0
 
 
-def test_peak_memory_sees_an_allocation():
+def test_peak_memory_sees_an_allocation_freed_inside_the_block():
+    import psutil
+
+    base = psutil.Process().memory_info().rss / 2**20
     mem = measure.PeakMemory(interval=0.001)
     with mem.track():
-        base = mem.peak_rss_mb
-        block = np.ones(64 * 2**20 // 8)  # 64 MB
+        block = np.ones(256 * 2**20 // 8)  # 256 MB, touched, then freed before the block ends
         block.sum()
-    assert mem.peak_rss_mb >= 50 and mem.peak_gpu_mb is None
-    del block, base
+        time.sleep(0.05)  # let the sampler see it
+        del block
+    assert mem.peak_rss_mb >= base + 200
+    assert psutil.Process().memory_info().rss / 2**20 < mem.peak_rss_mb - 100
+    assert mem.peak_gpu_mb is None
