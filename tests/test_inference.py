@@ -17,8 +17,11 @@ from clfbench.inference import (
     label_agreement,
     model_input_names,
     predict_logits,
+    recheck_threshold,
     resolve_dtype,
     synchronize,
+    top2_margin,
+    with_recheck,
 )
 
 
@@ -134,6 +137,9 @@ def test_bad_settings_are_rejected(encoders):
         EncoderEngine(model, tok, batch_size=0)
     with pytest.raises(ClfbenchError, match="dtype"):
         EncoderEngine(model, tok, dtype="int4")
+    for bad in ("always", -0.5):
+        with pytest.raises(ClfbenchError, match="recheck"):
+            EncoderEngine(model, tok, dtype="bf16", recheck=bad)
 
 
 def test_gpu_dtype_choice(monkeypatch):
@@ -190,3 +196,66 @@ def test_label_agreement():
     assert label_agreement(a, a) == 1.0
     with pytest.raises(ValueError):
         label_agreement(a, b[:2])
+
+
+def test_top2_margin_and_recheck_threshold():
+    fast = np.array([[2.0, 0.0], [0.1, 0.0], [0.0, 0.3], [1.0, 0.2], [0.0, 0.05]])
+    ref = np.array([[2.0, 0.0], [0.0, 0.1], [0.3, 0.0], [1.0, 0.2], [0.0, 0.05]])
+    np.testing.assert_allclose(top2_margin(fast), [2.0, 0.1, 0.3, 0.8, 0.05])
+    np.testing.assert_allclose(top2_margin(np.array([[1.0, 5.0, 4.5]])), [0.5])
+    # rows 1 and 2 flip, at margins 0.1 and 0.3: catching both needs a threshold just above 0.3
+    t = recheck_threshold(fast, ref, target=1.0)
+    assert 0.3 < t < 0.3 + 1e-6
+    assert label_agreement(with_recheck(fast, ref, t), ref) == 1.0
+    # 80% agreement allows one flip (the more confident one) to stay
+    assert 0.1 < recheck_threshold(fast, ref, target=0.8) < 0.3
+    assert recheck_threshold(fast, ref, target=0.6) == 0.0  # already met: nothing to re-check
+    np.testing.assert_array_equal(with_recheck(fast, ref, 0.2)[[0, 2, 3]], fast[[0, 2, 3]])
+    np.testing.assert_array_equal(with_recheck(fast, ref, 0.2)[[1, 4]], ref[[1, 4]])
+
+
+def test_recheck_with_a_fixed_margin(encoders):
+    """Rows under the margin come from the fp32 model, the others from the fast path."""
+    model, tok, _ = encoders["bert"]
+    X = mixed_texts(30)
+    ref = EncoderEngine(model, tok, batch_size=8, dtype=None).logits(X)
+    fast = EncoderEngine(model, tok, batch_size=8, dtype="bf16").logits(X)
+    margin = float(np.median(top2_margin(fast)))
+    engine = EncoderEngine(model, tok, batch_size=8, dtype="bf16", recheck=margin)
+    got = engine.logits(X)
+    low = top2_margin(fast) < margin
+    assert 0 < low.sum() < len(X) and engine.rechecked == low.sum()
+    counts = engine.info()["recheck"]
+    assert (counts["rows_rechecked"], counts["rows_predicted"]) == (low.sum(), len(X))
+    np.testing.assert_allclose(got[low], ref[low], atol=1e-5)
+    np.testing.assert_array_equal(got[~low], fast[~low])
+    everything = EncoderEngine(model, tok, batch_size=8, dtype="bf16", recheck=1e9)
+    np.testing.assert_allclose(everything.logits(X), ref, atol=1e-5)
+    exact = EncoderEngine(model, tok, batch_size=8, dtype=None, recheck="auto")
+    assert "recheck" not in exact.prepare(X).info()  # ignored: nothing to re-check
+
+
+def test_recheck_auto_calibrates_on_the_prepare_sample(encoders):
+    """A fast path that flips exactly its near-ties: the calibrated margin catches every flip."""
+    model, tok, _ = encoders["bert"]
+    X = mixed_texts(60)
+    engine = EncoderEngine(model, tok, batch_size=8, dtype="bf16", recheck="auto",
+                           recheck_target=1.0)
+    ref_logits = engine.reference(engine.encode(X).batch(np.arange(len(X))))
+    cut = float(np.quantile(top2_margin(ref_logits), 0.3))
+
+    def flips_near_ties(feeds):  # swap the top two logits of rows decided by less than `cut`
+        out = engine.reference(feeds).copy()
+        for row in np.flatnonzero(top2_margin(out) < cut):
+            a, b = np.argsort(out[row])[-2:]
+            out[row, [a, b]] = out[row, [b, a]]
+        return out
+
+    engine.forward = flips_near_ties
+    info = engine.prepare(X).info()
+    got = engine.logits(X)
+    assert info["recheck"]["calibrated"] and 0 < info["recheck"]["margin"] <= cut
+    assert info["recheck"]["agreement_without_recheck"] < 0.8
+    assert info["recheck"]["share_of_sample"] == pytest.approx(engine.rechecked / len(X))
+    assert info["agreement_n"] == len(X) and 0.8 < info["agreement"] <= 1.0
+    assert label_agreement(got, ref_logits) == 1.0

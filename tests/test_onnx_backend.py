@@ -12,7 +12,7 @@ import torch
 from clfbench import onnx_backend
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
-from clfbench.inference import EncoderEngine
+from clfbench.inference import EncoderEngine, top2_margin
 
 pytest.importorskip("onnxruntime")
 
@@ -66,6 +66,26 @@ def test_engine_onnx_int8_reports_agreement(encoders):
     assert info["onnx"]["file"] == onnx_backend.INT8_FILE
     assert info["agreement_n"] == len(X)
     assert info["agreement"] == pytest.approx((got.argmax(1) == fp32.argmax(1)).mean())
+
+
+def test_int8_recheck_runs_in_the_fp32_graph(encoders):
+    model, tok, _ = encoders["bert"]
+    X = texts(40)
+    fp32 = EncoderEngine(model, tok, batch_size=16).logits(X)
+    every_row = EncoderEngine(model, tok, backend="onnx", quantize=True, batch_size=16, recheck=1e9)
+    np.testing.assert_allclose(every_row.logits(X), fp32, atol=1e-4)  # all re-checked: fp32
+    assert every_row.rechecked == len(X)
+    auto = EncoderEngine(model, tok, backend="onnx", quantize=True, batch_size=16, recheck="auto")
+    info = auto.prepare(X).info()
+    assert info["recheck"]["by"] == "fp32 ONNX graph" and info["recheck"]["margin"] >= 0
+    int8 = EncoderEngine(model, tok, backend="onnx", quantize=True, batch_size=16).logits(X)
+    margin = float(np.median(top2_margin(int8)))
+    half = EncoderEngine(model, tok, backend="onnx", quantize=True, batch_size=16, recheck=margin)
+    low = top2_margin(int8) < margin
+    got = half.logits(X)
+    assert half.rechecked == low.sum() > 0
+    np.testing.assert_array_equal(got[~low], int8[~low])
+    np.testing.assert_allclose(got[low], fp32[low], atol=1e-4)
 
 
 def test_engine_onnx_auto_batch_size(encoders):

@@ -11,7 +11,11 @@ the same code:
   drops or memory runs out;
 - on a GPU the forward pass runs in bf16 (fp16 where bf16 is unsupported) under autocast with
   SDPA attention; any path that is not exact fp32 torch reports its label agreement with the
-  fp32 torch model (`info()["agreement"]`).
+  fp32 torch model (`info()["agreement"]`);
+- an inexact path can re-check its near-ties in fp32 (`recheck`): rows whose top-two logit
+  margin is below a threshold, calibrated on validation texts, are run again through the fp32
+  torch model. Reduced precision only flips labels the model barely decides, so this buys back
+  agreement for the price of a few percent of rows.
 """
 
 from __future__ import annotations
@@ -54,6 +58,29 @@ def model_input_names(model) -> list[str]:
     ):
         names = [k for k in names if k != "token_type_ids"]
     return names
+
+
+def top2_margin(logits: np.ndarray) -> np.ndarray:
+    """Per row, the largest logit minus the second largest (how firmly the label was decided)."""
+    if logits.shape[1] < 2:
+        return np.full(len(logits), np.inf, dtype=np.float32)
+    top = np.partition(logits, -2, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def recheck_threshold(fast: np.ndarray, ref: np.ndarray, target: float) -> float:
+    """The smallest margin threshold under which re-checking in fp32 gives at least `target`
+    agreement on these rows: all flipped rows but the `floor((1 - target) * n)` most confident
+    ones fall below it. 0.0 when the fast path already meets the target."""
+    flips = fast.argmax(1) != ref.argmax(1)
+    allowed = int(np.floor((1 - target) * len(fast) + 1e-9))
+    margins = np.sort(top2_margin(fast)[flips])[::-1]
+    return float(np.nextafter(margins[allowed], np.inf)) if len(margins) > allowed else 0.0
+
+
+def with_recheck(fast: np.ndarray, ref: np.ndarray, threshold: float) -> np.ndarray:
+    """What the re-check returns: `ref` rows where the fast margin is below `threshold`."""
+    return np.where((top2_margin(fast) < threshold)[:, None], ref, fast)
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -219,6 +246,13 @@ class EncoderEngine:
     on `prepare(sample)` (or, failing that, on the first `logits` call). Use `prepare` with
     validation texts after fitting: it also measures the label agreement of every inexact path
     (ONNX, int8, bf16/fp16) with the fp32 torch model on that sample.
+
+    `recheck` (inexact paths only): a margin threshold, or "auto" to calibrate one on up to
+    `calibration_examples` prepare texts so that agreement reaches `recheck_target`. Rows of
+    `logits` whose top-two margin is below it are recomputed by the fp32 torch model. With
+    "auto" the reported agreement is cross-fitted (threshold from one half of the sample,
+    agreement on the other, both ways), so it is not scored on the texts that set it. On the
+    exact fp32 torch path `recheck` is ignored.
     """
 
     def __init__(
@@ -235,13 +269,11 @@ class EncoderEngine:
         onnx_dir: str | None = None,
         tune_examples: int = 256,
         memory_limit_mb: float | None = None,
+        recheck: float | str | None = None,
+        recheck_target: float = 0.998,
+        calibration_examples: int = 1000,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ClfbenchError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        if quantize and backend != "onnx":
-            raise ClfbenchError("quantize=True needs backend='onnx' (dynamic int8 in ONNX Runtime)")
-        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size > 0):
-            raise ClfbenchError(f"batch_size {batch_size!r}: expected a positive integer or 'auto'")
+        check_settings(backend, quantize, batch_size, dtype, recheck)
         self.tokenizer, self.max_length, self.backend = tokenizer, int(max_length), backend
         self.quantize, self.tune_examples = bool(quantize), int(tune_examples)
         self.memory_limit_mb = memory_limit_mb or 0.8 * psutil.virtual_memory().total / 2**20
@@ -250,6 +282,13 @@ class EncoderEngine:
         self.agreement: float | None = None
         self.agreement_n = 0
         self.max_abs_diff: float | None = None
+        self.recheck_margin: float | None = _recheck_setting(recheck)
+        self.recheck_auto = recheck == "auto"
+        self.recheck_target, self.calibration_examples = float(recheck_target), int(calibration_examples)
+        self.rechecked = 0  # rows recomputed in fp32 by the last `logits` call
+        self.rows_seen = self.rows_rechecked = 0  # over all `logits` calls
+        self.recheck_share: float | None = None  # share of the prepare sample re-checked
+        self.agreement_without_recheck: float | None = None
         self.device = torch.device(device) if device is not None else model_device(model)
         self.model = model.eval()
         if model_device(model) != self.device:
@@ -273,6 +312,18 @@ class EncoderEngine:
             self.forward: Forward = self.session
         else:
             self.forward = TorchForward(model, self.device, self.dtype)
+        if self.exact:  # the fp32 torch model itself: nothing to re-check
+            self.recheck_margin, self.recheck_auto = None, False
+        # Re-checks run in fp32 torch, or for int8 ONNX in the fp32 graph it was quantized
+        # from (exact to 1e-4, checked at export): faster, and one runtime's threads, not two.
+        self.recheck_forward: Forward = self.reference
+        self.recheck_by = "fp32 torch model"
+        if self.quantize and (self.recheck_auto or self.recheck_margin is not None):
+            self.recheck_forward = onnx_backend.OnnxSession(
+                self.session.file.with_name(onnx_backend.MODEL_FILE), tokenizer,
+                device=self.device, threads=self.threads, max_length=self.max_length,
+            )
+            self.recheck_by = "fp32 ONNX graph"
 
     @property
     def exact(self) -> bool:
@@ -289,6 +340,13 @@ class EncoderEngine:
         enc = self.encode(X)
         self._prepare(enc)
         out = run_batched(self.forward, enc, int(self.batch_size))
+        if self.recheck_margin:
+            rows = np.flatnonzero(top2_margin(out) < self.recheck_margin)
+            if len(rows):
+                out[rows] = run_batched(self.recheck_forward, enc.subset(rows), int(self.batch_size))
+            self.rechecked = len(rows)
+            self.rows_seen += len(out)
+            self.rows_rechecked += len(rows)
         synchronize(self.device)
         return out
 
@@ -298,21 +356,41 @@ class EncoderEngine:
             self._prepare(self.encode(sample))
         return self
 
-    def _sample(self, enc: Encoded) -> Encoded:
-        """At most `tune_examples` rows, evenly spread over the input (all lengths kept)."""
-        if len(enc) <= self.tune_examples:
+    def _sample(self, enc: Encoded, n: int | None = None) -> Encoded:
+        """At most `n` (default `tune_examples`) rows, evenly spread over the input."""
+        n = self.tune_examples if n is None else n
+        if len(enc) <= n:
             return enc
-        return enc.subset(np.unique(np.linspace(0, len(enc) - 1, self.tune_examples).round().astype(int)))
+        return enc.subset(np.unique(np.linspace(0, len(enc) - 1, n).round().astype(int)))
 
     def _prepare(self, enc: Encoded) -> None:
-        sample = self._sample(enc)
         if self.batch_size == "auto":
-            self.batch_size = self._tune(sample)
-        if not self.exact and self.agreement is None:
-            fast = run_batched(self.forward, sample, int(self.batch_size))
-            ref = run_batched(self.reference, sample, int(self.batch_size))
-            self.agreement, self.agreement_n = label_agreement(fast, ref), len(sample)
-            self.max_abs_diff = float(np.abs(fast - ref).max())
+            self.batch_size = self._tune(self._sample(enc))
+        if self.exact or self.agreement is not None:
+            return
+        sample = self._sample(enc, self.calibration_examples if self.recheck_auto else None)
+        fast = run_batched(self.forward, sample, int(self.batch_size))
+        ref = run_batched(self.reference, sample, int(self.batch_size))
+        self.max_abs_diff = float(np.abs(fast - ref).max())
+        self.agreement_n = len(sample)
+        self.agreement_without_recheck = label_agreement(fast, ref)
+        if self.recheck_auto:
+            self.recheck_margin, self.agreement = self._calibrate(fast, ref)
+        else:
+            self.agreement = label_agreement(with_recheck(fast, ref, self.recheck_margin or 0.0), ref)
+        self.recheck_share = float((top2_margin(fast) < (self.recheck_margin or 0.0)).mean())
+
+    def _calibrate(self, fast: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+        """Threshold and agreement by 2-fold cross-fitting: each half's threshold is scored on
+        the other half; the larger threshold is kept (agreement only grows with it, so the
+        reported mean is a conservative estimate)."""
+        halves = [np.arange(0, len(fast), 2), np.arange(1, len(fast), 2)]
+        thresholds = [recheck_threshold(fast[h], ref[h], self.recheck_target) for h in halves]
+        scores = [
+            label_agreement(with_recheck(fast[other], ref[other], t), ref[other])
+            for t, other in zip(thresholds, reversed(halves)) if len(other)
+        ]
+        return max(thresholds), float(np.mean(scores))
 
     def tune_batch_size(self, sample: Texts) -> int:
         """Search the batch size with the best throughput on `sample` and keep it."""
@@ -366,10 +444,48 @@ class EncoderEngine:
             "attn_implementation": self.attn_implementation,
             "agreement": 1.0 if self.exact else self.agreement,
             "agreement_n": self.agreement_n,
+            **({"recheck": {
+                "margin": self.recheck_margin,
+                "by": self.recheck_by,
+                "calibrated": self.recheck_auto,
+                "target": self.recheck_target if self.recheck_auto else None,
+                "share_of_sample": self.recheck_share,
+                "agreement_without_recheck": self.agreement_without_recheck,
+                "rows_rechecked": self.rows_rechecked,
+                "rows_predicted": self.rows_seen,
+            }} if self.recheck_auto or self.recheck_margin is not None else {}),
             "agreement_reference": "fp32 torch model",
             "max_abs_logit_diff": 0.0 if self.exact else self.max_abs_diff,
             **({"onnx": self.onnx_info} if self.onnx_info else {}),
         }
+
+
+def check_settings(
+    backend: str, quantize: bool, batch_size: int | str, dtype: str | torch.dtype | None,
+    recheck: float | str | None,
+) -> None:
+    """Raise ClfbenchError for engine settings that cannot work (before any model is loaded)."""
+    if backend not in BACKENDS:
+        raise ClfbenchError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if quantize and backend != "onnx":
+        raise ClfbenchError("quantize=True needs backend='onnx' (dynamic int8 in ONNX Runtime)")
+    if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size > 0):
+        raise ClfbenchError(f"batch_size {batch_size!r}: expected a positive integer or 'auto'")
+    resolve_dtype(torch.device("cpu"), dtype)
+    _recheck_setting(recheck)
+
+
+def _recheck_setting(recheck: float | str | None) -> float | None:
+    """A fixed margin threshold from `recheck` (None for "auto", set later, or off)."""
+    if recheck is None or recheck == "auto":
+        return None
+    try:
+        margin = float(recheck)
+    except (TypeError, ValueError):
+        margin = -1.0
+    if not margin >= 0:
+        raise ClfbenchError(f"recheck {recheck!r}: expected 'auto' or a margin >= 0")
+    return margin
 
 
 def predict_logits(

@@ -182,6 +182,24 @@ def test_bad_options_are_clfbench_errors(zoo, bad):
         fitted("encoder-ft", zoo("bert"), toy_data(30, 0), toy_data(15, 1), **bad)
 
 
+@pytest.mark.parametrize("bad", [{"backend": "tf"}, {"quantize": True}, {"eval_dtype": "int4"},
+                                 {"recheck": "often"}, {"eval_batch_size": 0}])
+def test_bad_inference_settings_fail_before_training(bad):
+    with pytest.raises(ClfbenchError, match=next(iter(bad)).replace("eval_", "")):
+        make_method("encoder-lora", **bad)
+
+
+def test_bf16_with_recheck_reports_how_it_predicted(zoo):
+    train, val, test = toy_data(60, 0), toy_data(40, 1), toy_data(20, 2)
+    m = fitted("encoder-ft", zoo("bert"), train, val, epochs=1, batch_size=16, eval_dtype="bf16",
+               recheck="auto")
+    info = m.inference_info()
+    assert info["dtype"] == "bfloat16" and info["recheck"]["calibrated"]
+    assert info["agreement_n"] == len(val) and info["recheck"]["margin"] >= 0
+    exact = fitted("encoder-ft", zoo("bert"), train, val, epochs=1, batch_size=16)
+    assert (m.predict(test) == exact.predict(test)).mean() >= 0.9
+
+
 def test_truncation_is_recorded(zoo):
     from transformers import AutoTokenizer
 

@@ -31,12 +31,23 @@ ENCODER_LORA_TARGETS: dict[str, list[str]] = {
 
 class EngineRouted(HFSequenceClassifier):
     """After fit (or load), predictions go through `clfbench.inference.EncoderEngine`:
-    `backend` ("torch" or "onnx"), `quantize` (ONNX dynamic int8) and `eval_batch_size`
+    `backend` ("torch" or "onnx"), `quantize` (ONNX dynamic int8), `eval_dtype` ("auto": bf16
+    on GPU, fp32 on CPU; "bf16" is worth trying on CPUs with native bf16), `recheck` ("auto"
+    or a margin: near-ties of an inexact path are recomputed in fp32) and `eval_batch_size`
     ("auto" searches it). Training-time validation keeps the plain torch path."""
 
     backend: str
     quantize: bool
+    eval_dtype: str
+    recheck: float | str | None
     engine_: Any = None
+
+    def _check_engine_settings(self) -> None:
+        """Fail on impossible inference settings when the method is built, not after training."""
+        from clfbench.inference import check_settings
+
+        check_settings(self.backend, self.quantize, self.eval_batch_size, self.eval_dtype,
+                       self.recheck)
 
     def _engine(self) -> Any:
         if self.engine_ is None:
@@ -45,7 +56,7 @@ class EngineRouted(HFSequenceClassifier):
             self.engine_ = EncoderEngine(
                 self.model_, self.tokenizer_, max_length=self.max_length,
                 batch_size=self.eval_batch_size, device=self.device_, backend=self.backend,
-                quantize=self.quantize,
+                quantize=self.quantize, dtype=self.eval_dtype, recheck=self.recheck,
             )
         return self.engine_
 
@@ -101,6 +112,8 @@ class EncoderFineTune(EngineRouted):
         device: str | None = None,
         backend: str = "torch",
         quantize: bool = False,
+        eval_dtype: str = "auto",
+        recheck: float | str | None = None,
         seed: int = 99,
     ) -> None:
         self.model = model
@@ -118,7 +131,10 @@ class EncoderFineTune(EngineRouted):
         self.device = device
         self.backend = backend
         self.quantize = quantize
+        self.eval_dtype = eval_dtype
+        self.recheck = recheck
         self.seed = seed
+        self._check_engine_settings()
 
 
 class EncoderLoRA(EngineRouted):
@@ -153,6 +169,8 @@ class EncoderLoRA(EngineRouted):
         device: str | None = None,
         backend: str = "torch",
         quantize: bool = False,
+        eval_dtype: str = "auto",
+        recheck: float | str | None = None,
         seed: int = 99,
     ) -> None:
         self.model = model
@@ -174,7 +192,10 @@ class EncoderLoRA(EngineRouted):
         self.device = device
         self.backend = backend
         self.quantize = quantize
+        self.eval_dtype = eval_dtype
+        self.recheck = recheck
         self.seed = seed
+        self._check_engine_settings()
 
     def _default_targets(self, model: Any) -> Any:
         return ENCODER_LORA_TARGETS.get(model.config.model_type, "all-linear")
