@@ -140,6 +140,8 @@ def test_bad_settings_are_rejected(encoders):
     for bad in ("always", -0.5):
         with pytest.raises(ClfbenchError, match="recheck"):
             EncoderEngine(model, tok, dtype="bf16", recheck=bad)
+    with pytest.raises(ClfbenchError, match="recheck_target"):
+        EncoderEngine(model, tok, dtype="bf16", recheck="auto", recheck_target=99.8)
 
 
 def test_gpu_dtype_choice(monkeypatch):

@@ -13,9 +13,9 @@ the same code:
   SDPA attention; any path that is not exact fp32 torch reports its label agreement with the
   fp32 torch model (`info()["agreement"]`);
 - an inexact path can re-check its near-ties in fp32 (`recheck`): rows whose top-two logit
-  margin is below a threshold, calibrated on validation texts, are run again through the fp32
-  torch model. Reduced precision only flips labels the model barely decides, so this buys back
-  agreement for the price of a few percent of rows.
+  margin is below a threshold, calibrated on validation texts, are run again in fp32 (the
+  torch model, or for int8 ONNX the fp32 graph it came from). Reduced precision only flips
+  labels the model barely decides, so this buys back agreement for a few percent of rows.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ class EncoderEngine:
 
     `recheck` (inexact paths only): a margin threshold, or "auto" to calibrate one on up to
     `calibration_examples` prepare texts so that agreement reaches `recheck_target`. Rows of
-    `logits` whose top-two margin is below it are recomputed by the fp32 torch model. With
+    `logits` whose top-two margin is below it are recomputed in fp32 (see `recheck_by`). With
     "auto" the reported agreement is cross-fitted (threshold from one half of the sample,
     agreement on the other, both ways), so it is not scored on the texts that set it. On the
     exact fp32 torch path `recheck` is ignored.
@@ -274,6 +274,8 @@ class EncoderEngine:
         calibration_examples: int = 1000,
     ) -> None:
         check_settings(backend, quantize, batch_size, dtype, recheck)
+        if not 0 < recheck_target <= 1:
+            raise ClfbenchError(f"recheck_target {recheck_target!r}: expected a share in (0, 1]")
         self.tokenizer, self.max_length, self.backend = tokenizer, int(max_length), backend
         self.quantize, self.tune_examples = bool(quantize), int(tune_examples)
         self.memory_limit_mb = memory_limit_mb or 0.8 * psutil.virtual_memory().total / 2**20
