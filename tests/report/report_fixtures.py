@@ -99,7 +99,9 @@ def synthetic_results(root: Path, n: int = 120, seed: int = 0) -> dict:
     proba[np.arange(n), strong] = 0.8
     write_run(root, "t-encoder-ft-s1", task="toy", method="encoder-ft", model="tiny", labels=labels,
               gold=gold.tolist(), pred=strong.tolist(), texts=texts, proba=proba, p50=20.0, throughput=400.0,
-              train_seconds=600.0, train_counts=[50, 30, 5])
+              train_seconds=600.0, train_counts=[50, 30, 5],
+              inference_info={"backend": "onnx", "quantized": True, "dtype": "float32", "batch_size": 16,
+                              "agreement": 0.9989, "recheck": {"margin": 1.06}})
     write_run(root, "t-tfidf-lr-s1", task="toy", method="tfidf-lr", labels=labels, gold=gold.tolist(),
               pred=weak.tolist(), texts=texts, p50=1.0, throughput=5000.0, train_seconds=2.0,
               train_counts=[50, 30, 5])

@@ -111,9 +111,14 @@ def test_efficiency_and_decision_tables(synthetic_dir, tmp_path):
     # encoder: p50 20 ms on 2 vCPU + 2 GiB serverless -> 0.02 * 53e-6 * 1e6 = $1.06 per 1M.
     enc = next(ln for ln in eff.splitlines() if ln.startswith("| encoder-ft/tiny |"))
     assert "| 1.06 |" in enc
+    # what the timings were measured with, and the int8 path's agreement with fp32
+    assert "| onnx int8 + fp32 re-check, batch 16 | 99.89% |" in enc
+    assert "| native | - |" in next(ln for ln in eff.splitlines() if ln.startswith("| tfidf-lr |"))
     dec = (out.out_dir / "decision_table.md").read_text()
     assert "100U τ=300ms" in dec and "Ranked by tau = 300 ms" in dec
     df = pd.read_csv(out.csv).set_index("configuration")
+    assert df.loc["encoder-ft/tiny", "agreement_with_fp32"] == 0.9989
+    assert df.loc["encoder-ft/tiny", "inference_batch_size"] == 16
     f1 = _metrics(root, "t-tfidf-lr-s1")["macro_f1"]
     u = 100 * f1 / (0.001 * 53e-6 * 1e6) * np.exp(-1.0 / 500)
     assert df.loc["tfidf-lr", "utility_x100_tau500"] == pytest.approx(u)

@@ -14,7 +14,7 @@ from clfbench import stats
 from clfbench.errors import ClfbenchError
 from clfbench.report import tables as T
 from clfbench.report.analysis import TaskAnalysis, analyse_task
-from clfbench.report.runs import Run, group_configs, load_runs
+from clfbench.report.runs import Run, group_configs, inference_setup, load_runs
 
 SCALARS = (
     "accuracy", "macro_f1", "weighted_f1", "mcc", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
@@ -133,6 +133,9 @@ def results_frame(
         }
         for k in SCALARS:
             row[k] = r.metrics.get(k)
+        how = inference_setup(r.metrics)
+        row.update(inference_setup=how["setup"], inference_batch_size=how["batch_size"],
+                   agreement_with_fp32=how["agreement"])
         gold, pred = r.encoded()
         for name, iv in stats.bootstrap_ci(gold, pred, len(r.labels), n_resamples=n_boot, seed=seed).items():
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = iv.low, iv.high

@@ -148,6 +148,22 @@ def _fmt_param(v: Any) -> str:
     return str(v)
 
 
+def inference_setup(metrics: dict[str, Any]) -> dict[str, Any]:
+    """How a run's predictions and timings were made: the backend (with int8, half precision or
+    fp32 re-checks), the batch size, and the label agreement with the fp32 model (None where
+    the method has no such reference)."""
+    info = metrics.get("inference_info") or {}
+    parts = [str(metrics.get("backend") or info.get("backend") or "native")]
+    if info.get("quantized"):
+        parts.append("int8")
+    elif info.get("dtype") not in (None, "float32"):
+        parts.append(str(info["dtype"]))
+    if info.get("recheck"):
+        parts.append("+ fp32 re-check")
+    batch = metrics.get("inference_batch_size", info.get("batch_size"))
+    return {"setup": " ".join(parts), "batch_size": batch, "agreement": _num(info.get("agreement"))}
+
+
 def load_runs(root: str | Path) -> list[Run]:
     """Every completed run of a results folder with its config and predictions."""
     root = Path(root)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clfbench.report.analysis import TaskAnalysis, _p
-from clfbench.report.runs import Config
+from clfbench.report.runs import Config, inference_setup
 
 
 @dataclass
@@ -123,9 +123,13 @@ def efficiency_table(ta: TaskAnalysis) -> Table:
     rows = []
     for c in ta.configs:
         k = ta.cost[c.label]
+        how = inference_setup(c.representative.metrics)
+        batch = "" if how["batch_size"] is None else f", batch {how['batch_size']}"
+        agreement = "-" if how["agreement"] is None else f"{100 * how['agreement']:.2f}%"
         rows.append([
             c.label, num(c.mean("latency_ms_p50")), num(c.mean("latency_ms_p95")), num(c.mean("latency_ms_p99")),
-            num(c.mean("throughput_sps")), num(c.mean("peak_memory_mb")), num(c.mean("train_seconds")),
+            num(c.mean("throughput_sps")), how["setup"] + batch, agreement,
+            num(c.mean("peak_memory_mb")), num(c.mean("train_seconds")),
             fmt(c.mean("parameters")) if c.mean("parameters") is None else f"{c.mean('parameters'):,.0f}",
             num(k.get("mean_input_tokens")), num(k.get("mean_output_tokens")),
             num(k.get("usd_per_1m_request")), num(k.get("usd_per_1m_batch")), num(k.get("usd_per_1m_api")),
@@ -136,10 +140,13 @@ def efficiency_table(ta: TaskAnalysis) -> Table:
         f"Cost on hardware profile `{profile}`. $/1M one-at-a-time = p50 seconds x price per second x 1e6; "
         "$/1M batched = 1e6 / throughput x price per second; API = mean tokens x price per 1M tokens. "
         "Training $ = training seconds x the same price. Latency is per example at batch 1; "
-        "throughput over the whole test split at the method's batch size.",
+        "throughput over the whole test split at the method's batch size. \"measured with\" is the "
+        "inference backend and batch size; \"agreement\" is the share of labels equal to the fp32 model's "
+        "where the backend is not exact fp32 (int8, bf16, ONNX), measured on validation texts.",
     ]
     return Table(f"{ta.task}: efficiency and cost", [
-        "configuration", "p50 ms", "p95 ms", "p99 ms", "samples/s", "peak MB", "train s", "parameters",
+        "configuration", "p50 ms", "p95 ms", "p99 ms", "samples/s", "measured with", "agreement with fp32",
+        "peak MB", "train s", "parameters",
         "in tokens", "out tokens", "$/1M one at a time", "$/1M batched", "$/1M API", "training $"], rows, notes)
 
 
