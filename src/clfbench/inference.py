@@ -302,6 +302,10 @@ class EncoderEngine:
             self.dtype = None  # already half precision: no autocast on top
         self.attn_implementation = use_sdpa(model)
         self.reference = TorchForward(model, self.device, None)
+        # Re-checks run in fp32 torch, or for int8 ONNX in the fp32 graph it was quantized
+        # from (exact to 1e-4, checked at export): faster, and one runtime's threads, not two.
+        self.recheck_forward: Forward = self.reference
+        self.recheck_by = "fp32 torch model"
         self.onnx_info: dict[str, Any] = {}
         if backend == "onnx":
             from clfbench import onnx_backend
@@ -312,20 +316,16 @@ class EncoderEngine:
             )
             self.onnx_info = self.session.info()
             self.forward: Forward = self.session
+            if self.quantize and recheck is not None:
+                self.recheck_forward = onnx_backend.OnnxSession(
+                    self.session.file.with_name(onnx_backend.MODEL_FILE), tokenizer,
+                    device=self.device, threads=self.threads, max_length=self.max_length,
+                )
+                self.recheck_by = "fp32 ONNX graph"
         else:
             self.forward = TorchForward(model, self.device, self.dtype)
         if self.exact:  # the fp32 torch model itself: nothing to re-check
             self.recheck_margin, self.recheck_auto = None, False
-        # Re-checks run in fp32 torch, or for int8 ONNX in the fp32 graph it was quantized
-        # from (exact to 1e-4, checked at export): faster, and one runtime's threads, not two.
-        self.recheck_forward: Forward = self.reference
-        self.recheck_by = "fp32 torch model"
-        if self.quantize and (self.recheck_auto or self.recheck_margin is not None):
-            self.recheck_forward = onnx_backend.OnnxSession(
-                self.session.file.with_name(onnx_backend.MODEL_FILE), tokenizer,
-                device=self.device, threads=self.threads, max_length=self.max_length,
-            )
-            self.recheck_by = "fp32 ONNX graph"
 
     @property
     def exact(self) -> bool:
