@@ -123,7 +123,7 @@ def latency(fn, texts: list[str], n: int = 200, warmup: int = 5) -> dict[str, fl
     return percentiles_ms(times)
 
 
-def part_sst2(cache: Path, repeats: int, fp32_layers: tuple[int, ...] = (1, 2)) -> dict:
+def part_sst2(cache: Path, repeats: int, fp32_layers: tuple[int, ...] = ()) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     folder = finetune_minilm(cache / "minilm-sst2-4k-3ep")
