@@ -59,9 +59,21 @@ def test_cli_run(decoders, datasets_dir, tmp_path, kind, shots, decision):
         assert m["ece"] is None and m["brier"] is None
         invalid = sum(r["pred"] is None for r in preds)
         assert m["invalid_rate"] == pytest.approx(invalid / 16)
-        assert info["invalid"] == invalid
-        # A random model emits garbage: it must be counted invalid, never turned into a class.
-        assert invalid > 0 and len(info["invalid_examples"]) > 0
+        assert info["invalid"] == invalid and len(info["invalid_examples"]) == min(invalid, 5)
+
+
+def test_unparseable_generations_are_invalid_never_a_class(decoders, monkeypatch):
+    """Outputs that name no label are counted invalid (prediction -1), never mapped to a class."""
+    train = LabeledTexts(["good film", "bad film", "great fun", "awful plot"], None,
+                         np.array([1, 0, 1, 0]), ["neg", "pos"])
+    m = make_method("llm-prompt", model=decoders["llama"], prompt={}, decision="generate").fit(train)
+    outputs = ["pos", " Neg.", "maybe", "", "pos neg"]
+    monkeypatch.setattr(m.scorer_, "generate", lambda X, *a, **k: (outputs[: len(X)], {}))
+    pred = m.predict(LabeledTexts(["a", "b", "c", "d", "e"], None, np.zeros(5, int), ["neg", "pos"]))
+    info = m.inference_info()
+    assert pred[0] == 1 and pred[1] == 0 and (pred[2:4] == -1).all()
+    assert info["invalid"] == int((pred == -1).sum()) and info["invalid_rate"] == pytest.approx(info["invalid"] / 5)
+    assert set(info["invalid_examples"]) >= {"maybe", ""}
 
 
 def test_draws_are_runs_with_different_shot_sets(decoders, datasets_dir, tmp_path):
