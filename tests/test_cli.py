@@ -86,3 +86,50 @@ def test_bad_grid_yaml(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "grid.yaml" in err and "invalid YAML" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def own_grid(tmp_path, methods="[{name: tfidf-lr, params: {C: 2.0}}]", extra=""):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"""
+tasks: [{{name: tickets, train_file: {DEMO / 'train.csv'}, validation_file: {DEMO / 'validation.csv'},
+          test_file: {DEMO / 'test.csv'}}}]
+methods: {methods}
+seeds: [1]
+max_eval: 100
+latency_examples: 2
+{extra}""")
+    return grid
+
+
+def test_run_flags_override_a_grid_and_are_reported(tmp_path, capsys):
+    """`run grid.yaml --max-eval 50 --seed 7 --param C=0.5` used to run with the grid's values."""
+    out = tmp_path / "out"
+    assert main(["run", str(own_grid(tmp_path)), "--max-eval", "50", "--seed", "7", "--param", "C=0.5",
+                 "--out", str(out)]) == 0
+    assert "overrides from the command line: max_eval=50, seed=7, params C=0.5\n" in capsys.readouterr().err
+    [metrics] = [json.loads(p.read_text()) for p in out.glob("*/metrics.json")]
+    [config] = [json.loads(p.read_text()) for p in out.glob("*/config.json")]
+    assert config["spec"]["max_eval"] == 50 and config["spec"]["seed"] == 7
+    assert config["spec"]["params"] == {"C": 0.5} and metrics["fit_info"]["C"] == 0.5
+    assert metrics["n_examples"] == 50
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--param", "epochs=1"], "--param epochs: no method of the grid takes this parameter (methods: tfidf-lr)"),
+    (["--shots", "3"], "--param shots: no method of the grid takes"),
+    (["--task", "sst2", "--method", "tfidf-lr"], "--task, --method cannot be used with a grid file"),
+    (["--train", "x.csv"], "--train cannot be used with a grid file"),
+])
+def test_grid_flags_that_cannot_apply_are_one_line_errors(tmp_path, capsys, flags, message):
+    assert main(["run", str(own_grid(tmp_path)), *flags, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_grid_out_is_used_unless_out_is_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    grid = own_grid(tmp_path, extra="out: from-grid")
+    assert main(["run", str(grid), "-q"]) == 0
+    assert (tmp_path / "from-grid" / "index.sqlite").is_file()
+    assert not (tmp_path / "clfbench-runs").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import tiny_models
@@ -58,9 +60,10 @@ def test_multi_token_scores_equal_hand_computed_log_probs(lms, normalize):
     clf = CausalLMClassifier(model, enc, batch_size=4, length_normalize=normalize)
     scores, _ = clf.score(X)
     for i in range(len(X)):
-        query, _ = enc.encode(X.texts[i])
+        prompt, _ = enc.encode(X.texts[i])
+        assert prompt[: len(enc.prefix_ids)] == enc.prefix_ids
         for label, answer in enumerate(enc.answer_ids):
-            ids = enc.prefix_ids + query + answer
+            ids = prompt + answer
             with torch.no_grad():
                 logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
             start = len(ids) - len(answer)
@@ -74,10 +77,11 @@ def test_truncation_cuts_only_the_query_text(lms):
     model, tok = lms["llama"]
     enc = PromptEncoder(PromptBuilder(PROMPT, ["negative", "positive"]), tok, SHOTS, True, 160)
     long_ids, cut = enc.encode("awful " * 200)
-    assert cut and len(enc.prefix_ids) + len(long_ids) == 160
-    assert long_ids[-len(enc.suffix_ids):] == enc.suffix_ids  # the answer slot is intact
+    text, _, _ = enc.fit_query("awful " * 200)
+    assert cut and 158 <= len(long_ids) <= 160 and ("awful " * 200).startswith(text)
+    assert long_ids == enc.ids(enc.render(text, None))  # the answer slot is intact
     short_ids, short_cut = enc.encode("a good film")
-    assert not short_cut and len(enc.prefix_ids) + len(short_ids) < 160
+    assert not short_cut and len(short_ids) < 160
     _, info = CausalLMClassifier(model, enc).score(X)
     assert info["truncated"] == 1 and info["prompt_tokens_max"] <= 160
     d = enc.describe()
@@ -93,9 +97,9 @@ def test_pair_truncation_cuts_longest_field_first(lms):
               "pair_name": "hypothesis", "verbalizers": {"entailment": "yes", "not_entailment": "no"}}
     enc = PromptEncoder(PromptBuilder(prompt, ["entailment", "not_entailment"]), tok, [], True, 120, is_pair=True)
     ids, cut = enc.encode("the movie " * 100, "a good film")
-    hyp = enc._ids(enc.pair_lead + "a good film")
-    assert cut and len(enc.prefix_ids) + len(ids) == 120
-    assert ids[-len(enc.suffix_ids) - len(hyp):-len(enc.suffix_ids)] == hyp  # the short field is whole
+    text, pair, _ = enc.fit_query("the movie " * 100, "a good film")
+    assert cut and 118 <= len(ids) <= 120 and pair == "a good film"  # the short field is whole
+    assert ids == enc.ids(enc.render(text, pair)) and len(text) < len("the movie " * 100)
 
 
 def test_plain_prompt_without_chat_template(lms):
@@ -117,3 +121,177 @@ def test_too_small_max_length_fails_clearly(lms):
     _, tok = lms["llama"]
     with pytest.raises(ClfbenchError, match="max_length=40"):
         PromptEncoder(PromptBuilder(PROMPT, ["negative", "positive"]), tok, SHOTS, True, 40)
+
+
+# --- issue 11: prompts as the model sees them ------------------------------------------------
+LABELS2 = ["negative", "positive"]
+
+
+@pytest.fixture(scope="module")
+def subword(tmp_path_factory):
+    """{(kind, chat): (model, tokenizer)}: Llama-2-style SentencePiece ("sp") and Qwen-style
+    byte-level BPE ("bpe") tiny decoders, plain layout and chat template."""
+    root = tmp_path_factory.mktemp("subword")
+    out = {}
+    for kind, arch, tk in (("sp", "llama", "sentencepiece"), ("bpe", "qwen2", "bpe")):
+        for chat in (False, True):
+            path = tiny_models.build_decoder(root / f"{kind}-{chat}", arch, chat, tokenizer=tk)
+            out[kind, chat] = load_causal_lm(str(path))
+    return out
+
+
+def as_model_sees(tok, text: str) -> list[int]:
+    """The whole text tokenized once, with the tokenizer's own special tokens (none added when
+    the text writes its own BOS), as lm-evaluation-harness tokenizes a context."""
+    own_bos = bool(tok.bos_token) and text.startswith(tok.bos_token)
+    return list(tok(text, add_special_tokens=not own_bos)["input_ids"])
+
+
+def hand_loglikelihood(model, context: list[int], whole: list[int]) -> float:
+    """Sum of log p(token) over `whole[len(context):]`, from one forward pass over `whole`."""
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), -1)
+    return sum(float(logp[k - 1, whole[k]]) for k in range(len(context), len(whole)))
+
+
+@pytest.mark.parametrize("kind", ["sp", "bpe"])
+@pytest.mark.parametrize("chat", [False, True])
+def test_prompt_is_tokenized_as_one_text(subword, kind, chat):
+    """SentencePiece put a '▁' before every separately tokenized piece ("\nAnswer:" became
+    ['▁', '\n', 'Answer', ':']): the model saw more tokens than the rendered prompt has.
+    Scores must be the log-likelihood of the answer, as the template writes it, after the
+    whole rendered prompt tokenized once."""
+    model, tok = subword[kind, chat]
+    enc = PromptEncoder(PromptBuilder(PROMPT, LABELS2), tok, SHOTS, True, 384)
+    assert enc.chat == chat
+    clf = CausalLMClassifier(model, enc, batch_size=2)
+    X = Texts(["the film was good", "awful " * 20, "a", "what a wonderful story of the world", "bad plot"])
+    scores, info = clf.score(X)
+    assert info["truncated"] == 0
+    # the answer as the template writes an assistant turn (" positive" after Llama-2's [/INST])
+    answers = [w if chat and kind == "bpe" else " " + w for w in LABELS2]
+    for i, text in enumerate(X.texts):
+        rendered = enc.render(text.strip(), None)  # Llama-2's template strips messages
+        context = as_model_sees(tok, rendered)
+        for j, answer in enumerate(answers):
+            whole = as_model_sees(tok, rendered + answer)
+            assert scores[i, j] == pytest.approx(hand_loglikelihood(model, context, whole), abs=1e-4)
+        assert enc.encode(text)[0] == context
+    assert enc.answer_texts == answers
+    np.testing.assert_allclose(clf.score(X, cached=False)[0], scores, atol=1e-4)
+
+
+def test_truncation_cuts_at_token_starts_of_the_whole_prompt(subword):
+    _, tok = subword["sp", False]
+    enc = PromptEncoder(PromptBuilder(PROMPT, LABELS2), tok, [], True, 64)
+    long = "the movie was really quite boring and the plot was bad " * 10
+    ids, cut = enc.encode(long)
+    text, _, _ = enc.fit_query(long)
+    assert cut and long.startswith(text) and 60 <= len(ids) <= 64
+    assert ids == as_model_sees(tok, enc.render(text, None))
+    assert enc.render(text, None).endswith("\nAnswer:")
+
+
+def test_bos_follows_the_tokenizer_and_is_recorded(subword):
+    builder = PromptBuilder(PROMPT, LABELS2)
+    _, sp = subword["sp", False]
+    enc = PromptEncoder(builder, sp, [], True, 256)
+    ids, _ = enc.encode("good")
+    assert ids[0] == sp.bos_token_id and ids[1] != sp.bos_token_id
+    assert enc.describe()["bos"]["tokens_added"] == ["<s>"]
+    assert PromptEncoder(builder, sp, [], True, 256, bos="never").encode("good")[0] == ids[1:]
+    _, chat_sp = subword["sp", True]  # Llama-2's chat template writes <s> itself: not doubled
+    chat_ids, _ = PromptEncoder(builder, chat_sp, [], True, 256).encode("good")
+    assert chat_ids[0] == chat_sp.bos_token_id and chat_ids[1] != chat_sp.bos_token_id
+    # A BOS token that the tokenizer's own post-processor does not add (GPT-NeoX, OLMo): none
+    # by default, as lm-evaluation-harness does; `bos="always"` adds it.
+    _, bpe = subword["bpe", False]
+    bpe = copy.deepcopy(bpe)
+    bpe.bos_token = "<|endoftext|>"
+    auto = PromptEncoder(builder, bpe, [], True, 256)
+    assert auto.encode("good")[0] == as_model_sees(bpe, auto.render("good", None))
+    assert auto.encode("good")[0][0] != bpe.bos_token_id and auto.describe()["bos"]["tokens_added"] == []
+    always = PromptEncoder(builder, bpe, [], True, 256, bos="always")
+    assert always.encode("good")[0] == [bpe.bos_token_id] + auto.encode("good")[0]
+
+
+def test_generate_is_greedy_whatever_the_checkpoint_generation_config(lms):
+    model, tok = lms["qwen2"]
+    enc = PromptEncoder(PromptBuilder(PROMPT, LABELS2), tok, SHOTS[:2], True, 256)
+    clf = CausalLMClassifier(model, enc, batch_size=2)
+    n_new, sub = 6, X.subset(range(3))
+    want = []
+    with torch.no_grad():
+        for text in sub.texts:  # plain argmax decoding, eos barred as min_new_tokens bars it
+            ids, _ = enc.encode(text)
+            for _ in range(n_new):
+                logits = model(torch.tensor([ids])).logits[0, -1]
+                logits[tok.eos_token_id] = -float("inf")
+                ids = ids + [int(logits.argmax())]
+            want.append(tok.decode(ids[-n_new:], skip_special_tokens=True))
+    saved = copy.deepcopy(model.generation_config)
+    gc = model.generation_config
+    gc.repetition_penalty, gc.no_repeat_ngram_size, gc.do_sample, gc.temperature, gc.top_k = 30.0, 1, True, 3.0, 2
+    try:
+        texts, info = clf.generate(sub, max_new_tokens=n_new, min_new_tokens=n_new)
+    finally:
+        model.generation_config = saved
+    assert model.generation_config.repetition_penalty == saved.repetition_penalty
+    assert texts == want
+    cfg = info["generation_config"]
+    assert cfg["do_sample"] is False and cfg["num_beams"] == 1 and cfg["repetition_penalty"] == 1.0
+    assert cfg["no_repeat_ngram_size"] == 0 and cfg["max_new_tokens"] == n_new
+
+
+TREC = {  # trec-fine's own words for these labels: "description" is a prefix of another answer
+    "instruction": "What type of answer does the question ask for?",
+    "text_name": "question",
+    "verbalizers": {"DESC:desc": "description", "HUM:desc": "description of a person",
+                    "DESC:def": "definition", "DESC:manner": "manner"},
+}
+TREC_LABELS = ["DESC:desc", "HUM:desc", "DESC:def", "DESC:manner"]
+
+
+def test_a_label_that_extends_another_can_win(subword, caplog):
+    """Summed log-likelihoods: "description of a person" = p(description) x p(of a person |
+    ...) can never beat "description" (HUM:desc was predicted 0 times in 120). Complete
+    answers (answer + the token that ends it) make every label reachable."""
+    import logging
+
+    base, tok = subword["sp", False]
+    model = copy.deepcopy(base)
+    builder = PromptBuilder(TREC, TREC_LABELS)
+    with caplog.at_level(logging.WARNING, logger="clfbench.llm"):
+        enc = PromptEncoder(builder, tok, [], True, 128)
+        PromptEncoder(builder, tok, [], True, 128)
+    assert [r.getMessage().count("ambiguous") for r in caplog.records] == [1]  # warned once
+    d = enc.describe()
+    assert enc.complete and d["complete_answers"] and d["ambiguous_answers"] == [["DESC:desc", "HUM:desc"]]
+    end = d["answer_end_token"]  # the first token of the plain layout's separator "\n\n"
+    assert end in ("\n", "\n\n") and enc.score_texts == [a + end for a in enc.answer_texts]
+    assert all(s == a + [s[-1]] for s, a in zip(enc.score_ids, enc.answer_ids))
+    # Teach the tiny model: "who" questions are answered "description of a person".
+    train = [(f"who {w} the actor in the movie", 1) for w in ("is", "was", "played", "plays")]
+    train += [(f"what {w} the story of the movie", 0) for w in ("is", "was", "means", "tells")]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(60):
+        loss = 0.0
+        for text, y in train:
+            ids, _ = enc.encode(text)
+            full = torch.tensor([ids + enc.score_ids[y]])
+            labels = full.clone()
+            labels[0, : len(ids)] = -100
+            loss = loss + model(input_ids=full, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    X_trec = Texts([t for t, _ in train])
+    y = [y for _, y in train]
+    complete = CausalLMClassifier(model, enc).score(X_trec)[0].argmax(1)
+    assert complete.tolist() == y  # HUM:desc is reachable
+    summed = PromptEncoder(builder, tok, [], True, 128, complete_answers=False)
+    assert not summed.complete and summed.score_ids == summed.answer_ids
+    assert 1 not in CausalLMClassifier(model, summed).score(X_trec)[0].argmax(1).tolist()

@@ -74,3 +74,36 @@ def test_macro_f1_skips_classes_absent_from_gold_and_predictions():
     # ...but a present class that is never predicted counts as 0, and so does a wrongly predicted one.
     m2 = quality_metrics(np.array([0, 1, 2]), np.array([0, 1, 1]), ["a", "b", "c"])
     assert m2["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_macro_f1_averages_over_gold_classes_only():
+    # Class "c" never occurs in gold but is predicted once: with gold-class averaging the false
+    # positive lowers the recall of "a" and adds no zero-F1 class to the average.
+    gold = np.array([0, 0, 1, 1])
+    pred = np.array([0, 2, 1, 1])
+    m = quality_metrics(gold, pred, ["a", "b", "c"])
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, pred, labels=[0, 1], average="macro"))
+    assert m["macro_f1_gold_or_pred"] == pytest.approx(f1_score(gold, pred, average="macro"))
+    assert m["macro_f1"] > m["macro_f1_gold_or_pred"]
+
+
+def test_confusion_matrix_has_an_invalid_column():
+    gold = np.array([0, 1, 1, 2])
+    pred = np.array([0, -1, 1, -1])
+    m = quality_metrics(gold, pred, ["x", "y", "z"])
+    assert m["confusion_matrix_columns"] == ["x", "y", "z", "invalid"]
+    assert m["confusion_matrix"] == [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 0, 1]]
+
+
+def test_calibration_uses_valid_rows_only():
+    gold = np.array([0, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.5, 0.5]])
+    pred = np.array([0, 1, -1, -1])  # the last two: invalid outputs
+    m = quality_metrics(gold, pred, ["n", "p"], proba)
+    assert m["ece"] == pytest.approx(expected_calibration_error(gold[:2], proba[:2]))
+    assert m["brier"] == pytest.approx(brier_score(gold[:2], proba[:2]))
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8])))
+    assert m["calibration_examples"] == 2 and m["invalid_rate"] == 0.5
+    # every output invalid: no calibration to report (not a perfect 0.0)
+    none = quality_metrics(gold, np.full(4, -1), ["n", "p"], proba)
+    assert none["ece"] is None and none["brier"] is None and none["log_loss"] is None

@@ -137,3 +137,11 @@ def test_sample_shots_small_class_and_limits():
     assert sample_shots(train, 0, 0) == []
     with pytest.raises(ClfbenchError, match="only 21"):
         sample_shots(train, 30, 0)
+
+
+def test_ambiguous_answers_are_word_prefixes():
+    b = PromptBuilder({"verbalizers": {"DESC:desc": "description", "HUM:desc": "description of a person",
+                                       "x": "not", "y": "nothing"}}, ["DESC:desc", "HUM:desc", "x", "y"])
+    assert b.ambiguous_answers() == [("DESC:desc", "HUM:desc")]  # "not" / "nothing": whole words differ
+    assert PromptBuilder(SST2, ["negative", "positive"]).ambiguous_answers() == []
+    assert b.plain_answer_end() == "\n\n"

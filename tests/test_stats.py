@@ -10,7 +10,7 @@ from scipy import stats as sps
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from clfbench import stats
-from clfbench.metrics import quality_metrics, scored_labels
+from clfbench.metrics import gold_labels, quality_metrics, scored_labels
 
 
 def _data(n: int = 400, k: int = 4, acc: float = 0.7, seed: int = 0):
@@ -29,6 +29,8 @@ def test_confusion_metrics_match_sklearn_on_resamples():
         g, p = gold[idx[b]], pred[idx[b]]
         assert stats.METRICS["accuracy"](cm)[b] == pytest.approx(accuracy_score(g, p))
         assert stats.METRICS["macro_f1"](cm)[b] == pytest.approx(
+            f1_score(g, p, labels=gold_labels(g), average="macro", zero_division=0))
+        assert stats.METRICS["macro_f1_gold_or_pred"](cm)[b] == pytest.approx(
             f1_score(g, p, labels=scored_labels(g, p), average="macro", zero_division=0))
         assert stats.METRICS["mcc"](cm)[b] == pytest.approx(matthews_corrcoef(g, p))
 
@@ -42,6 +44,8 @@ def test_macro_f1_matches_quality_metrics_with_rare_and_unpredicted_classes():
     names = [f"c{i}" for i in range(10)]
     q = quality_metrics(gold, pred, names)
     assert stats.metric_value("macro_f1", gold, pred, 10) == pytest.approx(q["macro_f1"])
+    assert stats.metric_value("macro_f1_gold_or_pred", gold, pred, 10) == pytest.approx(q["macro_f1_gold_or_pred"])
+    assert q["macro_f1"] != pytest.approx(q["macro_f1_gold_or_pred"])  # class 8: predicted, never gold
     assert stats.metric_value("mcc", gold, pred, 10) == pytest.approx(q["mcc"])
     ci = stats.bootstrap_ci(gold, pred, 10, n_resamples=500)
     assert ci["macro_f1"].low <= q["macro_f1"] <= ci["macro_f1"].high
@@ -139,3 +143,41 @@ def test_holm_hand_computed():
     assert stats.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
     assert stats.holm([]) == []
+
+
+def test_interval_of_several_runs_is_around_their_mean():
+    # Three seeds of one configuration that differ a lot: the interval is of the mean over
+    # them (rescored on the same resampled examples), so the mean shown lies inside it.
+    rng = np.random.default_rng(11)
+    gold = rng.integers(0, 3, 300)
+    runs = np.stack([np.where(rng.random(300) < acc, gold, (gold + 1) % 3) for acc in (0.35, 0.6, 0.9)])
+    ci = stats.bootstrap_ci(gold, runs, 3, n_resamples=500, seed=2)
+    for name in ("accuracy", "macro_f1", "mcc"):
+        per_run = [stats.metric_value(name, gold, r, 3) for r in runs]
+        assert ci[name].values == pytest.approx(per_run)
+        assert ci[name].value == pytest.approx(np.mean(per_run))
+        assert ci[name].low <= ci[name].value <= ci[name].high
+        # wider than any single run's interval over examples alone: the seeds disagree
+        one = stats.bootstrap_ci(gold, runs[1], 3, metrics=[name], n_resamples=500, seed=2)[name]
+        assert ci[name].high - ci[name].low > one.high - one.low
+    assert stats.bootstrap_ci(gold, runs[:1], 3, n_resamples=200)["accuracy"].values == pytest.approx(
+        [float((runs[0] == gold).mean())])
+
+
+def test_paired_bootstrap_of_run_means():
+    gold, pred_b = _data(n=300, k=3, acc=0.6, seed=8)
+    rng = np.random.default_rng(3)
+    runs_a = np.stack([np.where(rng.random(300) < 0.5, gold, pred_b) for _ in range(3)])
+    r = stats.paired_bootstrap(gold, runs_a, pred_b, 3, "accuracy", n_resamples=300)
+    expect = np.mean([(ra == gold).mean() for ra in runs_a]) - (pred_b == gold).mean()
+    assert r.delta == pytest.approx(expect)
+    assert r.low <= r.delta <= r.high
+
+
+def test_resamples_for_family_make_a_clear_leader_reachable():
+    # 12 configurations: the leader against 11 others. With B resamples the smallest
+    # p-value is 1 / (B + 1); Holm multiplies the smallest by 11.
+    for k in (2, 12, 40):
+        b = stats.resamples_for_family(k - 1)
+        assert (k - 1) / (b + 1) <= 0.05 / 20
+    assert stats.resamples_for_family(1) == 1000

@@ -1,11 +1,19 @@
+import io
 import json
+import multiprocessing
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from clfbench.config import RunSpec
 from clfbench.errors import ClfbenchError
 from clfbench.evaluate import RunResult
-from clfbench.store import Store
+from clfbench.store import Store, incomplete_reason
 
 
 def result(seed=1, acc=0.5):
@@ -38,7 +46,7 @@ def test_failure_while_writing_leaves_nothing_complete(tmp_path, monkeypatch):
         store.save(r)
     assert not store.is_complete(r.spec.hash())
     assert not (tmp_path / r.spec.run_id()).exists()
-    assert not (tmp_path / "index.sqlite").exists()
+    assert store.runs() == [] and not any((tmp_path / ".partial").iterdir())
 
 
 def test_folder_without_metrics_is_not_complete(tmp_path):
@@ -61,3 +69,292 @@ def test_numpy_values_are_written_as_json(tmp_path):
     r.metrics["n"] = np.int64(3)
     folder = Store(tmp_path).save(r)
     assert json.loads((folder / "metrics.json").read_text())["n"] == 3
+
+
+# --- concurrent writers -------------------------------------------------------------------
+FORK = multiprocessing.get_context("fork")
+
+
+def _join_all(procs, timeout: float = 120.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.1, deadline - time.monotonic()))
+    codes = []
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+        codes.append(p.exitcode)
+    return codes
+
+
+def _saver(root: str, worker: int, n: int, start, errors) -> None:
+    start.wait(30)
+    failed = []
+    for i in range(n):
+        try:
+            folder = Store(root).save(result(seed=i, acc=worker / 10))
+            assert (folder / "metrics.json").is_file()
+        except Exception as e:  # noqa: BLE001 - counted and reported by the test
+            failed.append(f"{type(e).__name__}: {e}")
+    errors.put((worker, failed))
+
+
+def test_concurrent_saves_all_succeed_and_index_stays_consistent(tmp_path):
+    """4 processes x 40 saves of the same 40 runs: every save succeeds, one result per run."""
+    start, errors = FORK.Barrier(4), FORK.Queue()
+    procs = [FORK.Process(target=_saver, args=(str(tmp_path), w, 40, start, errors)) for w in range(4)]
+    for p in procs:
+        p.start()
+    assert _join_all(procs) == [0, 0, 0, 0]
+    failed = dict(errors.get(timeout=5) for _ in procs)
+    assert failed == {w: [] for w in range(4)}
+    store = Store(tmp_path)
+    runs = store.runs()
+    assert sorted(r["seed"] for r in runs) == list(range(40))
+    for r in runs:  # each indexed folder is whole, and its metrics are one writer's
+        folder = tmp_path / r["run_id"]
+        assert json.loads((folder / "metrics.json").read_text())["accuracy"] == r["accuracy"]
+        assert (folder / "predictions.jsonl").read_text().count("\n") == 1
+        assert store.is_complete(result(seed=r["seed"]).spec.hash())
+    assert not any((tmp_path / ".partial").iterdir())
+    names = {p.name for p in tmp_path.iterdir() if not p.name.startswith("index.sqlite")}
+    assert names == {".partial", *(r["run_id"] for r in runs)}  # nothing moved aside is left
+
+
+def test_a_second_writer_does_not_clobber_a_complete_run(tmp_path):
+    first, second = Store(tmp_path), Store(tmp_path)
+    folder = first.save(result(acc=0.5))
+    assert second.save(result(acc=0.9)) == folder
+    assert json.loads((folder / "metrics.json").read_text())["accuracy"] == 0.5
+    assert [r["accuracy"] for r in first.runs()] == [0.5]
+
+
+def test_a_leftover_folder_that_is_not_indexed_is_replaced(tmp_path):
+    r = result(acc=0.7)
+    (tmp_path / r.spec.run_id()).mkdir(parents=True)
+    (tmp_path / r.spec.run_id() / "stale.txt").write_text("from a killed writer")
+    folder = Store(tmp_path).save(r)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "predictions.jsonl"]
+
+
+def test_a_read_only_results_folder_can_be_read(tmp_path, monkeypatch):
+    """WAL readers need to create index.sqlite-shm; a read-only copy is opened immutable."""
+    Store(tmp_path / "runs").save(result())
+    real = os.access
+    monkeypatch.setattr("clfbench.store.os.access", lambda p, mode: real(p, mode) and not mode & os.W_OK)
+    assert [r["seed"] for r in Store(tmp_path / "runs").runs()] == [1]
+    with pytest.raises(ClfbenchError, match="not writable"):
+        Store(tmp_path / "runs").check_writable()
+
+
+def test_incomplete_result_is_kept_aside_and_not_indexed(tmp_path):
+    store = Store(tmp_path)
+    r = result()
+    r.metrics["inference_info"] = {"incomplete": "3 of 10 requests failed"}
+    folder = store.save(r)
+    assert folder == tmp_path / ".incomplete" / r.spec.run_id()
+    assert (folder / "metrics.json").is_file() and not (tmp_path / r.spec.run_id()).exists()
+    assert not store.is_complete(r.spec.hash()) and store.runs() == []
+    assert incomplete_reason(r.metrics) == "3 of 10 requests failed"
+    assert store.claim(r.spec.hash())  # a re-run computes it again
+
+
+def test_claims_exclude_other_live_workers_until_released(tmp_path):
+    a, b = Store(tmp_path), Store(tmp_path)
+    h = result().spec.hash()
+    assert a.claim(h, "run-1") and a.claim(h)  # claiming again is fine for the owner
+    host, pid, tag = a.claim_owner(h).rsplit(":", 2)
+    assert host == socket.gethostname() and int(pid) == os.getpid() and tag
+    assert not b.claim(h)  # a live worker holds it (same pid, another Store: still another worker)
+    a.release(h)
+    assert a.claim_owner(h) is None and b.claim(h)
+    b.release(h)
+    done = Store(tmp_path)
+    done.save(result())
+    assert not done.claim(h)  # complete runs are never claimed
+
+
+def _claim_and_die(root: str, spec_hash: str) -> None:
+    assert Store(root).claim(spec_hash)
+    os._exit(0)  # no release: as if killed
+
+
+def test_claim_of_a_dead_process_is_taken_over(tmp_path):
+    h = result().spec.hash()
+    p = FORK.Process(target=_claim_and_die, args=(str(tmp_path), h))
+    p.start()
+    assert _join_all([p], 30) == [0]
+    store = Store(tmp_path)
+    assert store.claim_owner(h).split(":")[1] == str(p.pid)
+    assert store.claim(h) and store.claim_owner(h) == store.owner
+
+
+def test_heartbeat_keeps_a_claim_and_a_silent_one_goes_stale(tmp_path):
+    h = result().spec.hash()
+    holder = Store(tmp_path, heartbeat_s=0.05)
+    other = Store(tmp_path, stale_after_s=0.5)
+    assert holder.claim(h)
+    time.sleep(0.8)
+    assert not other.claim(h)  # refreshed by the heartbeat: still live
+    holder._beat_stop.set()  # a worker on another host that stopped beating
+    with sqlite3.connect(tmp_path / "index.sqlite") as con:
+        con.execute("UPDATE claims SET owner = 'elsewhere:1:abc'")
+    time.sleep(0.8)
+    assert other.claim(h) and other.claim_owner(h) == other.owner
+
+
+# --- two `run_grid` processes on one folder ------------------------------------------------
+def write_tiny_data(d: Path) -> list[str]:
+    """Tiny train/validation/test CSVs (2 classes); returns the --train/--validation/--test flags."""
+    rows = [("good great fine film " + str(i), "pos") if i % 2 else ("bad awful poor film " + str(i), "neg")
+            for i in range(48)]
+    flags = []
+    for name, part in (("train", rows[:24]), ("validation", rows[24:36]), ("test", rows[36:])):
+        path = d / f"{name}.csv"
+        path.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in part))
+        flags += [f"--{name}", str(path)]
+    return flags
+
+
+def tiny_specs(d: Path, seeds) -> list[RunSpec]:
+    flags = write_tiny_data(d)
+    flags = dict(zip(flags[::2], flags[1::2]))
+    return [RunSpec(method="tfidf-lr", name="tiny", train_file=flags["--train"],
+                    validation_file=flags["--validation"], test_file=flags["--test"], seed=s,
+                    latency_examples=3, params={"C": 1.0}) for s in seeds]
+
+
+def _grid_worker(data: str, out: str, log: str, start) -> None:
+    import clfbench.runner as runner
+
+    real = runner.execute
+
+    def counted(spec, *a, **k):
+        with open(log, "a") as f:
+            f.write(f"{spec.seed}\n")
+        time.sleep(0.3)  # long enough for the other process to meet this claim
+        return real(spec, *a, **k)
+
+    runner.execute = counted
+    start.wait(30)
+    runner.run_grid(tiny_specs(Path(data), range(1, 7)), out, quiet=True)
+
+
+def test_two_grid_processes_on_one_folder_compute_each_run_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")  # runs in these processes (execute is counted)
+    out, log, start = tmp_path / "runs", tmp_path / "computed.txt", FORK.Barrier(2)
+    procs = [FORK.Process(target=_grid_worker, args=(str(tmp_path), str(out), str(log), start))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    assert _join_all(procs) == [0, 0]
+    assert sorted(int(s) for s in log.read_text().split()) == [1, 2, 3, 4, 5, 6]
+    assert sorted(r["seed"] for r in Store(out).runs()) == [1, 2, 3, 4, 5, 6]
+
+
+def test_grid_skips_a_run_claimed_by_another_live_worker(tmp_path, monkeypatch):
+    import clfbench.runner as runner
+
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    specs = tiny_specs(tmp_path, (1, 2))
+    other = Store(tmp_path / "runs")
+    assert other.claim(specs[0].hash())
+    buf = io.StringIO()
+    runner.run_grid(specs, tmp_path / "runs", console=Console(file=buf, width=200))
+    assert "claimed by another process" in buf.getvalue()
+    assert [r["seed"] for r in Store(tmp_path / "runs").runs()] == [2]
+    other.release(specs[0].hash())
+
+
+# --- unusable folders and corrupted files: one line, exit 2, no traceback ------------------
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A results folder with one tfidf-lr run saved with its model."""
+    from clfbench.cli import main
+
+    d = tmp_path_factory.mktemp("saved")
+    out = d / "runs"
+    assert main(["run", "--method", "tfidf-lr", *write_tiny_data(d), "--name", "tiny",
+                 "--latency-examples", "2", "--save-model", "--out", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.fixture
+def runs_copy(saved_run, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(saved_run, tmp_path / "runs"))
+
+
+def run_folder(out: Path) -> Path:
+    return next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def cli_error(capsys, *args: str) -> str:
+    """Run the CLI expecting a one-line error with exit 2; returns the line."""
+    from clfbench.cli import main
+
+    rc = main(list(args))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("clfbench: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
+def test_unusable_out_fails_before_any_work(tmp_path, capsys, monkeypatch, where):
+    import clfbench.runner as runner
+
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: pytest.fail("computed before checking --out"))
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    (tmp_path / "file.txt").write_text("not a folder")
+    out = {"file": tmp_path / "file.txt", "under_file": tmp_path / "file.txt" / "sub",
+           "read_only": tmp_path / "ro" / "runs"}[where]
+    if where == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root can write into read-only folders")
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+    err = cli_error(capsys, "run", "--method", "tfidf-lr", *write_tiny_data(tmp_path),
+                    "--out", str(out), "-q")
+    assert str(out) in err
+
+
+def test_garbage_index_is_a_clear_error(runs_copy, capsys):
+    (runs_copy / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    for cmd in (["results", str(runs_copy)], ["report", str(runs_copy), "--out", str(runs_copy / "rep")]):
+        assert "index.sqlite" in cli_error(capsys, *cmd)
+    err = cli_error(capsys, "run", "--method", "tfidf-lr", *write_tiny_data(runs_copy.parent),
+                    "--out", str(runs_copy), "-q")
+    assert "index.sqlite" in err
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "config.json"])
+def test_garbage_run_files_are_clear_errors(runs_copy, capsys, name):
+    path = run_folder(runs_copy) / name
+    path.write_text(path.read_text()[:40])  # truncated
+    if name == "metrics.json":
+        assert str(path) in cli_error(capsys, "results", str(runs_copy))
+    assert str(path) in cli_error(capsys, "report", str(runs_copy), "--out", str(runs_copy / "rep"))
+
+
+def test_report_on_a_missing_folder_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert str(missing) in cli_error(capsys, "report", str(missing))
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated_model", "garbage_model", "broken_method_json",
+                                    "method_json_not_an_object"])
+def test_corrupted_saved_model_is_a_clear_error(runs_copy, capsys, damage):
+    model = run_folder(runs_copy) / "model"
+    target = {"truncated_model": "pipeline.joblib", "garbage_model": "pipeline.joblib",
+              "broken_method_json": "method.json", "method_json_not_an_object": "method.json"}[damage]
+    path = model / target
+    data = path.read_bytes()
+    path.write_bytes({"truncated_model": data[: len(data) // 2], "garbage_model": os.urandom(300),
+                      "broken_method_json": data[:-10], "method_json_not_an_object": b"[1, 2]"}[damage])
+    err = cli_error(capsys, "predict", "--run", str(run_folder(runs_copy)), "--text", "good film")
+    assert str(path) in err

@@ -76,6 +76,67 @@ def train_decoder_tokenizer(vocab_size: int = 512, chat_template: bool = True):
     return out
 
 
+LLAMA2_CHAT_TEMPLATE = (  # Llama-2-chat's layout: BOS per turn, [INST] ... [/INST], " answer </s>"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ bos_token + '[INST] <<SYS>>\\n' + m['content'] + '\\n<</SYS>>\\n\\n' }}"
+    "{% elif m['role'] == 'user' %}{{ ('' if loop.index0 == 1 and messages[0]['role'] == 'system' else bos_token + '[INST] ') + m['content'].strip() + ' [/INST]' }}"
+    "{% else %}{{ ' ' + m['content'].strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+PROMPT_LINES = [  # template words, so that the subword tokenizers below learn them
+    "Classify the sentiment of the movie review sentence. Answer with one word: negative or positive.",
+    "Does the premise entail the hypothesis? Answer with one word: yes or no.",
+    "Answer the question about the passage. Answer with one word: yes or no.",
+    "What type of answer does the question ask for? Answer with one of the listed types.",
+    "Sentence: the movie was good\nAnswer: positive\n\nReview: a bad film\nAnswer: negative",
+    "Premise: a man sleeps.\nHypothesis: someone rests.\nAnswer: yes",
+    "Question: who is it?\nPassage: the city.\nAnswer: description of a person",
+    "Answer: description\n\nAnswer: definition\n\nAnswer: manner\n\nAnswer: reason",
+    "<s>[INST] <<SYS>>\nYou are a careful annotator.\n<</SYS>>\n\nReview: good [/INST] positive </s>",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz 0123456789 !\"#$%&'()*+,-./:;<=>?@[]^_`{|}~",
+]
+
+
+def _subword_corpus() -> list[str]:
+    return corpus() + PROMPT_LINES * 30
+
+
+def train_sentencepiece_tokenizer(vocab_size: int = 700, chat_template: bool = True):
+    """A Llama-2-style tokenizer: Unigram + Metaspace ('▁', prepend_scheme="first"), BOS added
+    by the tokenizer itself (`<s> $A`), no pad token, Llama-2-chat's template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
+                                      unk_token="<unk>", initial_alphabet=list("\n:?.,'"))
+    tok.train_from_iterator(_subword_corpus(), trainer)
+    tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                            special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    if chat_template:
+        out.chat_template = LLAMA2_CHAT_TEMPLATE
+    return out
+
+
+def train_byte_bpe_tokenizer(vocab_size: int = 700, chat_template: bool = True):
+    """A Qwen-style tokenizer: byte-level BPE, no BOS, `<|im_start|>` chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_subword_corpus(), trainer)
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    if chat_template:
+        out.chat_template = CHAT_TEMPLATE
+    return out
+
+
 def _config(model_type: str, vocab_size: int, **extra):
     from transformers import AutoConfig
 
@@ -107,14 +168,20 @@ def build_encoder(path: Path, model_type: str = "bert", num_labels: int | None =
     return path
 
 
-def build_decoder(path: Path, model_type: str = "qwen2", chat_template: bool = True) -> Path:
-    """Save a tiny causal LM and its tokenizer (with a chat template unless told not to)."""
+def build_decoder(path: Path, model_type: str = "qwen2", chat_template: bool = True,
+                  tokenizer: str = "wordpiece") -> Path:
+    """Save a tiny causal LM and its tokenizer (with a chat template unless told not to).
+
+    `tokenizer`: "wordpiece" (lower-casing, no BOS), "bpe" (Qwen-style byte-level BPE) or
+    "sentencepiece" (Llama-2-style, BOS added by the tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    tok = train_decoder_tokenizer(chat_template=chat_template)
-    cfg = _config(model_type, len(tok), eos_token_id=tok.eos_token_id, bos_token_id=None)
+    train = {"wordpiece": train_decoder_tokenizer, "bpe": train_byte_bpe_tokenizer,
+             "sentencepiece": train_sentencepiece_tokenizer}[tokenizer]
+    tok = train(chat_template=chat_template)
+    cfg = _config(model_type, len(tok), eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
     model = AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(path)
     tok.save_pretrained(path)

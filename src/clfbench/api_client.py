@@ -6,10 +6,19 @@ timeouts, connection errors, malformed replies; `Retry-After` honoured), a threa
 token accounting from each reply's `usage`, and a hard USD budget shared by all requests.
 
 The budget is enforced *before* sending: a request goes out only if its worst-case cost
-(estimated input tokens + `max_tokens` output, priced) fits in what is left after what was
-spent, what is reserved by requests in flight, and what may have been billed by attempts
-whose outcome is unknown (timeouts, replies cut off or malformed). Spend is accumulated from
-the actual `usage` of each reply (worst case when a reply carries none).
+(an upper bound on its prompt tokens + `max_tokens` output, priced) fits in what is left
+after what was spent, what is reserved by requests in flight, and what may have been billed
+by attempts whose outcome is unknown (timeouts, replies cut off or malformed); the check and
+the reservation are one atomic step, whatever the concurrency. The prompt bound needs no
+tokenizer: a byte-level BPE token covers at least one UTF-8 byte, so the prompt's bytes
+(plus chat framing) bound its tokens, for any script (CJK text has 3 bytes per character).
+Spend is settled from the actual `usage` of each reply; a reply without `usage` keeps its
+worst case. (A server that reports more prompt tokens than the bound raises all later
+bounds by that ratio.)
+
+`timeout_s` is a deadline for each attempt as a whole (connect, headers, body): every
+request runs on the client's event loop under `asyncio.wait_for`, so a reply trickling in
+one byte at a time is cut off at the deadline, not kept alive by each byte.
 
 httpx is used (the `api` extra) rather than urllib because it keeps connections alive across
 requests and threads: with urllib every request would pay a new TCP/TLS handshake, which
@@ -19,12 +28,15 @@ request headers; it is never logged, and error messages are scrubbed of it.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
+import os
 import random
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,10 +70,34 @@ def is_loopback(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def estimate_tokens(messages: list[dict[str, Any]]) -> int:
-    """Upper-ish estimate of prompt tokens before sending: ceil(chars / 4) per message + 4
-    tokens of chat framing per message + 3 for the reply's priming."""
-    return 3 + sum(4 + math.ceil(len(str(m.get("content", ""))) / 4) for m in messages)
+#: Chat-template tokens per message beyond its role and content (OpenAI counts 3).
+FRAMING_TOKENS = 4
+
+
+def prompt_token_bound(messages: list[dict[str, Any]]) -> int:
+    """An upper bound on a chat prompt's tokens, for any byte-level BPE tokenizer: the UTF-8
+    bytes of each message's role, name and content (a token covers at least one byte),
+    + FRAMING_TOKENS per message, + 3 for the reply's priming."""
+
+    def nbytes(v: Any) -> int:
+        return len(str(v).encode("utf-8")) if v is not None else 0
+
+    return 3 + sum(FRAMING_TOKENS + nbytes(m.get("role")) + nbytes(m.get("name"))
+                   + nbytes(m.get("content")) for m in messages)
+
+
+def check_api_key(key: str, source: str) -> None:
+    """A key that cannot be sent as a header (whitespace around it, a non-ASCII or control
+    character) is one clear error naming `source` (e.g. the variable), never the value."""
+    if key != key.strip():
+        problem = "has leading or trailing whitespace (a newline?)"
+    elif not key.isascii():
+        problem = "contains a non-ASCII character"
+    elif not key.isprintable() or " " in key:
+        problem = "contains a space or a control character"
+    else:
+        return
+    raise ClfbenchError(f"the API key in {source} {problem}; fix the value (it is not shown)")
 
 
 @dataclass
@@ -186,6 +222,8 @@ class ChatClient:
             ) from None
         if budget_usd is not None and cost_fn is None:
             raise ClfbenchError("budget_usd needs a price for the model (prices=FILE)")
+        if api_key:
+            check_api_key(api_key, "api_key")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.timeout_s = float(timeout_s)
@@ -200,24 +238,36 @@ class ChatClient:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._input_ratio = 1.0  # max observed actual/estimated prompt tokens (>= 1)
+        self._input_ratio = 1.0  # max observed actual/bounded prompt tokens (>= 1)
         self._secret = api_key or None
-        headers = {"Content-Type": "application/json"}
+        self._headers = {"Content-Type": "application/json"}
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+            self._headers["Authorization"] = f"Bearer {api_key}"
         self._httpx = httpx
-        self._http = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(self.timeout_s),
-            limits=httpx.Limits(max_connections=self.concurrency,
-                                max_keepalive_connections=self.concurrency),
-        )
+        self._loop_lock = threading.Lock()
+        self._runner: _LoopRunner | None = None
 
     def __repr__(self) -> str:  # never show headers
         return f"ChatClient(url={self.url!r}, model={self.model!r})"
 
     def close(self) -> None:
-        self._http.close()
+        with self._loop_lock:
+            runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
+
+    def _loop(self) -> _LoopRunner:
+        """The event loop thread and its AsyncClient, (re)started in this process if needed."""
+        with self._loop_lock:
+            if self._runner is None or self._runner.pid != os.getpid():
+                httpx = self._httpx
+                self._runner = _LoopRunner(lambda: httpx.AsyncClient(
+                    headers=self._headers,
+                    timeout=httpx.Timeout(self.timeout_s),
+                    limits=httpx.Limits(max_connections=self.concurrency,
+                                        max_keepalive_connections=self.concurrency),
+                ))
+            return self._runner
 
     # --- public ---------------------------------------------------------------------------
     def chat_many(self, batch: list[list[dict[str, Any]]], **kwargs: Any) -> list[ChatResult]:
@@ -264,7 +314,7 @@ class ChatClient:
         if top_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = int(top_logprobs)
-        est_in = estimate_tokens(messages)
+        est_in = prompt_token_bound(messages)
         with self._lock:
             self.stats.calls += 1
         t_start = time.perf_counter()
@@ -371,7 +421,7 @@ class ChatClient:
         if self.cost_fn is None:
             self.budget.settle(worst)
             return None
-        cost = self.cost_fn(tin, tout) if have else worst
+        cost = self.cost_fn(tin, tout) if have else worst  # no usage: the worst case stands
         self.budget.settle(worst, spent_usd=cost)
         return cost
 
@@ -390,29 +440,43 @@ class ChatClient:
         return text
 
     def _attempt(self, body: dict[str, Any]) -> _Reply:
+        """One HTTP attempt, finished (or abandoned) within `timeout_s` from start to end."""
+        runner = self._loop()
+        try:
+            return runner.run(self._attempt_async(runner.client, body), self.timeout_s + 30.0)
+        except TimeoutError:  # the loop itself did not answer (never expected)
+            raise _Retryable("timeout", "the request loop did not answer", True) from None
+
+    async def _attempt_async(self, http: Any, body: dict[str, Any]) -> _Reply:
         httpx = self._httpx
         t0 = time.perf_counter()
         try:
-            if self.stream:
-                with self._http.stream("POST", self.url, json=body) as r:
-                    if r.status_code != 200:
-                        r.read()
-                        self._raise_status(r)
-                    return self._read_stream(r, t0)
-            r = self._http.post(self.url, json=body)
-            if r.status_code != 200:
-                self._raise_status(r)
-            try:
-                data = r.json()
-            except ValueError:
-                raise _Retryable("malformed", "malformed JSON reply", billed_maybe=True) from None
-            return self._parse_full(data, t0)
+            return await asyncio.wait_for(self._request(http, body, t0), self.timeout_s)
+        except TimeoutError:  # the deadline (asyncio.TimeoutError is TimeoutError)
+            raise _Retryable("timeout", f"reply not complete within {self.timeout_s:g} s",
+                             True) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise _Retryable("connection", f"cannot connect: {type(e).__name__}", False) from None
         except httpx.TimeoutException:
             raise _Retryable("timeout", f"no reply within {self.timeout_s:g} s", True) from None
         except httpx.TransportError as e:
             raise _Retryable("connection", f"connection broken: {type(e).__name__}", True) from None
+
+    async def _request(self, http: Any, body: dict[str, Any], t0: float) -> _Reply:
+        if self.stream:
+            async with http.stream("POST", self.url, json=body) as r:
+                if r.status_code != 200:
+                    await r.aread()
+                    self._raise_status(r)
+                return await self._read_stream(r, t0)
+        r = await http.post(self.url, json=body)
+        if r.status_code != 200:
+            self._raise_status(r)
+        try:
+            data = r.json()
+        except ValueError:
+            raise _Retryable("malformed", "malformed JSON reply", billed_maybe=True) from None
+        return self._parse_full(data, t0)
 
     def _raise_status(self, r: Any) -> None:
         code = r.status_code
@@ -431,15 +495,13 @@ class ChatClient:
         detail = self._scrub(" ".join(str(detail).split()))[:300]
         raise ApiError(self._scrub(f"{self.url}: HTTP {code}: {detail or 'request refused'}"), code)
 
-    def _read_stream(self, r: Any, t0: float) -> _Reply:
+    async def _read_stream(self, r: Any, t0: float) -> _Reply:
         pieces: list[str] = []
         logprobs: list[dict[str, Any]] = []
         usage = None
         ttft = None
         saw_logprobs = False
-        for line in r.iter_lines():
-            if time.perf_counter() - t0 > self.timeout_s:
-                raise _Retryable("timeout", f"reply not finished within {self.timeout_s:g} s", True)
+        async for line in r.aiter_lines():
             line = line.strip()
             if not line.startswith("data:"):
                 continue  # blank separators, comments (":"), event:/id: fields
@@ -484,6 +546,53 @@ class ChatClient:
             None,
             time.perf_counter() - t0,
         )
+
+
+class _LoopRunner:
+    """An asyncio event loop in a daemon thread, with one httpx.AsyncClient living on it.
+
+    Threads submit coroutines with `run` and wait for their results; requests from many
+    threads share the client's connection pool. Stopped by `close` or when garbage-collected.
+    """
+
+    def __init__(self, make_client: Callable[[], Any]) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=_run_loop, args=(self.loop,), daemon=True,
+                                        name="clfbench-api-loop")
+        self._thread.start()
+        self._finalize = weakref.finalize(self, self.loop.call_soon_threadsafe, self.loop.stop)
+
+        async def make() -> Any:
+            return make_client()
+
+        self.client = self.run(make(), 30.0)
+
+    def run(self, coro: Any, timeout_s: float) -> Any:
+        """Run `coro` on the loop and return its result (raise its exception)."""
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout_s)
+        except BaseException:
+            fut.cancel()
+            raise
+
+    def close(self) -> None:
+        if self.loop.is_closed() or not self._thread.is_alive():
+            return
+        try:
+            self.run(self.client.aclose(), 10.0)
+        finally:
+            self._finalize()
+            self._thread.join(10.0)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
 
 
 def _positions(content: list[Any]) -> list[dict[str, Any]]:

@@ -201,6 +201,8 @@ def run_cost(
         usd_per_1m_request=per_request,
         usd_per_1m_batch=batch,
         usd_per_1m_api=None,
+        # served: batched at the best throughput `clfbench loadtest --attach` measured over HTTP
+        usd_per_1m_served=usd_per_1m_batch(_num((run.get("served") or {}).get("best_texts_per_s")), profile),
         usd_per_1m=per_request if basis == "request" else batch,
         cost_source=f"{profile.name}, {'p50 one at a time' if basis == 'request' else 'batch throughput'}",
         train_usd=training_usd(_num(run.get("train_seconds")), profile),

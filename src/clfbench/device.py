@@ -4,7 +4,7 @@ CUDA if available, else Apple MPS, else CPU. On CUDA, bf16 autocast where the GP
 it (weights stay fp32, matmuls run in bf16: standard mixed precision); fp32 everywhere else,
 since CPU bf16 is slow without native bf16 (AMX, AVX512-BF16) and MPS autocast support is
 partial. Encoder inference can opt into CPU bf16 (`eval_dtype="bf16"`); it then reports its
-label agreement with fp32. Thread counts are set by `evaluate.set_threads`, not here.
+label agreement with fp32. Thread counts are bounded by `measure.limit_threads`, not here.
 """
 
 from __future__ import annotations

@@ -45,7 +45,18 @@ def git_commit() -> str | None:
         return None
 
 
+def thread_pools() -> list[dict]:
+    """The BLAS/OpenMP thread pools loaded in this process and their current thread counts."""
+    from threadpoolctl import threadpool_info
+
+    return [
+        {k: pool.get(k) for k in ("user_api", "internal_api", "prefix", "num_threads", "version")}
+        for pool in threadpool_info()
+    ]
+
+
 def environment() -> dict:
+    """Called during a run: the thread counts are the ones the run had."""
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -55,6 +66,8 @@ def environment() -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "thread_pools": thread_pools(),
         "gpu": gpu,
         "packages": package_versions(),
         "git_commit": git_commit(),

@@ -10,10 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from clfbench.config import RunSpec
+from clfbench.config import RunSpec, check_spec
 from clfbench.data import LabeledTexts
 from clfbench.env import environment
-from clfbench.measure import PeakMemory, measure_latency, measure_throughput
+from clfbench.executors.timing import TimingLock
+from clfbench.measure import (
+    MachineLoad,
+    PeakMemory,
+    limit_threads,
+    measure_latency,
+    measure_throughput,
+)
 from clfbench.methods.base import Classifier, get_method, make_method
 from clfbench.metrics import quality_metrics
 from clfbench.splits import TaskSplits
@@ -35,13 +42,6 @@ def seed_everything(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-
-
-def set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def load_data(spec: RunSpec) -> TaskSplits:
@@ -70,7 +70,12 @@ def task_prompt(spec: RunSpec) -> dict[str, Any]:
 
 
 def build_method(spec: RunSpec) -> Classifier:
-    """The method with the run's parameters; LLM methods also get the task's prompt block."""
+    """The method with the run's parameters; LLM methods also get the task's prompt block.
+
+    The spec's options and the method's parameters are checked against their declared types
+    and ranges first (`config.check_spec`, `methods.base.make_method`).
+    """
+    check_spec(spec)
     params = {"seed": spec.seed, **spec.params}
     if spec.model is not None:
         params["model"] = spec.model
@@ -80,8 +85,19 @@ def build_method(spec: RunSpec) -> Classifier:
 
 
 def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True) -> RunResult:
-    """Fit on train (selecting on validation), then measure on the reported test split."""
-    set_threads(spec.threads)
+    """Fit on train (selecting on validation), then measure on the reported test split.
+
+    The whole run, fit and timing, runs with torch and every BLAS/OpenMP pool bounded to
+    `spec.threads` (when given); the caller's thread settings are restored afterwards. Under a
+    concurrent executor the run holds the node's timing lock, exclusively while it is timed
+    (`executors.timing`).
+    """
+    with limit_threads(spec.threads), TimingLock().run() as timing:
+        return _execute(spec, splits, quiet, timing)
+
+
+def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
+             timing: TimingLock) -> RunResult:
     seed_everything(spec.seed)
     splits = splits or load_data(spec)
     method = build_method(spec)
@@ -99,13 +115,21 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
         def timed(X):
             predictions["out"] = method.classify(X)
 
-        throughput = measure_throughput(timed, test, warmup_examples=0 if method.remote else 32)
+        load = MachineLoad()  # who else kept the CPUs busy while we were timing
+        with timing.timed(), load.track():
+            throughput = measure_throughput(timed, test, warmup_examples=0 if method.remote else 32)
+            latency = measure_latency(
+                method.classify, test, n=spec.latency_examples,
+                warmup=min(spec.latency_warmup, 1) if method.remote else spec.latency_warmup,
+                show_progress=not quiet,
+            )
         pred, proba = predictions["out"]
-        latency = measure_latency(
-            method.classify, test, n=spec.latency_examples,
-            warmup=min(spec.latency_warmup, 1) if method.remote else spec.latency_warmup,
-        )
-    inference_info = method.inference_info()
+    inference_info = method.inference_info()  # before the check below classifies validation
+    sanity = validation_check(method, splits, pred, spec.data_seed)
+    if sanity["degenerate"]:
+        warn(f"warning: {spec.task_label} / {spec.method}"
+             f"{' / ' + spec.model if spec.model else ''} / seed {spec.seed} is degenerate: "
+             + "; ".join(sanity["reasons"]) + ". It will never be called best.")
     if inference_info.get("budget_exhausted"):
         # Calls that sent nothing return at once: their timings describe no real request.
         latency = {**{k: None for k in latency}, "note": "budget exhausted: timings withheld"}
@@ -118,6 +142,9 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
         **{k: quality[k] for k in ("accuracy", "macro_f1", "weighted_f1", "mcc")},
         **{k: latency[k] for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99")},
         "throughput_sps": throughput["throughput_sps"],
+        "degenerate": sanity["degenerate"],
+        "degenerate_reasons": sanity["reasons"],
+        "degenerate_check": sanity,
         # What the efficiency numbers were measured with (the engine's choice where there is one).
         "backend": inference_info.get("backend", "native"),
         "inference_batch_size": inference_info.get(
@@ -132,6 +159,9 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
         **{k: v for k, v in quality.items() if k not in ("accuracy", "macro_f1", "weighted_f1", "mcc")},
         "latency": latency,
         "throughput": throughput,
+        "machine_load": load.summary,
+        "timing_exclusive": timing.exclusive,
+        "timing_exclusive_how": timing.how,
         "fit_info": method.fit_info(),
         "inference_info": inference_info,
         "splits": splits.notes,
@@ -142,6 +172,39 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
     }
     config = {"spec": spec.identity(), "method_params": method.get_params(), "env": environment()}
     return RunResult(spec, metrics, prediction_rows(test, pred, proba), config, method)
+
+
+#: Validation examples classified for the degenerate check (a stratified sample above this).
+VALIDATION_CHECK_MAX = 1000
+
+
+def validation_check(method: Classifier, splits: TaskSplits, test_pred: np.ndarray,
+                     seed: int) -> dict[str, Any]:
+    """`degenerate.degenerate_check` on validation predictions (a stratified sample of up to
+    `VALIDATION_CHECK_MAX`). Paid methods (API models) are not called again: their test
+    predictions are checked instead, and `basis` says so."""
+    from clfbench.data import stratified_indices
+    from clfbench.degenerate import degenerate_check
+
+    val = splits.validation
+    counts = splits.train.class_counts()
+    k = len(splits.test.label_names)
+    if method.remote or val is None or len(val) == 0:
+        basis = "test predictions (paid requests are not repeated)" if method.remote else \
+            "test predictions (no validation split)"
+        return {**degenerate_check(splits.test.labels, test_pred, counts, k, seed), "basis": basis}
+    if len(val) > VALIDATION_CHECK_MAX:
+        val = val.subset(stratified_indices(val.labels, VALIDATION_CHECK_MAX, seed))
+    pred = np.asarray(method.predict(val))
+    return {**degenerate_check(val.labels, pred, counts, k, seed), "basis": "validation"}
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, shown even with --quiet (user strings printed literally)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True).print(Text(message, style="bold yellow"))
 
 
 def prediction_rows(test: LabeledTexts, pred: np.ndarray, proba: np.ndarray | None) -> list[dict]:

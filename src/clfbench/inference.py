@@ -21,6 +21,7 @@ the same code:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
 import time
 from collections.abc import Callable
@@ -473,6 +474,11 @@ def check_settings(
         raise ClfbenchError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if quantize and backend != "onnx":
         raise ClfbenchError("quantize=True needs backend='onnx' (dynamic int8 in ONNX Runtime)")
+    if backend == "onnx":
+        missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ClfbenchError(f"backend 'onnx' needs {' and '.join(missing)}, not installed: "
+                                "pip install 'clfbench[onnx]'")
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size > 0):
         raise ClfbenchError(f"batch_size {batch_size!r}: expected a positive integer or 'auto'")
     resolve_dtype(torch.device("cpu"), dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,12 @@ def check_utf8(path: Path) -> None:
 
 def _read_delimited(path: Path, fmt: str, options: dict[str, Any]) -> pd.DataFrame:
     quoting = csv.QUOTE_NONE if options.get("quoting") == "none" else csv.QUOTE_MINIMAL
+    sep = "\t" if fmt == "tsv" else ","
+    if options.get("header", "infer") is not None and options.get("names") is None:
+        _check_header(path, sep, quoting)
     return pd.read_csv(
         path,
-        sep="\t" if fmt == "tsv" else ",",
+        sep=sep,
         quoting=quoting,
         header=options.get("header", "infer"),
         names=options.get("names"),
@@ -119,6 +123,17 @@ def _read_delimited(path: Path, fmt: str, options: dict[str, Any]) -> pd.DataFra
         keep_default_na=False,
         encoding="utf-8-sig",  # a byte-order mark would otherwise stick to the first column name
     )
+
+
+def _check_header(path: Path, sep: str, quoting: int) -> None:
+    """A column named twice in the header is an error (pandas would rename one 'text.1')."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f, delimiter=sep, quoting=quoting), [])
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise ClfbenchError(f"{path}: line 1: column {name!r} appears twice in the header")
+        seen.add(name)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -201,6 +216,7 @@ def frame_to_labeled(
             raise ClfbenchError(f"{_row(source, row)}: missing label in column {label_col!r}")
     if label_names is None:
         label_names = infer_label_names(raw)
+        check_inferred_labels(label_names, [_norm(v) for v in raw], source, label_col)
     lookup = _label_lookup(label_names, label_map, source)
     labels = np.empty(len(raw), dtype=np.int64)
     for row, value in enumerate(raw):
@@ -246,6 +262,42 @@ def _ids(df: pd.DataFrame, id_col: str | None, source: str, prefix: str) -> list
             )
         seen[i] = row
     return ids
+
+
+#: More classes than this is taken for a wrong label column (memory grows with the classes).
+MAX_CLASSES = 10_000
+#: Label values that usually mean "missing" when written out as text.
+NA_SPELLINGS = {"nan", "na", "n/a", "<na>", "nat", "null", "none"}
+
+
+def check_class_count(data: LabeledTexts, source: str, column: str) -> None:
+    """A training file's classes against its size: more than MAX_CLASSES classes, or fewer than
+    two examples per class on average, is an error (an id or text column given as the label)."""
+    k, n = data.n_labels, len(data)
+    if k > MAX_CLASSES or 2 * k > n:
+        raise ClfbenchError(
+            f"{source}: column {column!r}: {k:,} distinct labels in {n:,} rows (at most "
+            f"{MAX_CLASSES:,}, and two examples per class on average); is it the label column? "
+            "(--label-col)")
+
+
+def check_inferred_labels(names: list[str], values: list[str], source: str, column: str) -> None:
+    """The classes found in a user's file: two labels that differ only in case or spell one
+    boolean two ways (true and 1) are an error; a label spelled like a missing value ("NaN")
+    is a warning."""
+    where = f"{source}: column {column!r}"
+    seen: dict[str, str] = {}
+    for name in names:
+        key = {"1": "true", "0": "false"}.get(name, name.lower())
+        if key in seen:
+            raise ClfbenchError(f"{where}: labels {seen[key]!r} and {name!r} would be two classes; "
+                                "write each class one way")
+        seen[key] = name
+    for name in names:
+        if name.lower() in NA_SPELLINGS:
+            print(f"clfbench: warning: {_row(source, values.index(name))}: label {name!r} in column {column!r} "
+                  f"is a class of its own ({values.count(name)} rows); if it marks a missing "
+                  "label, remove those rows", file=sys.stderr)
 
 
 def infer_label_names(values: list[Any]) -> list[str]:

@@ -1,26 +1,43 @@
 """Causal LMs as classifiers: loading, prompt tokenization, label scoring, generation.
 
-Shared by `llm-prompt` and `llm-sft`. A prompt is tokenized in segments:
+Shared by `llm-prompt` and `llm-sft`. A prompt is rendered to one string (the chat template
+or the plain layout) and tokenized ONCE, as a whole, exactly as the model would see it:
 
-    [prefix: system, instruction, few-shot turns, the query's field label]
+    [prefix: BOS?, system, instruction, few-shot turns, the query's field label]
     [query text] [middle: the second field's label] [query pair] [suffix: up to the answer slot]
 
-The prefix is the same for every query, so its key/value cache is computed once and
-reused (expanded over the batch). Only the query's text and pair are ever cut to fit
-`max_length` (longest field first, from the end); the instruction, the few-shot answers and
-the answer slot never are. Few-shot texts are cut to a per-shot cap the same way. Batches
-are left-padded (pads sit between the cached prefix and the query) with explicit position
-ids, so a query's scores do not depend on its batch or on the cache.
+The query's fields (stripped of surrounding whitespace, as chat templates strip messages) are
+found in the rendered string by character offsets; only they are ever
+cut to fit `max_length` (longest field first, from the end, at the character where one of the
+whole prompt's tokens starts, then re-tokenized). Tokenizing pieces separately would differ
+from what the model sees: SentencePiece tokenizers (Llama-2, Mistral, Gemma) put a '▁' at the
+start of every piece. The token prefix shared by every query (the template's prefix) has its
+key/value cache computed once and reused (expanded over the batch, cut back per batch to the
+tokens the batch really shares). Batches are left-padded (pads sit between the cached prefix
+and the query) with explicit position ids, so scores do not depend on the batch or the cache.
 
-Scoring: the log-likelihood of each label's answer tokens as the continuation of the
-prompt. Single-token answers need one forward pass (last position only); multi-token
-answers add one pass over the answer tokens for all labels; the sum of token log-probs
-(optionally divided by the token count) is soft-maxed over labels into probabilities.
+BOS (`bos`): "auto" adds the special tokens the tokenizer itself adds (nothing for Qwen, BOS
+for Llama), none when the rendered text already starts with BOS (chat templates that write
+it); this is what lm-evaluation-harness does. "always" / "never" force it.
+
+Scoring: each label's answer is the continuation of the prompt, tokenized as
+lm-evaluation-harness does (`tokens(prompt + answer)[len(tokens(prompt)):]`); its
+log-likelihood is the sum of the answer tokens' log-probs (optionally divided by the token
+count), soft-maxed over labels. Answers are written as the template writes them (chat: the
+assistant turn's text; plain: " word" after `Answer:`). When one label's answer is a prefix of
+another's ("description" / "description of a person"), summed log-likelihoods can never pick
+the longer one, so complete answers are scored instead: the answer followed by the first
+token of what ends an answer (the end-of-turn token of a chat template, the separator of the
+plain layout, eos for llm-sft). Single-token answers need one forward pass (last position
+only); longer ones add one pass over the answer tokens for all labels.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +48,26 @@ from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.prompts import PromptBuilder
 
-_T, _P = "\x1eCLFBENCH_TEXT\x1e", "\x1eCLFBENCH_PAIR\x1e"  # sentinels that mark the query fields
+# Sentinels that mark the query fields: private-use characters, not whitespace (templates strip).
+_T, _P = "\ue000CLFBENCH_TEXT\ue001", "\ue000CLFBENCH_PAIR\ue001"
 GEN_MARGIN = 4  # new tokens allowed beyond the longest answer when generating
+BOS_POLICIES = ("auto", "always", "never")
+_PROBES = ("0", "a", "Z b", "the", "What")  # query texts: their prompts share the template's prefix tokens
+
+log = logging.getLogger(__name__)
+_warned: set[tuple[str, ...]] = set()
 
 TRUNCATION_POLICY = (
-    "only the query's text fields are cut (longest field first, tokens from the end) so that "
-    "the prompt fits max_length tokens; few-shot texts are cut the same way to a per-shot cap; "
-    "the instruction, the few-shot answers and the answer slot are never cut"
+    "only the query's text fields are cut (longest field first, tokens from the end, at the "
+    "character where a token of the whole rendered prompt starts) so that the prompt fits "
+    "max_length tokens; few-shot texts are cut the same way to a per-shot cap; the instruction, "
+    "the few-shot answers and the answer slot are never cut"
 )
+BOS_DOC = {
+    "auto": "as the tokenizer does by itself (add_special_tokens), as lm-evaluation-harness does",
+    "always": "a BOS token before every prompt (unless the text already starts with one)",
+    "never": "no BOS token added (a chat template may still write its own)",
+}
 
 
 def load_tokenizer(ref):
@@ -80,15 +109,23 @@ def has_chat_template(tokenizer) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def _split_trailing_space(s: str) -> tuple[str, str]:
-    """Move trailing spaces/tabs of a segment into the next one (`Sentence: ` + ` text`)."""
-    stripped = s.rstrip(" \t")
-    return stripped, s[len(stripped):]
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 @dataclass
 class PromptEncoder:
-    """Token ids of classification prompts for one tokenizer, prompt and few-shot set."""
+    """Token ids of classification prompts for one tokenizer, prompt and few-shot set.
+
+    `answer_end`: the text that ends an answer (None: what the template writes after one, or
+    eos where it writes nothing);
+    `complete_answers`: score answer + the first token of `answer_end` (None: only when some
+    label's answer is a prefix of another's).
+    """
 
     builder: PromptBuilder
     tokenizer: Any
@@ -96,28 +133,25 @@ class PromptEncoder:
     use_chat_template: bool = True
     max_length: int = 512
     is_pair: bool = False
+    bos: str = "auto"
+    answer_end: str | None = None
+    complete_answers: bool | None = None
 
     def __post_init__(self) -> None:
-        tok = self.tokenizer
-        self.chat = bool(self.use_chat_template and has_chat_template(tok))
-        self.answer_ids = [self._ids(self.builder.answer(i, self.chat)) for i in range(len(self.builder.verbalizers))]
-        for i, ids in enumerate(self.answer_ids):
-            if not ids:
-                raise ClfbenchError(f"verbalizer {self.builder.verbalizers[i]!r} tokenizes to nothing")
-        self.max_answer_tokens = max(len(a) for a in self.answer_ids)
+        if self.bos not in BOS_POLICIES:
+            raise ClfbenchError(f"bos={self.bos!r}: expected one of {', '.join(BOS_POLICIES)}")
+        self.chat = bool(self.use_chat_template and has_chat_template(self.tokenizer))
+        self._lead = self._special_lead()
         # Few-shot texts: each example's text(+pair) cut to a share of max_length.
         k = len(self.shots)
         self.shot_cap = max(8, self.max_length // (2 * (k + 1))) if k else 0
         self.shots_truncated = 0
-        cut_shots = []
+        self.rendered_shots = []
         for text, pair, label in self.shots:
-            t_ids, p_ids = self._ids(text), (self._ids(pair) if pair is not None else None)
-            t_ids, p_ids, cut = _fit(t_ids, p_ids, self.shot_cap)
-            self.shots_truncated += int(cut)
-            t = tok.decode(t_ids) if cut else text
-            p = (tok.decode(p_ids) if cut else pair) if pair is not None else None
-            cut_shots.append((t, p, label))
-        self.rendered_shots = cut_shots
+            text, pair = text.strip(), (pair.strip() if pair is not None else None)
+            t, p = self._cut_shot(text, pair)
+            self.shots_truncated += int((t, p) != (text, pair))
+            self.rendered_shots.append((t, p, label))
         full = self.render(_T, _P if self.is_pair else None)
         prefix, _, rest = full.partition(_T)
         if self.is_pair:
@@ -126,12 +160,12 @@ class PromptEncoder:
             middle, suffix = "", rest
         if _T in rest or _P in suffix or (self.is_pair and _P not in rest):
             raise ClfbenchError(f"{self.builder.template_path}: the template must show the text (and pair) exactly once")
-        prefix, self.text_lead = _split_trailing_space(prefix)
-        middle, self.pair_lead = _split_trailing_space(middle)
-        self.prefix_ids = self._bos() + self._ids(prefix)
-        self.middle_ids = self._ids(middle)
-        self.suffix_ids = self._ids(suffix)
-        fixed = len(self.prefix_ids) + len(self.middle_ids) + len(self.suffix_ids)
+        self.parts = (prefix, middle, suffix)
+        self._set_answers()
+        probes = [self.ids(self.prompt_text(t, t if self.is_pair else None)) for t in _PROBES]
+        n_prefix = min(_common_prefix(probes[0], p) for p in probes[1:])
+        self.prefix_ids = probes[0][:n_prefix]
+        fixed = len(self.ids(self.prompt_text("", "" if self.is_pair else None)))
         self.text_budget = self.max_length - fixed
         if self.text_budget < 8:
             raise ClfbenchError(
@@ -139,15 +173,62 @@ class PromptEncoder:
                 f"{fixed} tokens ({k} shots); raise max_length or use fewer shots"
             )
 
-    def _ids(self, s: str) -> list[int]:
-        return list(self.tokenizer(s, add_special_tokens=False)["input_ids"]) if s else []
-
-    def _bos(self) -> list[int]:
-        """A BOS token for plain prompts of models that use one (chat templates write their own)."""
+    # --- tokenization ----------------------------------------------------------------------
+    def _special_lead(self) -> list[int]:
+        """Token ids put before a prompt's own tokens under the BOS policy."""
         tok = self.tokenizer
-        if self.chat or tok.bos_token_id is None:
+        if self.bos == "never":
             return []
-        return [tok.bos_token_id]
+        if self.bos == "always":
+            return [] if tok.bos_token_id is None else [tok.bos_token_id]
+        probe = "a b"
+        with_special = list(tok(probe)["input_ids"])
+        plain = list(tok(probe, add_special_tokens=False)["input_ids"])
+        for i in range(len(with_special) - len(plain) + 1):
+            if with_special[i : i + len(plain)] == plain:
+                return with_special[:i]  # special tokens the tokenizer appends are not used
+        return []
+
+    def ids(self, s: str) -> list[int]:
+        """Token ids of a whole rendered text, as the model sees it (BOS policy applied)."""
+        plain = list(self.tokenizer(s, add_special_tokens=False)["input_ids"]) if s else []
+        bos = self.tokenizer.bos_token
+        if bos and s.startswith(bos):
+            return plain  # the text writes its own BOS (chat templates)
+        return self._lead + plain
+
+    def _offsets(self, s: str) -> list[tuple[int, int]]:
+        """Character span of each token of `s` (special tokens added by the BOS policy excluded)."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ClfbenchError("cutting texts to max_length needs a fast tokenizer (offset mapping)")
+        enc = self.tokenizer(s, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    def _cut_shot(self, text: str, pair: str | None) -> tuple[str, str | None]:
+        """A few-shot example's text and pair cut (longest first) to `shot_cap` tokens."""
+        count = [len(self.tokenizer(x, add_special_tokens=False)["input_ids"]) if x else 0
+                 for x in (text, pair or "")]
+        if count[0] + count[1] <= self.shot_cap:
+            return text, pair
+        keep_t, keep_p = _fit(count[0], count[1] if pair is not None else None, self.shot_cap)
+        t = self._cut(text, 0, self._offsets(text), keep_t)
+        return t, (self._cut(pair, 0, self._offsets(pair), keep_p) if pair else pair)
+
+    @staticmethod
+    def _cut(text: str, start: int, offsets: list[tuple[int, int]], keep: int | None) -> str:
+        """`text` (at character `start` of the string `offsets` describe) cut before the
+        token that follows its first `keep` tokens."""
+        if keep is None:
+            return text
+        tokens = [o for o in offsets if o[1] > start and o[0] < start + len(text) and o[1] > o[0]]
+        if keep >= len(tokens):
+            return text
+        return text[: max(0, tokens[keep][0] - start)]
+
+    def prompt_text(self, text: str, pair: str | None = None) -> str:
+        """The rendered prompt for one query, up to the answer slot."""
+        prefix, middle, suffix = self.parts
+        return prefix + text + middle + (pair if pair is not None else "") + suffix
 
     def render(self, text: str, pair: str | None) -> str:
         """The prompt as a string, up to the answer slot (the chat template or the plain layout)."""
@@ -158,12 +239,132 @@ class PromptEncoder:
             msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False
         )
 
+    def continuation(self, context: str, answer: str) -> list[int]:
+        """Token ids of `answer` after `context`, as lm-evaluation-harness cuts them."""
+        return self.ids(context + answer)[len(self.ids(context)):]
+
+    # --- answers ---------------------------------------------------------------------------
+    def _template_answers(self) -> tuple[list[str], str]:
+        """Each label's answer text as the prompt writes it after the answer slot, and the
+        text the template writes after an answer."""
+        b = self.builder
+        n = len(b.verbalizers)
+        if not self.chat:
+            return [b.answer(i, chat=False) for i in range(n)], b.plain_answer_end()
+        pair = "x" if self.is_pair else None
+        context = self.render("x", pair)
+        msgs = b.messages("x", pair, self.rendered_shots)
+        answers, ends = [], set()
+        for i, word in enumerate(b.verbalizers):
+            full = self.tokenizer.apply_chat_template(
+                msgs + [{"role": "assistant", "content": b.answer(i, chat=True)}], tokenize=False,
+                add_generation_prompt=False, enable_thinking=False,
+            )
+            rest = full[len(context):] if full.startswith(context) else ""
+            at = rest.find(word)
+            if at < 0 or rest[:at].strip():
+                answers.append(b.answer(i, chat=True))
+                ends.add("")
+            else:
+                answers.append(rest[: at + len(word)])
+                ends.add(rest[at + len(word):])
+        return answers, (ends.pop() if len(ends) == 1 else "")
+
+    def _set_answers(self) -> None:
+        """Answer texts and ids, ambiguity, and what is scored for each label."""
+        b = self.builder
+        self.answer_texts, template_end = self._template_answers()
+        context = self.prompt_text("x", "x" if self.is_pair else None)
+        self.answer_ids = [self.continuation(context, a) for a in self.answer_texts]
+        for i, ids in enumerate(self.answer_ids):
+            if not ids:
+                raise ClfbenchError(f"verbalizer {b.verbalizers[i]!r} tokenizes to nothing")
+        self.max_answer_tokens = max(len(a) for a in self.answer_ids)
+        names = b.label_names
+        pairs = set(b.ambiguous_answers())
+        for i, a in enumerate(self.answer_ids):
+            for j, c in enumerate(self.answer_ids):
+                if i != j and len(a) < len(c) and c[: len(a)] == a:
+                    pairs.add((names[i], names[j]))
+        self.ambiguous = sorted(pairs)
+        # what ends an answer: given, else what the template writes after one, else eos
+        end = self.answer_end if self.answer_end is not None else template_end or self.tokenizer.eos_token or ""
+        self.complete = bool(self.ambiguous) if self.complete_answers is None else bool(self.complete_answers)
+        self.end_token_text = ""
+        if self.complete:
+            self.end_token_text = self._first_token_text(context + self.answer_texts[0], end)
+            if not self.end_token_text:
+                raise ClfbenchError(
+                    "complete answers need a text that ends an answer; the template writes none "
+                    "after an answer and the tokenizer has no eos token"
+                )
+        self.score_texts = [a + self.end_token_text for a in self.answer_texts]
+        self.score_ids = [self.continuation(context, a) for a in self.score_texts]
+        if self.ambiguous:
+            key = tuple(f"{x}|{y}" for x, y in self.ambiguous)
+            if key not in _warned:
+                _warned.add(key)
+                shown = ", ".join(f"{b.verbalizers[names.index(x)]!r} / {b.verbalizers[names.index(y)]!r}"
+                                  for x, y in self.ambiguous[:5])
+                log.warning(
+                    "label answers are ambiguous (one is a prefix of another: %s%s); %s",
+                    shown, " ..." if len(self.ambiguous) > 5 else "",
+                    "scoring complete answers (answer + its end token)" if self.complete
+                    else "complete_answers=False: the longer answers can never win",
+                )
+
+    def _first_token_text(self, context: str, end: str) -> str:
+        """`end` up to its first token that is not blank, tokenized after `context` (the
+        end-of-turn token of " </s>", the newline of "\n\n")."""
+        if not end:
+            return ""
+        s = context + end
+        spans = [(a, z) for a, z in self._offsets(s) if z > len(context) and z > a]
+        for _, z in spans:
+            if s[len(context):z].strip():
+                return s[len(context):z]
+        return s[len(context):spans[0][1]] if spans else end
+
+    # --- queries -----------------------------------------------------------------------------
     def encode(self, text: str, pair: str | None = None) -> tuple[list[int], bool]:
-        """(query token ids after the prefix, whether the text was cut)."""
-        t_ids = self._ids(self.text_lead + text)
-        p_ids = self._ids(self.pair_lead + pair) if pair is not None else None
-        t_ids, p_ids, cut = _fit(t_ids, p_ids, self.text_budget)
-        return t_ids + self.middle_ids + (p_ids or []) + self.suffix_ids, cut
+        """(the whole prompt's token ids, whether the text was cut to fit max_length)."""
+        _, _, ids, cut = self._fit_query(text, pair)
+        return ids, cut
+
+    def fit_query(self, text: str, pair: str | None = None) -> tuple[str, str | None, bool]:
+        """(text, pair, cut): the query's fields as they are put in the prompt."""
+        text, pair, _, cut = self._fit_query(text, pair)
+        return text, pair, cut
+
+    def _fit_query(self, text: str, pair: str | None) -> tuple[str, str | None, list[int], bool]:
+        text, pair = text.strip(), (pair.strip() if pair is not None else None)  # as templates do
+        cut = False
+        for _ in range(64):
+            s = self.prompt_text(text, pair)
+            ids = self.ids(s)
+            over = len(ids) - self.max_length
+            if over <= 0:
+                return text, pair, ids, cut
+            cut = True
+            offsets = self._offsets(s)
+            t0 = len(self.parts[0])
+            p0 = t0 + len(text) + len(self.parts[1])
+            n_t = len(self._field_tokens(offsets, t0, text))
+            n_p = len(self._field_tokens(offsets, p0, pair)) if pair is not None else None
+            for extra in (0, 1):  # one more token when re-tokenizing moved a boundary
+                keep_t, keep_p = _fit(n_t, n_p, n_t + (n_p or 0) - over - extra)
+                new_t = self._cut(text, t0, offsets, keep_t)
+                new_p = self._cut(pair, p0, offsets, keep_p) if pair is not None else None
+                if (new_t, new_p) != (text, pair):
+                    break
+            text, pair = new_t, new_p
+        raise ClfbenchError(f"could not cut a query to max_length={self.max_length} tokens")
+
+    @staticmethod
+    def _field_tokens(offsets: list[tuple[int, int]], start: int, text: str | None) -> list[tuple[int, int]]:
+        if not text:
+            return []
+        return [o for o in offsets if o[1] > start and o[0] < start + len(text) and o[1] > o[0]]
 
     def encode_all(self, X: Texts) -> tuple[list[list[int]], int]:
         out, n_cut = [], 0
@@ -175,11 +376,18 @@ class PromptEncoder:
 
     def describe(self) -> dict[str, Any]:
         """What a run saves: the template, the rendered prompt, token counts, truncation policy."""
+        verbs = self.builder.verbalizers
         return {
             **self.builder.describe(),
             "chat_template_applied": self.chat,
             "rendered_example": self.render("{text}", "{pair}" if self.is_pair else None),
-            "answer_tokens": {v: len(a) for v, a in zip(self.builder.verbalizers, self.answer_ids)},
+            "answer_tokens": {v: len(a) for v, a in zip(verbs, self.answer_ids)},
+            "answer_texts": dict(zip(verbs, self.answer_texts)),
+            "bos": {"policy": self.bos, "meaning": BOS_DOC[self.bos],
+                    "tokens_added": self.tokenizer.convert_ids_to_tokens(self._lead)},
+            "ambiguous_answers": [list(p) for p in self.ambiguous],
+            "complete_answers": self.complete,
+            "answer_end_token": self.end_token_text if self.complete else None,
             "prefix_tokens": len(self.prefix_ids),
             "max_length": self.max_length,
             "query_text_budget_tokens": self.text_budget,
@@ -189,20 +397,19 @@ class PromptEncoder:
         }
 
 
-def _fit(t: list[int], p: list[int] | None, budget: int) -> tuple[list[int], list[int] | None, bool]:
-    """Cut text/pair token lists, longest first, until together they fit `budget`."""
-    total = len(t) + (len(p) if p is not None else 0)
-    if total <= budget:
-        return t, p, False
-    if p is None:
-        return t[:budget], None, True
-    t, p = list(t), list(p)
-    while len(t) + len(p) > budget:
-        if len(t) >= len(p):
-            t.pop()
+def _fit(n_t: int, n_p: int | None, budget: int) -> tuple[int, int | None]:
+    """Token counts to keep of text and pair, the longest cut first, to fit `budget`."""
+    budget = max(0, budget)
+    if n_t + (n_p or 0) <= budget:
+        return n_t, n_p
+    if n_p is None:
+        return budget, None
+    while n_t + n_p > budget:
+        if n_t >= n_p:
+            n_t -= 1
         else:
-            p.pop()
-    return t, p, True
+            n_p -= 1
+    return n_t, n_p
 
 
 class CausalLMClassifier:
@@ -242,60 +449,63 @@ class CausalLMClassifier:
     def reset_cache(self) -> None:
         self._prefix_cache = None
 
-    def batch_inputs(self, queries: list[list[int]], cached: bool) -> dict[str, Any]:
-        """Model inputs for a batch: left-padded ids, attention mask, position ids, cache."""
-        P = len(self.enc.prefix_ids)
+    def batch_inputs(self, prompts: list[list[int]], cached: bool) -> dict[str, Any]:
+        """Model inputs for a batch of whole prompts: left-padded ids, attention mask, position
+        ids, and the prefix cache cut to the tokens every prompt of the batch starts with."""
+        prefix = self.enc.prefix_ids
+        P = min(min(_common_prefix(q, prefix) for q in prompts), min(map(len, prompts)) - 1) if cached else 0
+        B = len(prompts)
+        queries = [q[P:] for q in prompts]
         T = max(len(q) for q in queries)
-        B = len(queries)
-        if cached:
-            ids = [[self.pad_id] * (T - len(q)) + q for q in queries]
-            qmask = torch.tensor([[0] * (T - len(q)) + [1] * len(q) for q in queries])
+        ids = [[self.pad_id] * (T - len(q)) + q for q in queries]
+        qmask = torch.tensor([[0] * (T - len(q)) + [1] * len(q) for q in queries])
+        cache = None
+        if P > 0:
             mask = torch.cat([torch.ones(B, P, dtype=torch.long), qmask], dim=1)
             pos = (P + qmask.cumsum(1) - 1).clamp(min=P)
             cache = copy.deepcopy(self.prefix_cache())
+            if P < len(prefix):
+                cache.crop(P - len(prefix))
             cache.batch_repeat_interleave(B)
-            full_ids = [self.enc.prefix_ids + row for row in ids]
+            full_ids = [prefix[:P] + row for row in ids]
         else:
-            seqs = [self.enc.prefix_ids + q for q in queries]
-            L = P + T
-            ids = full_ids = [[self.pad_id] * (L - len(s)) + s for s in seqs]
-            mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs])
+            mask = qmask
             pos = (mask.cumsum(1) - 1).clamp(min=0)
-            cache = None
+            full_ids = ids
         dev = self.device
         return {
             "input_ids": torch.tensor(ids, device=dev), "attention_mask": mask.to(dev),
             "position_ids": pos.to(dev), "past_key_values": cache,
-            "full_ids": torch.tensor(full_ids, device=dev),
+            "full_ids": torch.tensor(full_ids, device=dev), "cached_tokens": P,
         }
 
     # --- scoring ---------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, X: Texts, cached: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Log-likelihood (n, n_labels) of each label's answer, and token counts."""
-        queries, n_cut = self.enc.encode_all(X)
+        prompts, n_cut = self.enc.encode_all(X)
         cached = self.use_prefix_cache if cached is None else cached
-        out = np.zeros((len(queries), len(self.enc.answer_ids)))
-        for idx in _length_batches(queries, self.batch_size):
-            out[idx] = self._score_batch([queries[i] for i in idx], cached)
-        return out, self._info(queries, n_cut)
+        out = np.zeros((len(prompts), len(self.enc.score_ids)))
+        for idx in _length_batches(prompts, self.batch_size):
+            out[idx] = self._score_batch([prompts[i] for i in idx], cached)
+        return out, self._info(prompts, n_cut)
 
-    def _score_batch(self, queries: list[list[int]], cached: bool) -> np.ndarray:
-        inp = self.batch_inputs(queries, cached)
+    def _score_batch(self, prompts: list[list[int]], cached: bool) -> np.ndarray:
+        inp = self.batch_inputs(prompts, cached)
         from transformers import DynamicCache
 
-        answers = self.enc.answer_ids
+        answers = self.enc.score_ids
         multi = any(len(a) > 1 for a in answers)
         cache = inp["past_key_values"]
         if multi and cache is None:
             cache = DynamicCache(config=self.model.config)
         out = self.model(
             input_ids=inp["input_ids"], attention_mask=inp["attention_mask"],
-            position_ids=inp["position_ids"], past_key_values=cache, use_cache=multi or cached,
-            logits_to_keep=1,
+            position_ids=inp["position_ids"], past_key_values=cache,
+            use_cache=multi or cache is not None, logits_to_keep=1,
         )
         first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-        B = len(queries)
+        B = len(prompts)
         scores = torch.stack([first[:, a[0]] for a in answers], dim=1)  # (B, L)
         if multi:
             scores = scores + self._continuations(out.past_key_values, inp, B)
@@ -305,7 +515,7 @@ class CausalLMClassifier:
 
     def _continuations(self, cache, inp: dict[str, Any], B: int) -> torch.Tensor:
         """Sum of log-probs of answer tokens 2..m for every label, labels in row chunks."""
-        answers = self.enc.answer_ids
+        answers = self.enc.score_ids
         L = len(answers)
         multi_labels = [i for i, a in enumerate(answers) if len(a) > 1]
         extra = torch.zeros(B, L, device=self.device)
@@ -332,44 +542,85 @@ class CausalLMClassifier:
         return extra
 
     # --- generation ------------------------------------------------------------------------
+    def greedy_config(self, max_new_tokens: int, min_new_tokens: int | None = None):
+        """An explicit greedy GenerationConfig: no sampling, beams, penalties or other logits
+        processors, whatever the checkpoint's generation_config sets; its eos/bos kept."""
+        from transformers import GenerationConfig
+
+        own = getattr(self.model, "generation_config", None)
+        eos = getattr(own, "eos_token_id", None)
+        if eos is None:
+            eos = self.enc.tokenizer.eos_token_id
+        return GenerationConfig(
+            do_sample=False, num_beams=1, temperature=1.0, top_k=50, top_p=1.0, min_p=None,
+            typical_p=1.0, repetition_penalty=1.0, encoder_repetition_penalty=1.0,
+            no_repeat_ngram_size=0, encoder_no_repeat_ngram_size=0, length_penalty=1.0,
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or 0,
+            num_return_sequences=1, pad_token_id=self.pad_id, eos_token_id=eos,
+            bos_token_id=getattr(own, "bos_token_id", None), use_cache=True,
+        )
+
     @torch.inference_mode()
     def generate(self, X: Texts, max_new_tokens: int | None = None, min_new_tokens: int | None = None,
                  cached: bool | None = None) -> tuple[list[str], dict[str, Any]]:
-        """Greedy outputs (decoded, special tokens dropped), and token counts."""
-        queries, n_cut = self.enc.encode_all(X)
+        """Greedy outputs (decoded, special tokens dropped), and token counts.
+
+        Greedy means greedy: the checkpoint's generation_config (repetition_penalty,
+        do_sample, temperature, bad words, forced tokens...) is set aside for the call."""
+        prompts, n_cut = self.enc.encode_all(X)
         cached = self.use_prefix_cache if cached is None else cached
         max_new = max_new_tokens or self.enc.max_answer_tokens + GEN_MARGIN
-        texts: list[str] = [""] * len(queries)
+        cfg = self.greedy_config(max_new, min_new_tokens)
+        texts: list[str] = [""] * len(prompts)
         n_generated = 0
         tok = self.enc.tokenizer
-        for idx in _length_batches(queries, self.batch_size):
-            inp = self.batch_inputs([queries[i] for i in idx], cached)
-            kw: dict[str, Any] = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
-            gen = self.model.generate(
-                input_ids=inp["full_ids"], attention_mask=inp["attention_mask"],
-                past_key_values=inp["past_key_values"], do_sample=False, max_new_tokens=max_new,
-                pad_token_id=self.pad_id, num_beams=1, **kw,
-            )
-            new = gen[:, inp["full_ids"].shape[1]:]
-            for j, i in enumerate(idx):
-                row = new[j].tolist()
-                n_generated += sum(1 for t in row if t != self.pad_id)
-                texts[i] = tok.decode(row, skip_special_tokens=True)
-        info = self._info(queries, n_cut)
-        info["generated_tokens_mean"] = n_generated / max(1, len(queries))
+        with _only_config(self.model, cfg):
+            for idx in _length_batches(prompts, self.batch_size):
+                inp = self.batch_inputs([prompts[i] for i in idx], cached)
+                gen = self.model.generate(
+                    input_ids=inp["full_ids"], attention_mask=inp["attention_mask"],
+                    past_key_values=inp["past_key_values"], generation_config=cfg,
+                )
+                new = gen[:, inp["full_ids"].shape[1]:]
+                for j, i in enumerate(idx):
+                    row = new[j].tolist()
+                    n_generated += sum(1 for t in row if t != self.pad_id)
+                    texts[i] = tok.decode(row, skip_special_tokens=True)
+        info = self._info(prompts, n_cut)
+        info["generated_tokens_mean"] = n_generated / max(1, len(prompts))
         info["max_new_tokens"] = max_new
+        info["generation_config"] = {k: v for k, v in cfg.to_diff_dict().items() if k != "transformers_version"}
         return texts, info
 
-    def _info(self, queries: list[list[int]], n_cut: int) -> dict[str, Any]:
-        lengths = [len(self.enc.prefix_ids) + len(q) for q in queries]
+    def _info(self, prompts: list[list[int]], n_cut: int) -> dict[str, Any]:
+        lengths = [len(q) for q in prompts]
         return {
-            "n_examples": len(queries),
+            "n_examples": len(prompts),
             "prompt_tokens_mean": float(np.mean(lengths)) if lengths else 0.0,
             "prompt_tokens_max": int(max(lengths)) if lengths else 0,
             "prefix_tokens": len(self.enc.prefix_ids),
             "truncated": n_cut,
             "prefix_cache": self.use_prefix_cache,
+            "bos": self.enc.bos,
+            "complete_answers": self.enc.complete,
         }
+
+
+@contextmanager
+def _only_config(model, cfg) -> Iterator[None]:
+    """Within the block the model's own generation_config holds only its special tokens, so
+    none of the checkpoint's other settings fills a value the greedy config leaves unset."""
+    from transformers import GenerationConfig
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = target.generation_config
+    target.generation_config = GenerationConfig(
+        eos_token_id=cfg.eos_token_id, bos_token_id=cfg.bos_token_id, pad_token_id=cfg.pad_token_id,
+    )
+    try:
+        yield
+    finally:
+        target.generation_config = saved
 
 
 def _length_batches(queries: list[list[int]], batch_size: int) -> list[list[int]]:

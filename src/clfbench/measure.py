@@ -4,21 +4,26 @@ Latency: one example per call (tokenization and everything else inside `predict_
 included), after warm-up calls, with the device synchronized around each call.
 Throughput: all evaluation examples in one `predict_proba` call at the method's batch size,
 after warm-up. Memory: peak process RSS sampled in a background thread, and the GPU's max
-allocated bytes where a GPU is used.
+allocated bytes where a GPU is used. Threads: `limit_threads` bounds torch and every BLAS/OpenMP
+pool for a run. Load: `MachineLoad` records how busy the CPUs this process may use were while
+it was timing, and how much of that was other processes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import psutil
 
 from clfbench.data import Texts
+from clfbench.progress import progress
 
 
 def synchronize() -> None:
@@ -46,15 +51,18 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
 
 
 def measure_latency(
-    predict: Callable[[Texts], object], X: Texts, n: int = 100, warmup: int = 5
+    predict: Callable[[Texts], object], X: Texts, n: int = 100, warmup: int = 5,
+    show_progress: bool = False,
 ) -> dict[str, float]:
-    """Per-example latency at batch 1 over the first `n` examples (all if fewer)."""
+    """Per-example latency at batch 1 over the first `n` examples (all if fewer).
+
+    `show_progress`: a progress bar, updated outside the timed calls."""
     n = min(n, len(X))
     for i in range(min(warmup, len(X))):
         predict(X.subset([i]))
     synchronize()
     times = []
-    for i in range(n):
+    for i in progress(range(n), "latency at batch 1", show_progress):
         one = X.subset([i])
         t0 = time.perf_counter()
         predict(one)
@@ -111,10 +119,118 @@ class PeakMemory:
 
 
 def _cuda():
+    """torch.cuda, initialised, when a GPU is available (so a process's first run is measured too)."""
     try:
         import torch
     except ImportError:  # pragma: no cover
         return None
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda
-    return None
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.init()
+    return torch.cuda
+
+
+@contextmanager
+def limit_threads(threads: int | None) -> Iterator[None]:
+    """Bound torch's threads and every BLAS/OpenMP pool to `threads` for the block; restore after.
+
+    torch.set_num_threads alone leaves numpy/scipy's OpenBLAS and scikit-learn's OpenMP at one
+    thread per core, which on a loaded machine makes a run's timings depend on its neighbours.
+    """
+    if not threads:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# Other processes using more than this share of one core, averaged over the timing, make the
+# run's latencies and throughput "measured under contention".
+CONTENTION_PCT = 25.0
+
+
+def _cpu_snapshot(cpus: list[int]) -> tuple[float, float, float]:
+    """(wall seconds, busy CPU seconds summed over `cpus`, this process's CPU seconds)."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    busy = 0.0
+    for i in cpus:
+        t = per_cpu[i]
+        busy += sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    own = psutil.Process().cpu_times()
+    return time.monotonic(), busy, own.user + own.system
+
+
+def _usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity), as indexes into psutil's per-CPU times."""
+    n = len(psutil.cpu_times(percpu=True))
+    try:
+        cpus = sorted(c for c in os.sched_getaffinity(0) if c < n)
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cpus = []
+    return cpus or list(range(n))
+
+
+@dataclass
+class MachineLoad:
+    """How busy the CPUs this process may use were during a block, and who kept them busy.
+
+    CPU shares are in percent of one core (200 = two cores fully busy). `other_cpu_pct` is
+    the usable CPUs' busy time minus this process's own CPU time: the machine's other work.
+    The kernel counts CPU time in clock ticks (10 ms), so over a short block a share is only
+    known to within `resolution_pct`; a run is `contended` when other processes' share
+    exceeds both the threshold and that resolution.
+    """
+
+    threshold_pct: float = CONTENTION_PCT
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def track(self) -> Iterator[MachineLoad]:
+        cpus = _usable_cpus()
+        load_before = _loadavg()
+        t0, busy0, own0 = _cpu_snapshot(cpus)
+        try:
+            yield self
+        finally:
+            t1, busy1, own1 = _cpu_snapshot(cpus)
+            wall = max(t1 - t0, 1e-9)
+            busy_pct = 100.0 * (busy1 - busy0) / wall
+            own_pct = 100.0 * (own1 - own0) / wall
+            other_pct = max(0.0, busy_pct - own_pct)
+            resolution_pct = 100.0 * _clock_tick() * (len(cpus) + 1) / wall
+            self.summary = {
+                "seconds": round(wall, 3),
+                "cpus": len(cpus),
+                "cpu_count": os.cpu_count(),
+                "system_cpu_pct": round(busy_pct, 1),
+                "own_cpu_pct": round(own_pct, 1),
+                "other_cpu_pct": round(other_pct, 1),
+                "loadavg_before": load_before,
+                "loadavg_after": _loadavg(),
+                "threshold_pct": self.threshold_pct,
+                "resolution_pct": round(resolution_pct, 1),
+                "contended": bool(other_pct > max(self.threshold_pct, resolution_pct)),
+            }
+
+
+def _clock_tick() -> float:
+    """Seconds per kernel clock tick, the unit CPU times are counted in."""
+    try:
+        return 1.0 / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - Windows
+        return 0.01
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None

@@ -1,10 +1,14 @@
 """Quality metrics from gold labels and predicted probabilities.
 
-Macro averages run over the classes that occur in the reported split or in the predictions
-(scikit-learn's default): a class a method never predicts but that occurs counts with F1 0;
-a class of the task that is absent from the reported split has no defined F1 and is left out
-(TREC's test split has 42 of its 50 fine labels). Predictions of -1 (invalid output from a
-generation method) count as wrong for every class.
+`macro_f1` averages F1 over the gold classes of the reported split (scikit-learn's
+`labels=<gold classes>`): a class that occurs but is never predicted counts with F1 0; a class
+of the task that is absent from the reported split has no defined F1 and is left out (TREC's
+test split has 42 of its 50 fine labels), and predictions into it only lower the recall of the
+true classes. `macro_f1_gold_or_pred` is scikit-learn's default (gold or predicted classes),
+kept for comparison with other tools. Predictions of -1 (invalid output from a generation
+method) count as wrong for every class and fill the last ("invalid") column of the confusion
+matrix. ECE, Brier score and log loss are over the valid rows only (None when there are none),
+with `invalid_rate` beside them.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
-    confusion_matrix,
     f1_score,
     matthews_corrcoef,
     precision_recall_fscore_support,
 )
+
+#: Name of the confusion matrix's last column: predictions that matched no label.
+INVALID_COLUMN = "invalid"
 
 
 def expected_calibration_error(gold: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
@@ -83,9 +89,8 @@ def quality_metrics(
     out: dict[str, Any] = {
         "n_examples": int(len(gold)),
         "accuracy": float(accuracy_score(gold, pred)),
-        "macro_f1": float(
-            f1_score(gold, pred, labels=scored_labels(gold, pred), average="macro", zero_division=0)
-        ),
+        "macro_f1": _macro_f1(gold, pred, gold_labels(gold)),
+        "macro_f1_gold_or_pred": _macro_f1(gold, pred, scored_labels(gold, pred)),
         "weighted_f1": float(
             f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)
         ),
@@ -104,7 +109,8 @@ def quality_metrics(
             }
             for i in labels
         },
-        "confusion_matrix": confusion_matrix(gold, pred, labels=labels).tolist(),
+        "confusion_matrix": confusion_with_invalid(gold, pred, n).tolist(),
+        "confusion_matrix_columns": [*label_names, INVALID_COLUMN],
     }
     if train_counts is not None:
         order = np.argsort(-np.asarray(train_counts), kind="stable")
@@ -115,14 +121,42 @@ def quality_metrics(
         out["rare_quartile_macro_f1"] = (
             float(np.mean([f[i] for i in rare_present])) if rare_present else None
         )
-    if proba is not None:
-        proba = np.asarray(proba, dtype=float)
-        out["ece"] = expected_calibration_error(gold, proba)
-        out["brier"] = brier_score(gold, proba)
-        out["log_loss"] = float(-np.log(np.clip(proba[np.arange(len(gold)), gold], 1e-12, 1)).mean())
-    else:
-        out["ece"] = out["brier"] = out["log_loss"] = None
+    out.update(calibration_metrics(gold, pred, proba))
     return out
+
+
+def calibration_metrics(gold: np.ndarray, pred: np.ndarray, proba: np.ndarray | None) -> dict[str, Any]:
+    """ECE, Brier score and log loss over the rows with a valid prediction (pred >= 0), and how
+    many rows that is: an invalid output has no meaningful confidence, and an all-invalid run
+    must show no calibration (None), never a perfect 0."""
+    valid = np.asarray(pred) >= 0
+    out: dict[str, Any] = {"calibration_examples": int(valid.sum()) if proba is not None else 0}
+    if proba is None or not valid.any():
+        return {**out, "ece": None, "brier": None, "log_loss": None}
+    g, p = np.asarray(gold)[valid], np.asarray(proba, dtype=float)[valid]
+    return {
+        **out,
+        "ece": expected_calibration_error(g, p),
+        "brier": brier_score(g, p),
+        "log_loss": float(-np.log(np.clip(p[np.arange(len(g)), g], 1e-12, 1)).mean()),
+    }
+
+
+def confusion_with_invalid(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Counts (gold class x predicted class), plus a last column for invalid predictions (-1)."""
+    cm = np.zeros((n_labels, n_labels + 1), dtype=int)
+    col = np.where(np.asarray(pred) < 0, n_labels, pred)
+    np.add.at(cm, (np.asarray(gold, dtype=int), np.asarray(col, dtype=int)), 1)
+    return cm
+
+
+def _macro_f1(gold: np.ndarray, pred: np.ndarray, labels: list[int]) -> float:
+    return float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)) if labels else 0.0
+
+
+def gold_labels(gold: np.ndarray) -> list[int]:
+    """Label ids that occur in gold: the classes `macro_f1` averages over."""
+    return sorted(set(np.asarray(gold).tolist()))
 
 
 def scored_labels(gold: np.ndarray, pred: np.ndarray) -> list[int]:

@@ -156,6 +156,20 @@ class PromptBuilder:
         blocks.append(self.render_input(text, pair) + "\n" + prefix)
         return sep.join(blocks)
 
+    def plain_answer_end(self) -> str:
+        """What follows a few-shot answer in the plain layout (the separator to the next block)."""
+        return self._render("plain_separator")
+
+    def ambiguous_answers(self) -> list[tuple[str, str]]:
+        """(label, label) pairs whose answer words are ambiguous: the first's normalised
+        words are a prefix of the second's ("description" / "description of a person")."""
+        words = [v.split() for v in self._norm]
+        return [
+            (self.label_names[i], self.label_names[j])
+            for i, a in enumerate(words) for j, b in enumerate(words)
+            if i != j and len(a) < len(b) and b[: len(a)] == a
+        ]
+
     def describe(self) -> dict[str, Any]:
         """What a run saves about its prompt: template text and path, instruction, verbalizers."""
         return {

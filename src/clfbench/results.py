@@ -17,11 +17,16 @@ COLUMNS = {
 }
 
 
+#: The mark a degenerate run (collapsed, or no better than the majority class) carries.
+DEGENERATE_MARK = "⚠ degenerate"
+
+
 def results_frame(root) -> pd.DataFrame:
     runs = Store(root).runs()
-    df = pd.DataFrame([{k: r.get(k) for k in ["run_id", *COLUMNS]} for r in runs])
+    df = pd.DataFrame([{**{k: r.get(k) for k in ["run_id", *COLUMNS]},
+                        "degenerate": bool(r.get("degenerate"))} for r in runs])
     if df.empty:
-        return pd.DataFrame(columns=["run_id", *COLUMNS])
+        return pd.DataFrame(columns=["run_id", *COLUMNS, "degenerate"])
     df["model"] = df["model"].fillna("-")
     return df.sort_values(["task", "macro_f1"], ascending=[True, False]).reset_index(drop=True)
 
@@ -41,19 +46,22 @@ def render(df: pd.DataFrame, fmt: str = "table") -> str:
         return df.to_csv(index=False)
     if fmt == "json":
         return json.dumps(df.to_dict(orient="records"), indent=2, default=str)
-    cells = [[_fmt(k, row[k]) for k in COLUMNS] for _, row in df.iterrows()]
+    cells = [[_fmt(k, row[k]) + (f" {DEGENERATE_MARK}" if k == "method" and row.get("degenerate") else "")
+              for k in COLUMNS] for _, row in df.iterrows()]
     if fmt == "markdown":
         head = "| " + " | ".join(COLUMNS.values()) + " |"
         sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        return "\n".join([head, sep] + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
+        rows = ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
+        return "\n".join([head, sep] + rows) + "\n"
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=False)
     for key, title in COLUMNS.items():
         table.add_column(title, justify="left" if key in ("task", "method", "model") else "right")
     for r in cells:
-        table.add_row(*r)
+        table.add_row(*(Text(c) for c in r))  # names as written, never read as rich markup
     buf = io.StringIO()
     Console(file=buf, width=200, force_terminal=False).print(table)
     return buf.getvalue()

@@ -1,16 +1,25 @@
-"""Run a list of RunSpecs into a results store: validate everything first, skip what is done."""
+"""Run a list of RunSpecs into a results store: validate everything first, skip what is done.
+
+Each run executes in its own fresh worker process (`clfbench.worker`) unless `isolate=False`
+or the environment variable CLFBENCH_ISOLATE=0 (debugging: one process, breakpoints work).
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
-from clfbench.config import RunSpec, expand_draws
-from clfbench.evaluate import build_method, execute, load_data
+from clfbench.config import RunSpec, expand_draws, repeat_key
+from clfbench.evaluate import RunResult, build_method, execute, load_data
+from clfbench.executors import Executor, Job, SequentialExecutor
 from clfbench.splits import TaskSplits
-from clfbench.store import Store
+from clfbench.store import Store, incomplete_reason
+from clfbench.worker import execute_in_worker
 
 
 def data_key(spec: RunSpec) -> tuple:
@@ -21,36 +30,139 @@ def data_key(spec: RunSpec) -> tuple:
 
 
 def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
-             console: Console | None = None) -> list[Path]:
-    """Run every spec not already complete in `out`. Bad input fails before any run starts."""
+             console: Console | None = None, isolate: bool | None = None,
+             executor: Executor | None = None) -> list[Path]:
+    """Run every spec not already complete in `out`. Bad input fails before any run starts.
+
+    `isolate` (default: CLFBENCH_ISOLATE, else True): each run in a fresh worker process.
+    `executor` (default: one run at a time here): where runs compute (`clfbench.executors`);
+    this process claims and saves every run whichever executor computes it.
+    """
     console = console or Console(stderr=True, quiet=quiet)
-    specs = unique(expand_draws(specs))  # --draws N: N runs, one per few-shot draw (seed)
+    if isolate is None:
+        isolate = isolate_default()
+    specs = unique(expand_draws(specs))  # --draws N: N runs per seed, one per few-shot draw
     for spec in specs:  # unknown methods and parameters fail here, before any work
         build_method(spec)
+    store = Store(out)
+    store.check_writable()  # an unusable --out fails before any work
     data: dict[tuple, TaskSplits] = {}
     for spec in specs:  # every file is read and checked before the first run
         key = data_key(spec)
         if key not in data:
             data[key] = load_data(spec)
-    store = Store(out)
     todo = [s for s in specs if not store.is_complete(s.hash())]
     skipped = len(specs) - len(todo)
     if skipped:
-        console.print(f"[dim]{skipped} of {len(specs)} runs already complete in {out}; skipping them[/]")
-    folders = []
-    for i, spec in enumerate(todo, start=1):
-        label = f"{spec.task_label} / {spec.method}" + (f" / {spec.model}" if spec.model else "") + f" / seed {spec.seed}"
-        console.print(f"[bold]run {i}/{len(todo)}[/]: {label}")
-        result = execute(spec, data[data_key(spec)], quiet=quiet)
-        folder = store.save(result)
-        m = result.metrics
-        console.print(
-            f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
-            f"p50 {_num(m['latency_ms_p50'], '.2f')} ms  {_num(m['throughput_sps'], '.0f')}/s  -> {folder}"
-        )
-        folders.append(folder)
+        console.print(f"[dim]{skipped} of {len(specs)} runs already complete in {escape(str(out))}; skipping them[/]")
+    folders = _drive(todo, data, store, executor or SequentialExecutor(isolate), quiet, console)
     _print_draws(specs, store, console)
     return folders
+
+
+def not_complete(specs: list[RunSpec], out: str | Path) -> list[RunSpec]:
+    """The runs of `specs` (draws expanded) that `out` does not hold as complete results: left
+    incomplete (failed API requests), or claimed by a process that has not finished them."""
+    store = Store(out)
+    return [s for s in unique(expand_draws(specs)) if not store.is_complete(s.hash())]
+
+
+def isolate_default() -> bool:
+    """A fresh worker process per run unless CLFBENCH_ISOLATE is 0/false/no (debugging)."""
+    return os.environ.get("CLFBENCH_ISOLATE", "1").strip().lower() not in ("0", "false", "no")
+
+
+def _label(spec: RunSpec) -> str:
+    return f"{spec.task_label} / {spec.method}" + (f" / {spec.model}" if spec.model else "") + f" / seed {spec.seed}" + (
+        f" draw {spec.draw}" if spec.params.get("draws", 1) > 1 else "")
+
+
+def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, executor: Executor,
+           quiet: bool, console: Console) -> list[Path]:
+    """Claim each run, hand it to `executor` (at most `executor.capacity` in flight), save each
+    result as it comes back. After an error nothing new starts; the runs in flight are saved,
+    then the first error is raised. Claims are released whatever happens."""
+    queue = list(enumerate(todo, start=1))[::-1]
+    held: dict[str, AbstractContextManager] = {}  # run hash -> its model scratch folder
+    folders: list[Path] = []
+    errors: list[BaseException] = []
+    done = 0
+    with executor:
+        concurrent = executor.capacity > 1  # known once the executor has started
+        try:
+            while queue or held:
+                while queue and not errors and len(held) < executor.capacity:
+                    i, spec = queue.pop()
+                    console.print(f"[bold]run {i}/{len(todo)}[/]: {escape(_label(spec))}")
+                    if not store.claim(spec.hash(), spec.run_id()):  # another worker may have taken it
+                        why = "already complete" if store.is_complete(spec.hash()) else "claimed by another process"
+                        console.print(f"  skipped: {why}")
+                        continue
+                    held[spec.hash()] = scratch = _model_scratch(spec)
+                    executor.submit(Job(spec, data[data_key(spec)], quiet, scratch.__enter__()))
+                if not held:
+                    break
+                for job, outcome in executor.wait():
+                    spec = job.spec
+                    try:
+                        if isinstance(outcome, BaseException):
+                            errors.append(outcome)
+                            continue
+                        folder = store.save(outcome)
+                    finally:
+                        held.pop(spec.hash()).__exit__(None, None, None)
+                        store.release(spec.hash())
+                    done += 1
+                    if concurrent:
+                        console.print(f"[bold]done[/]: {escape(_label(spec))}")
+                    if _report(outcome, folder, console):
+                        folders.append(folder)
+                if concurrent:
+                    running = executor.running()
+                    console.print(f"[dim]progress: {done} done, {running} running, "
+                                  f"{len(queue) + len(held) - running} queued[/]")
+        finally:
+            for spec_hash, scratch in held.items():
+                scratch.__exit__(None, None, None)
+                store.release(spec_hash)
+    if errors:
+        raise errors[0]
+    return folders
+
+
+def _report(result: RunResult, folder: Path, console: Console) -> bool:
+    """Print a saved run's headline numbers; False when it is incomplete (kept, not indexed)."""
+    reason = incomplete_reason(result.metrics)
+    if reason:
+        console.print(f"  [yellow]incomplete ({escape(reason)}): kept in {escape(str(folder))}, not indexed; "
+                      "a re-run retries it[/]")
+        return False
+    m = result.metrics
+    mark = "  [bold yellow]DEGENERATE[/]" if m.get("degenerate") else ""
+    console.print(
+        f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}{mark}  "
+        f"p50 {_num(m['latency_ms_p50'], '.2f')} ms  {_num(m['throughput_sps'], '.0f')}/s  -> {escape(str(folder))}"
+    )
+    load = m.get("machine_load") or {}
+    if load.get("contended"):
+        console.print(f"  [yellow]warning: latencies measured under contention: other processes "
+                      f"used {load['other_cpu_pct']:.0f}% CPU (100% = one core) during timing[/]")
+    return True
+
+
+def _model_scratch(spec: RunSpec) -> AbstractContextManager[str | None]:
+    """A temporary folder for the model a worker saves; none when the run saves no model."""
+    return tempfile.TemporaryDirectory(prefix="clfbench-model-") if spec.save_model else nullcontext()
+
+
+def run_one(spec: RunSpec, splits: TaskSplits, quiet: bool, isolate: bool,
+            scratch: str | Path | None = None) -> RunResult:
+    """One run, in a fresh worker process (`isolate`) or in this one; `scratch` receives its model."""
+    if isolate:
+        return execute_in_worker(spec, splits, quiet, scratch)
+    result = execute(spec, splits, quiet=quiet)
+    result.metrics["isolation"] = "none"
+    return result
 
 
 def _print_draws(specs: list[RunSpec], store: Store, console: Console) -> None:
@@ -60,8 +172,7 @@ def _print_draws(specs: list[RunSpec], store: Store, console: Console) -> None:
     groups: dict[str, list[RunSpec]] = {}
     for s in specs:
         if s.params.get("draws", 1) > 1:
-            key = json.dumps({**s.identity(), "seed": None}, sort_keys=True, default=str)
-            groups.setdefault(key, []).append(s)
+            groups.setdefault(repeat_key(s), []).append(s)
     done = {r["run_id"]: r for r in store.runs()} if groups else {}
     for group in groups.values():
         runs = [done[s.run_id()] for s in group if s.run_id() in done]
@@ -70,9 +181,10 @@ def _print_draws(specs: list[RunSpec], store: Store, console: Console) -> None:
         acc = np.array([r["accuracy"] for r in runs])
         f1 = np.array([r["macro_f1"] for r in runs])
         s = group[0]
+        seeds = ", ".join(str(x) for x in dict.fromkeys(g.seed for g in group))
         console.print(
-            f"[bold]{s.task_label} / {s.method}[/] over {len(runs)} draws (seeds "
-            f"{group[0].seed}..{group[-1].seed}): accuracy {acc.mean():.4f} ± {acc.std(ddof=1) if len(runs) > 1 else 0:.4f}, "
+            f"[bold]{escape(s.task_label)} / {s.method}[/] over {len(runs)} runs (seeds {seeds} x "
+            f"{s.params['draws']} draws): accuracy {acc.mean():.4f} ± {acc.std(ddof=1) if len(runs) > 1 else 0:.4f}, "
             f"macro-F1 {f1.mean():.4f} ± {f1.std(ddof=1) if len(runs) > 1 else 0:.4f} (mean ± std)"
         )
 
@@ -90,4 +202,4 @@ def unique(specs: list[RunSpec]) -> list[RunSpec]:
     return out
 
 
-__all__ = ["data_key", "run_grid", "unique"]
+__all__ = ["data_key", "isolate_default", "run_grid", "run_one", "unique"]

@@ -42,11 +42,13 @@ def resolve_splits(
     test_fraction: float = 0.3,
     max_train: int | None = None,
     max_eval: int | None = None,
+    source: str = "data",
 ) -> TaskSplits:
     """Apply the rule above to the labeled splits in `available` (keys: train/validation/test).
 
     Every carve and subsample draws from `data_seed` (offset per step), so all methods and
-    training seeds of a comparison see exactly the same examples.
+    training seeds of a comparison see exactly the same examples. A split that comes out
+    empty is a ClfbenchError naming `source` (the file or task), before any method runs.
     """
     unknown = set(available) - {"train", "validation", "test"}
     if unknown:
@@ -99,4 +101,10 @@ def resolve_splits(
             val = val.subset(stratified_indices(val.labels, max_eval, data_seed + 4))
             notes["max_eval"] = max_eval
     notes["sizes"] = {"train": len(train), "validation": len(val), "test": len(test)}
+    for name in ("test", "validation", "train"):
+        if not notes["sizes"][name]:
+            raise ClfbenchError(
+                f"{source}: the {name} split is empty: {len(train)} training examples in "
+                f"{len(set(train.labels.tolist()))} classes, and a held-out split never takes a "
+                f"class's last example; give a {name} file or more examples per class")
     return TaskSplits(train, val, test, notes)

@@ -1,12 +1,15 @@
 """Uncertainty and significance for classification results on a shared test set.
 
-- Bootstrap confidence intervals over examples (scipy.stats.bootstrap, percentile method,
-  seeded) for accuracy, macro-F1 and MCC, computed from confusion counts so that every
-  resample costs one `bincount`.
+- Percentile bootstrap confidence intervals (seeded) for accuracy, macro-F1 and MCC,
+  computed from confusion counts so that every resample costs one `bincount`. With several
+  runs (seeds) of one configuration on the same examples, each resample of the examples
+  rescores every run and averages them (the runs are resampled too), so the interval is
+  one of the mean over seeds, the number a table shows beside it.
 - Paired tests on the same examples: McNemar for accuracy (exact binomial when there are
   few discordant pairs, chi-square with continuity correction otherwise) and a paired
-  bootstrap for the difference in macro-F1.
-- Holm's step-down correction across the comparisons of one task.
+  bootstrap for the difference in macro-F1 (of the means over seeds).
+- Holm's step-down correction, and `resamples_for_family`: enough bootstrap resamples that
+  the smallest reachable p-value, times Holm's factor, stays well below alpha.
 
 Label ids are 0..k-1; an invalid prediction (a generation that matched no label) is -1 and
 counts as wrong for every class, exactly as in `clfbench.metrics`.
@@ -14,17 +17,17 @@ counts as wrong for every class, exactly as in `clfbench.metrics`.
 
 from __future__ import annotations
 
-import inspect
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as sps
 
 #: Below this many discordant pairs McNemar uses the exact binomial test.
 EXACT_MCNEMAR_BELOW = 25
-# scipy >= 1.15 takes `rng`; older releases only `random_state` (deprecated since).
-_RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
+#: Resample indices held in memory at once (rows x examples).
+_CHUNK_CELLS = 2_000_000
 
 
 # --- metrics from confusion counts (vectorised over resamples) ----------------------------
@@ -49,18 +52,35 @@ def _accuracy(cm: np.ndarray) -> np.ndarray:
     return np.trace(cm[:, :, :k], axis1=1, axis2=2) / cm.sum(axis=(1, 2))
 
 
-def _macro_f1(cm: np.ndarray) -> np.ndarray:
-    """Macro-F1 over the labels present in gold or predictions (of that sample), exactly as
-    `clfbench.metrics.quality_metrics` (`scored_labels`): a label that neither occurs nor is
-    predicted is left out rather than scored 0."""
+def _f1_per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(F1, gold count, predicted count) per class and resample; invalid predictions only
+    lower the recall of their gold class."""
     k = cm.shape[1]
     tp = np.diagonal(cm[:, :, :k], axis1=1, axis2=2)
     gold_n = cm.sum(axis=2)
     pred_n = cm[:, :, :k].sum(axis=1)
     denom = gold_n + pred_n
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    n_present = (denom > 0).sum(axis=1)
-    return np.divide(f1.sum(axis=1), n_present, out=np.zeros(len(f1)), where=n_present > 0)
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), gold_n, pred_n
+
+
+def _mean_over(f1: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    n = scored.sum(axis=1)
+    return np.divide((f1 * scored).sum(axis=1), n, out=np.zeros(len(f1)), where=n > 0)
+
+
+def _macro_f1(cm: np.ndarray) -> np.ndarray:
+    """Macro-F1 over the gold classes of that sample (scikit-learn's `labels=gold classes`),
+    exactly as `clfbench.metrics.quality_metrics`: a prediction into a class absent from gold
+    lowers the recall of the true class but adds no class to the average."""
+    f1, gold_n, _ = _f1_per_class(cm)
+    return _mean_over(f1, gold_n > 0)
+
+
+def _macro_f1_gold_or_pred(cm: np.ndarray) -> np.ndarray:
+    """Macro-F1 over the classes present in gold or predictions (scikit-learn's default);
+    `macro_f1_gold_or_pred` in metrics.json."""
+    f1, gold_n, pred_n = _f1_per_class(cm)
+    return _mean_over(f1, (gold_n + pred_n) > 0)
 
 
 def _mcc(cm: np.ndarray) -> np.ndarray:
@@ -82,6 +102,7 @@ def _mcc(cm: np.ndarray) -> np.ndarray:
 METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "accuracy": _accuracy,
     "macro_f1": _macro_f1,
+    "macro_f1_gold_or_pred": _macro_f1_gold_or_pred,
     "mcc": _mcc,
 }
 
@@ -95,9 +116,28 @@ def metric_value(name: str, gold: np.ndarray, pred: np.ndarray, k: int) -> float
 # --- bootstrap confidence intervals ----------------------------------------------------------
 @dataclass
 class Interval:
-    value: float
+    value: float  # the mean over runs of the metric on all examples
     low: float
     high: float
+    values: list[float] = field(default_factory=list)  # the metric of each run
+
+
+def _as_runs(pred: np.ndarray) -> np.ndarray:
+    """Predictions as (runs, n): one row per run (seed) on the same examples."""
+    return np.atleast_2d(np.asarray(pred, dtype=np.int64))
+
+
+def _resample_blocks(rng: np.random.Generator, n: int, n_resamples: int):
+    """Rows of example indices drawn with replacement, in blocks that fit in memory."""
+    chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    for start in range(0, n_resamples, chunk):
+        yield start, rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
+
+
+def _per_run(fn: Callable[[np.ndarray], np.ndarray], gold: np.ndarray, preds: np.ndarray, k: int,
+             idx: np.ndarray) -> np.ndarray:
+    """Metric of every run on every resample: (runs, resamples)."""
+    return np.stack([fn(confusion_counts(gold, p, k, idx)) for p in preds])
 
 
 def bootstrap_ci(
@@ -109,29 +149,35 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """Percentile bootstrap CIs over examples for each metric (seeded, reproducible)."""
-    gold = np.asarray(gold, dtype=int)
-    pred = np.asarray(pred, dtype=int)
-    n = len(gold)
+    """Percentile bootstrap CIs of each metric's mean over runs (seeded, reproducible).
+
+    `pred` is one run (n,) or several runs of one configuration on the same examples
+    (runs, n). Each resample draws the examples with replacement and, with several runs,
+    the runs too; every drawn run is scored on the same drawn examples and the scores are
+    averaged. With one run this is the ordinary bootstrap over examples.
+    """
+    gold = np.asarray(gold, dtype=np.int64)
+    preds = _as_runs(pred)
+    n, r = len(gold), len(preds)
+    fns = {name: METRICS[name] for name in metrics}
+    full = [confusion_counts(gold, p, k, np.arange(n)[None, :]) for p in preds]
+    values = {name: np.array([fn(cm)[0] for cm in full]) for name, fn in fns.items()}
+    if n < 2:
+        return {name: Interval(float(v.mean()), float(v.mean()), float(v.mean()), v.tolist())
+                for name, v in values.items()}
+    runs = np.random.default_rng([seed, 1]).integers(0, r, size=(n_resamples, r))
+    means = {name: np.empty(n_resamples) for name in fns}
+    for start, idx in _resample_blocks(np.random.default_rng(seed), n, n_resamples):
+        cms = [confusion_counts(gold, p, k, idx) for p in preds]  # every run on the same examples
+        drawn = runs[start:start + len(idx)].T  # (runs, block): which runs each resample averages
+        for name, fn in fns.items():
+            scores = np.stack([fn(cm) for cm in cms])  # (runs, block)
+            means[name][start:start + len(idx)] = scores[drawn, np.arange(len(idx))].mean(axis=0)
+    alpha = 1 - confidence
     out: dict[str, Interval] = {}
-    for name in metrics:
-        point = metric_value(name, gold, pred, k)
-        if n < 2:
-            out[name] = Interval(point, point, point)
-            continue
-        fn = METRICS[name]
-
-        def statistic(idx: np.ndarray, axis: int = -1, fn=fn) -> np.ndarray:
-            idx = np.asarray(idx, dtype=np.int64)
-            flat = idx.reshape(-1, idx.shape[-1])
-            return fn(confusion_counts(gold, pred, k, flat)).reshape(idx.shape[:-1])
-
-        res = sps.bootstrap(
-            (np.arange(n),), statistic, n_resamples=n_resamples, vectorized=True,
-            confidence_level=confidence, method="percentile", **{_RNG_ARG: np.random.default_rng(seed)},
-        )
-        ci = res.confidence_interval
-        out[name] = Interval(point, float(ci.low), float(ci.high))
+    for name, v in values.items():
+        low, high = np.quantile(means[name], [alpha / 2, 1 - alpha / 2])
+        out[name] = Interval(float(v.mean()), float(low), float(high), v.tolist())
     return out
 
 
@@ -189,22 +235,23 @@ def paired_bootstrap(
 ) -> PairedBootstrap:
     """Paired bootstrap test of metric(A) - metric(B): both systems scored on the same resamples.
 
-    Two-sided p-value from the bootstrap distribution shifted to the null (Efron & Tibshirani
-    1993, sec. 16.4): p = (1 + #{|d*_b - d| >= |d|}) / (B + 1).
+    `pred_a` / `pred_b` are one run (n,) or several runs (runs, n) each; with several, a
+    system's metric is the mean over its runs. Two-sided p-value from the bootstrap
+    distribution shifted to the null (Efron & Tibshirani 1993, sec. 16.4):
+    p = (1 + #{|d*_b - d| >= |d|}) / (B + 1), so never below 1 / (B + 1).
     """
-    gold = np.asarray(gold, dtype=int)
+    gold = np.asarray(gold, dtype=np.int64)
+    runs_a, runs_b = _as_runs(pred_a), _as_runs(pred_b)
     n = len(gold)
     fn = METRICS[metric]
-    delta = float(fn(confusion_counts(gold, pred_a, k, np.arange(n)[None]))[0]
-                  - fn(confusion_counts(gold, pred_b, k, np.arange(n)[None]))[0])
-    rng = np.random.default_rng(seed)
+
+    def diff(idx: np.ndarray) -> np.ndarray:
+        return _per_run(fn, gold, runs_a, k, idx).mean(axis=0) - _per_run(fn, gold, runs_b, k, idx).mean(axis=0)
+
+    delta = float(diff(np.arange(n)[None])[0])
     deltas = np.empty(n_resamples)
-    chunk = max(1, 2_000_000 // max(n, 1))
-    for start in range(0, n_resamples, chunk):
-        m = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n, size=(m, n))
-        deltas[start:start + m] = (fn(confusion_counts(gold, pred_a, k, idx))
-                                   - fn(confusion_counts(gold, pred_b, k, idx)))
+    for start, idx in _resample_blocks(np.random.default_rng(seed), n, n_resamples):
+        deltas[start:start + len(idx)] = diff(idx)
     alpha = 1 - confidence
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     if delta == 0 and np.all(deltas == 0):
@@ -212,6 +259,13 @@ def paired_bootstrap(
     else:
         p = (1 + int((np.abs(deltas - delta) >= abs(delta)).sum())) / (n_resamples + 1)
     return PairedBootstrap(delta, float(low), float(high), float(min(1.0, p)), n_resamples)
+
+
+def resamples_for_family(n_tests: int, alpha: float = 0.05, minimum: int = 1000, margin: float = 20.0) -> int:
+    """Bootstrap resamples for a family of `n_tests` Holm-corrected tests: B >= margin x
+    n_tests / alpha, so that the smallest p-value the bootstrap can reach, 1 / (B + 1), times
+    Holm's largest factor (n_tests) is at most alpha / margin, however many tests there are."""
+    return max(minimum, math.ceil(margin * max(1, n_tests) / alpha))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -63,7 +63,8 @@ def test_fit_predict_save_reload(zoo, tmp_path, method, arch):
 
 def test_learns_and_keeps_the_best_epoch(zoo):
     train, val = toy_data(150, 0), toy_data(60, 1)
-    m = fitted("encoder-ft", zoo("modernbert"), train, val, epochs=5, lr=3e-3, batch_size=16)
+    m = fitted("encoder-ft", zoo("modernbert"), train, val, epochs=5, lr=3e-3, batch_size=16,
+               tune="off")
     history = m.fit_info_["history"]
     f1s = [h["val_macro_f1"] for h in history]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
@@ -276,3 +277,12 @@ def test_onnx_backend_predicts_like_torch_and_says_so(zoo, method):
     assert info["backend"] == "onnx" and info["agreement"] == 1.0 and info["agreement_n"] > 0
     assert isinstance(info["batch_size"], int) and info["batch_size_search"]
     assert torch_m.inference_info()["backend"] == "torch"
+
+
+def test_training_announces_its_size_and_an_estimated_time(zoo, capsys):
+    m = make_method("encoder-ft", model=zoo("bert"), epochs=2, batch_size=16, tune="off")
+    m.verbose = True
+    m.fit(toy_data(80, 0), toy_data(30, 1))
+    err = capsys.readouterr().err
+    assert "training on 80 examples: 2 epochs x 5 steps of 16 = 10 steps, about" in err
+    assert "epoch 1/2: train loss" in err and "validation macro-F1" in err  # readable epoch lines

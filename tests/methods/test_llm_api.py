@@ -94,6 +94,8 @@ def test_failures_and_unparseable_answers_are_invalid_not_class_0():
     assert proba is None
     assert info["failures"] == 1 and info["not_classified"] == 1
     assert info["errors_by_kind"] == {"malformed": 2}
+    # a failed request is no answer: the run is incomplete (stored aside, retried by a re-run)
+    assert info["incomplete"] == "1 of 4 API requests failed after retries (attempt errors: malformed x2)"
     assert info["invalid_answers"] == 1 and info["invalid_rate"] == pytest.approx(1 / 3)
 
 
@@ -118,6 +120,19 @@ def test_missing_key_is_an_error_naming_the_variable(monkeypatch):
                     api_key_env="CLFBENCH_TEST_ABSENT_KEY", prompt=PROMPT)
     with pytest.raises(ClfbenchError, match="CLFBENCH_TEST_ABSENT_KEY is not set"):
         m.fit(toy(4))
+
+
+@pytest.mark.parametrize("bad", ["sk-SENTINEL-abc\n", " sk-SENTINEL-abc", "sk-SENTINEL-\u00e9t\u00e9",
+                                 "sk-SENTINEL\tabc"])
+def test_unsendable_key_is_an_error_naming_the_variable_before_any_request(monkeypatch, bad):
+    monkeypatch.setenv("CLFBENCH_TEST_BAD_KEY", bad)
+    with ApiServer(RULE) as server:
+        with pytest.raises(ClfbenchError) as err:
+            method(server, api_key_env="CLFBENCH_TEST_BAD_KEY").fit(toy(4))
+        assert server.requests == []
+    msg = str(err.value)
+    assert "environment variable CLFBENCH_TEST_BAD_KEY" in msg
+    assert "SENTINEL" not in msg and "\n" not in msg
 
 
 def test_bad_parameters_are_clear_errors():
@@ -292,3 +307,21 @@ def test_cli_generate_mode_reports_no_calibration(datasets_dir, tmp_path):
     assert [r["pred"] for r in rows] == [RULE([{"content": r["text"]}])["text"] for r in rows]
     config = json.loads((run / "config.json").read_text())
     assert config["method_params"]["decision"] == "generate"
+
+
+def test_cli_run_whose_requests_all_fail_is_not_a_result_and_is_retried(datasets_dir, tmp_path):
+    from clfbench.store import Store
+
+    out = tmp_path / "runs"
+    with ApiServer(RULE) as server:
+        server.script.extend(["ok"] + ["500"] * 200)  # the probe answers, then nothing does
+        assert _run_cli(datasets_dir, server.url, out, "--param", "max_retries=0") == 1  # not done
+    assert Store(out).runs() == [] and not any(p.name.startswith("sst2") for p in out.iterdir())
+    [run] = (out / ".incomplete").iterdir()
+    info = json.loads((run / "metrics.json").read_text())["inference_info"]
+    assert info["incomplete"].startswith("26 of 27 API requests failed")
+    with ApiServer(RULE) as server:  # a re-run retries it, and this time it is a result
+        assert _run_cli(datasets_dir, server.url, out, "--param", "max_retries=0") == 0
+        assert len(server.requests) == 27
+    [row] = Store(out).runs()
+    assert row["n_examples"] == 20 and "incomplete" not in row["inference_info"]

@@ -50,6 +50,8 @@ def test_cli_run(decoders, datasets_dir, tmp_path, kind, shots, decision):
     assert "movie review" in prompt["rendered_example"]  # the task's instruction, with or without shots
     info = m["inference_info"]
     assert info["n_examples"] == 16 and info["decision"] == decision and info["prefix_cache"]
+    assert fit["bos"] == info["bos"] == "auto" and prompt["bos"]["policy"] == "auto"
+    assert prompt["complete_answers"] is False and prompt["ambiguous_answers"] == []
     if decision == "score":
         probs = np.array([[r["probabilities"]["negative"], r["probabilities"]["positive"]] for r in preds])
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
@@ -60,6 +62,8 @@ def test_cli_run(decoders, datasets_dir, tmp_path, kind, shots, decision):
         invalid = sum(r["pred"] is None for r in preds)
         assert m["invalid_rate"] == pytest.approx(invalid / 16)
         assert info["invalid"] == invalid and len(info["invalid_examples"]) == min(invalid, 5)
+        greedy = info["generation_config"]
+        assert greedy["do_sample"] is False and greedy["num_beams"] == 1 and greedy["repetition_penalty"] == 1.0
 
 
 def test_unparseable_generations_are_invalid_never_a_class(decoders, monkeypatch):
@@ -78,7 +82,8 @@ def test_unparseable_generations_are_invalid_never_a_class(decoders, monkeypatch
 
 def test_draws_are_runs_with_different_shot_sets(decoders, datasets_dir, tmp_path):
     runs = run_cli(datasets_dir, tmp_path, decoders["llama"], "--shots", "4", "--draws", "3")
-    assert sorted(r["metrics"]["seed"] for r in runs) == [99, 100, 101]
+    assert [r["metrics"]["seed"] for r in runs] == [99, 99, 99]  # one seed, three draws
+    assert sorted(r["metrics"]["fit_info"]["shot_seed"] for r in runs) == [99000, 99001, 99002]
     shot_sets = {tuple(r["metrics"]["fit_info"]["shot_ids"]) for r in runs}
     assert len(shot_sets) == 3
     assert all(r["metrics"]["fit_info"]["draws"] == 3 for r in runs)

@@ -54,7 +54,7 @@ def test_loss_mask_covers_only_answer_and_eos(llama):
 def test_trains_saves_and_reloads_identical_predictions(llama, tmp_path):
     train, val = toy(48, 1), toy(16, 2)
     m = make_method("llm-sft", model=llama, prompt=PROMPT, epochs=3, lr=5e-3, batch_size=8,
-                    class_weight="balanced", max_length=128)
+                    class_weight="balanced", max_length=128, tune="off")
     m.fit(train, val)
     hist = m.fit_info_["history"]
     assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]

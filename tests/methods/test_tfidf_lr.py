@@ -52,3 +52,29 @@ def test_pairs_use_both_texts():
 def test_unknown_parameter_is_rejected():
     with pytest.raises(ClfbenchError, match="unknown parameter"):
         make_method("tfidf-lr", epochs=3)
+
+
+@pytest.mark.parametrize("c", [0.01, 1000])
+def test_a_one_value_c_grid_is_used(c):
+    """c_grid [0.01] and [1000] both trained with C=1.0 before."""
+    m = make_method("tfidf-lr", c_grid=[c]).fit(toy_data(60, 0), toy_data(30, 1))
+    assert m.fit_info_["C"] == c and m.pipeline_[-1].C == c
+
+
+def test_without_validation_c_comes_from_the_grid():
+    assert make_method("tfidf-lr").fit(toy_data(60, 0)).fit_info_["C"] == 1.0  # in the default grid
+    assert make_method("tfidf-lr", c_grid=[8]).fit(toy_data(60, 0)).fit_info_["C"] == 8.0
+    with pytest.raises(ClfbenchError, match="needs a validation split"):
+        make_method("tfidf-lr", c_grid=[2, 8]).fit(toy_data(60, 0))
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"C": 2.0, "c_grid": [1, 4]}, "not both"),
+    ({"C": 0}, "C must be a positive number"),
+    ({"c_grid": []}, "c_grid must be a non-empty list"),
+    ({"c_grid": [1, -1]}, "c_grid must be a non-empty list"),
+    ({"c_grid": "big"}, "c_grid must be a non-empty list"),
+])
+def test_bad_c_settings_are_refused(params, match):
+    with pytest.raises(ClfbenchError, match=match):
+        make_method("tfidf-lr", **params)

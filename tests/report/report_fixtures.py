@@ -33,10 +33,14 @@ def write_run(
     train_counts: list[int] | None = None,
     inference_info: dict | None = None,
     ids: list[str] | None = None,
+    spec: dict | None = None,
+    extra_metrics: dict | None = None,
 ) -> Path:
     """A complete run folder (config.json, metrics.json, predictions.jsonl) plus its index row.
 
     Metrics come from clfbench.metrics.quality_metrics, so they match the predictions exactly.
+    `spec` overrides fields of the run's spec (data_seed, max_eval, save_model, ...);
+    `extra_metrics` adds or replaces top-level metrics.json fields (degenerate, fit_info, ...).
     """
     gold_a, pred_a = np.asarray(gold), np.asarray(pred)
     ids = ids or [f"ex{i}" for i in range(len(gold))]
@@ -48,10 +52,10 @@ def write_run(
         "throughput_sps": throughput, "peak_memory_mb": 500.0, "peak_gpu_memory_mb": None,
         "train_seconds": train_seconds, "parameters": 1000, "trainable_parameters": 1000,
         "fit_info": {}, "inference_info": inference_info or {}, "task": task, "method": method,
-        "model": model, "seed": seed,
+        "model": model, "seed": seed, **(extra_metrics or {}),
     }
     spec = {"method": method, "task": task, "model": model, "params": params or {}, "seed": seed,
-            "data_seed": 99, "max_train": None, "max_eval": None}
+            "data_seed": 99, "max_train": None, "max_eval": None, **(spec or {})}
     folder = root / run_id
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"spec": spec, "method_params": params or {}}))

@@ -10,13 +10,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
+
+T = TypeVar("T")
 
 INVALID = -1  # a prediction that matched no label (generation that could not be parsed)
 
@@ -94,11 +97,13 @@ class Classifier:
         meta_file = path / "method.json"
         if not meta_file.is_file():
             raise ClfbenchError(f"{path}: no saved model here (method.json missing)")
-        meta = json.loads(meta_file.read_text())
+        meta = load_file(meta_file, lambda p: json.loads(p.read_text(encoding="utf-8")))
+        if not isinstance(meta, dict) or not {"method", "params", "labels"} <= set(meta):
+            raise ClfbenchError(f"{meta_file}: corrupted (expected an object with method, params, labels)")
         klass = get_method(meta["method"])
-        obj = klass(**meta["params"])
+        obj = load_file(meta_file, lambda p: klass(**meta["params"]))
         obj.labels = list(meta["labels"])
-        obj._load_state(path)
+        load_file(path, obj._load_state)  # methods name their own files where they can
         return obj
 
     def _save_state(self, path: Path) -> None:
@@ -106,6 +111,21 @@ class Classifier:
 
     def _load_state(self, path: Path) -> None:
         raise NotImplementedError
+
+
+def load_file(path: Path, loader: Callable[[Path], T]) -> T:
+    """`loader(path)`; any failure (a truncated, corrupted or missing file) becomes one
+    ClfbenchError naming `path`."""
+    try:
+        return loader(path)
+    except ClfbenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - unpicklers and parsers raise anything
+        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ClfbenchError(
+            f"{path}: cannot be loaded, truncated or corrupted ({type(e).__name__}"
+            + (f": {detail})" if detail else ")")
+        ) from None
 
 
 # --- registry -----------------------------------------------------------------------------
@@ -135,14 +155,28 @@ def get_method(name: str) -> type[Classifier]:
     return getattr(importlib.import_module(module), attr)
 
 
-def make_method(name: str, **params: Any) -> Classifier:
-    """Build a method from its name and parameters, rejecting unknown parameters clearly."""
-    klass = get_method(name)
-    accepted = set(inspect.signature(klass.__init__).parameters) - {"self"}
+def accepted_params(name: str) -> set[str]:
+    """The parameters a registered method takes (its `__init__` arguments)."""
+    return set(inspect.signature(get_method(name).__init__).parameters) - {"self"}
+
+
+def check_method_params(name: str, params: dict[str, Any], where: str | None = None) -> None:
+    """Refuse parameters the method does not take, and values outside their declared type and
+    range (`clfbench.schema`); `where` prefixes the message (default: the method's name)."""
+    where = where or f"method {name!r}"
+    accepted = accepted_params(name)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ClfbenchError(
-            f"method {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+            f"{where}: unknown parameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(sorted(accepted))}"
         )
-    return klass(**params)
+    from clfbench.schema import check_params
+
+    check_params(get_method(name), params, where)
+
+
+def make_method(name: str, **params: Any) -> Classifier:
+    """Build a method from its name and parameters, rejecting unknown or bad values clearly."""
+    check_method_params(name, params)
+    return get_method(name)(**params)

@@ -5,7 +5,8 @@ on the decoder, which scores the hidden state of the last non-pad token (transfo
 it from `config.pad_token_id`); LEFT padding, so that token is the last position of every
 row in a batch; LoRA r=16, alpha=32, dropout 0.05 on q/k/v/o projections with the `score`
 head trained in full; lr 2e-4, batch 32, 3 epochs, max length 128, best epoch by validation
-macro-F1. Training and selection are the shared loop in `torch_training.py`.
+macro-F1 (`tune="off"`; by default the learning rate is searched over 5e-5..5e-4 on validation).
+Training and selection are the shared loop in `torch_training.py`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class DecoderHead(HFSequenceClassifier):
 
     name = "decoder-head"
     use_lora = True
+    default_lr = 2e-4
+    default_lr_grid = (5e-5, 1e-4, 2e-4, 5e-4)
 
     def __init__(
         self,
@@ -33,7 +36,7 @@ class DecoderHead(HFSequenceClassifier):
         lora_alpha: float = 32,
         lora_dropout: float = 0.05,
         target_modules: str | list[str] | None = DECODER_LORA_TARGETS,
-        lr: float = 2e-4,
+        lr: float | None = None,
         batch_size: int = 32,
         epochs: int = 3,
         max_length: int = 128,
@@ -45,6 +48,9 @@ class DecoderHead(HFSequenceClassifier):
         selection: str = "f1",
         eval_batch_size: int = 32,
         device: str | None = None,
+        tune: str = "auto",
+        tune_trials: int = 4,
+        lr_grid: list[float] | None = None,
         seed: int = 99,
     ) -> None:
         self.model = model
@@ -64,7 +70,11 @@ class DecoderHead(HFSequenceClassifier):
         self.selection = selection
         self.eval_batch_size = eval_batch_size
         self.device = device
+        self.tune = tune
+        self.tune_trials = tune_trials
+        self.lr_grid = lr_grid
         self.seed = seed
+        self._check_tuning()
 
     def _default_targets(self, model: Any) -> Any:
         return list(DECODER_LORA_TARGETS)

@@ -10,6 +10,7 @@ the encoder so that its "logits" are the pooled embeddings.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,9 @@ from clfbench.device import autocast, pick_device, precision_name
 from clfbench.errors import ClfbenchError
 from clfbench.inference import predict_logits
 from clfbench.methods.base import Classifier
+from clfbench.methods.c_choice import check_c, choose_c
 from clfbench.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
+from clfbench.progress import progress
 
 
 class _Output:
@@ -52,8 +55,15 @@ class MeanPooled(torch.nn.Module):
         return _Output(pooled)
 
 
+DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
 class EmbeddingProbe(Classifier):
-    """Frozen encoder, mean-pooled embeddings, logistic regression with C tuned on validation."""
+    """Frozen encoder, mean-pooled embeddings, logistic regression with C tuned on validation.
+
+    `C` fixes the regularisation; otherwise it is chosen from `c_grid` on validation (a
+    one-value grid is that value); giving both is an error (see `c_choice`).
+    """
 
     name = "embed-probe"
     verbose: ClassVar[bool] = True
@@ -62,7 +72,7 @@ class EmbeddingProbe(Classifier):
         self,
         model: str | None = "minilm",
         C: float | None = None,
-        c_grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0),
+        c_grid: tuple[float, ...] = DEFAULT_C_GRID,
         max_iter: int = 5000,
         normalize: bool = True,
         class_weight: str | None = None,
@@ -73,7 +83,7 @@ class EmbeddingProbe(Classifier):
     ) -> None:
         self.model = model
         self.C = C
-        self.c_grid = tuple(c_grid)
+        self.c_grid = check_c(self.name, C, c_grid, DEFAULT_C_GRID)
         self.max_iter = max_iter
         self.normalize = normalize
         self.class_weight = class_weight
@@ -101,6 +111,16 @@ class EmbeddingProbe(Classifier):
                                  self.max_length, self.device_)
         return out.astype(np.float64)
 
+    def _embed_shown(self, X: Texts, split: str) -> np.ndarray:
+        """`embed(X)` in chunks under a progress bar when `verbose` (fit only: the timed
+        predictions go through `embed` directly)."""
+        chunk = 16 * self.batch_size
+        if not self.verbose or len(X) <= chunk:
+            return self.embed(X)
+        starts = range(0, len(X), chunk)
+        return np.concatenate([self.embed(X.subset(range(i, min(i + chunk, len(X)))))
+                               for i in progress(starts, f"{self.name}: embedding {split}")])
+
     # --- fit / predict ------------------------------------------------------------------------------
     def _lr(self, C: float):
         from sklearn.linear_model import LogisticRegression
@@ -109,29 +129,18 @@ class EmbeddingProbe(Classifier):
                                   random_state=self.seed)
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> EmbeddingProbe:
-        from sklearn.metrics import f1_score
-
         if self.class_weight not in (None, "balanced"):
             raise ClfbenchError(f"parameter class_weight: {self.class_weight!r} (expected 'balanced' or none)")
         self.labels = list(train.label_names)
         self._load_encoder(resolve_model(self.model, self.name))
-        x_train = self.embed(train)
-        grid = [self.C] if self.C is not None else list(self.c_grid)
-        by_c: dict[str, float] = {}
-        best = None
-        if len(grid) > 1 and validation is not None and len(validation):
-            x_val = self.embed(validation)
-            for c in grid:
-                lr = self._lr(c).fit(x_train, train.labels)
-                pred = self._decode(lr, lr.predict_proba(x_val)).argmax(1)
-                by_c[str(c)] = float(f1_score(validation.labels, pred, average="macro",
-                                              labels=range(len(self.labels)), zero_division=0))
-                if best is None or by_c[str(c)] > by_c[str(best[0])]:
-                    best = (c, lr)
-        else:
-            c = grid[0] if self.C is not None else 1.0
-            best = (c, self._lr(c).fit(x_train, train.labels))
-        self.C_, self.lr_ = best
+        x_train = self._embed_shown(train, "train")
+        x_val = functools.cache(lambda: self._embed_shown(validation, "validation"))  # only when C is chosen
+        self.C_, self.lr_, by_c = choose_c(
+            self.name, self.C, self.c_grid,
+            fit=lambda c: self._lr(c).fit(x_train, train.labels),
+            predict=lambda lr: self._decode(lr, lr.predict_proba(x_val())).argmax(1),
+            validation=validation, n_labels=len(self.labels), verbose=self.verbose,
+        )
         self.fit_info_ = {
             "C": self.C_, "validation_macro_f1_by_C": by_c,
             "embedding_dim": int(x_train.shape[1]), "pooling": "mean over attention mask",

@@ -4,7 +4,10 @@ chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server, gateways).
 Prompts, few-shot examples and answer parsing come from `clfbench.prompts` (the same words
 every LLM method sees). Labels are scored from `logprobs`: the top tokens at the first
 answer position are mapped to the verbalizers (a token counts for a label when it is a
-prefix of exactly one normalised answer word), summed per label and renormalised. Servers
+prefix of exactly one normalised answer word), summed per label and renormalised. That is
+done only when every label's answer has its own first word (`label_scoring`, recorded in
+`inference_info`): where labels share one ("credit card" / "credit reporting") the first token
+cannot tell them apart, so the generated answer is parsed instead. Servers
 that return no logprobs get generation + parsing, and the method then reports no
 probabilities (`has_probabilities` is False, `classify` returns `proba=None`).
 `decision="auto"` sends one probe request in `fit` to find out which applies.
@@ -16,8 +19,16 @@ warm-up request and `latency_examples` single examples. Once a request's
 worst case does not fit, nothing more is sent: the remaining examples come back INVALID,
 and `inference_info()` says `budget_exhausted` and how many were not classified.
 
+Failed requests: a request that still fails after its retries (5xx, timeouts, broken or
+malformed replies) is not an answer the model gave, so a run with any such request is not a
+result. `inference_info()` then carries `incomplete` ("N of M API requests failed ..."),
+and the store keeps the run in `.incomplete/` without indexing it: a re-run retries it.
+Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid.
+
 The API key is read from the environment variable named by `api_key_env` when requests
-are made; it is never a parameter and is never written anywhere.
+are made; it is never a parameter and is never written anywhere. A key that cannot be sent
+(whitespace such as a trailing newline, non-ASCII characters) is an error naming the
+variable, before any request.
 """
 
 from __future__ import annotations
@@ -183,10 +194,12 @@ class LlmApi(Classifier):
         client = getattr(self, "_client_", None)
         if client is not None:
             return client
-        from clfbench.api_client import ChatClient, is_loopback
+        from clfbench.api_client import ChatClient, check_api_key, is_loopback
         from clfbench.pricing import load_prices, price_for, request_cost
 
         key = os.environ.get(self.api_key_env) or None
+        if key is not None:
+            check_api_key(key, f"environment variable {self.api_key_env}")
         if key is None and not is_loopback(self.base_url):
             raise ClfbenchError(
                 f"llm-api: environment variable {self.api_key_env} is not set; it must hold the "
@@ -269,29 +282,49 @@ class LlmApi(Classifier):
             )
         return proba
 
-    def label_scores(self, positions: list[dict[str, Any]] | None) -> np.ndarray | None:
-        """Label probabilities from the top logprobs at the first answer position, or None.
+    def label_scoring(self) -> str:
+        """How labels are scored: "first-token logprobs" when every label's answer starts with
+        its own first word (so its own first token), else "generate+parse" (a first token
+        shared by labels, e.g. "credit" of "credit card" / "credit reporting", says nothing
+        about which of them; dropping it and renormalising the rest gives confident wrong
+        labels)."""
+        if (getattr(self, "decision_", None) or self.decision) == "generate":
+            return "generate+parse"
+        from clfbench.prompts import normalize_answer
 
-        The first position whose chosen token is not blank or punctuation is the answer's
-        first token. Each top token adds its probability to the one label whose normalised
-        answer word it is a prefix of (ambiguous and unrelated tokens add nothing); the
-        sums are renormalised. None when no top token maps to a label.
+        firsts = [normalize_answer(v).split()[0] for v in self.builder_.verbalizers]
+        shared = any(i != j and b.startswith(a) for i, a in enumerate(firsts) for j, b in enumerate(firsts))
+        return "generate+parse" if shared else "first-token logprobs"
+
+    def label_scores(self, positions: list[dict[str, Any]] | None) -> np.ndarray | None:
+        """Label probabilities from the top logprobs at the first answer position, or None
+        (the caller then parses the generated text).
+
+        None unless first-token logprobs can decide (`label_scoring`). The first position
+        whose chosen token is not blank or punctuation is the answer's first token; None when
+        that token could start several answers. Each top token adds its probability to the one
+        label whose normalised answer word it is a prefix of (ambiguous and unrelated tokens
+        add nothing); the sums are renormalised. None when no top token maps to a label.
         """
         from clfbench.prompts import normalize_answer
 
-        if not positions:
+        if not positions or self.label_scoring() != "first-token logprobs":
             return None
         first = next((p for p in positions if normalize_answer(p["token"])), None)
         if first is None:
             return None
         words = [normalize_answer(v) for v in self.builder_.verbalizers]
+
+        def owners(token: str) -> list[int]:
+            t = normalize_answer(token)
+            return [j for j, w in enumerate(words) if t and w.startswith(t)]
+
+        if len(owners(first["token"])) > 1:
+            return None
         mass = np.zeros(len(words))
         for token, logprob in first["top"] or [(first["token"], first["logprob"])]:
-            t = normalize_answer(token)
-            if not t or math.isinf(logprob):
-                continue
-            hits = [j for j, w in enumerate(words) if w.startswith(t)]
-            if len(hits) == 1:
+            hits = owners(token)
+            if len(hits) == 1 and not math.isinf(logprob):
                 mass[hits[0]] += math.exp(logprob)
         total = mass.sum()
         return mass / total if total > 0 else None
@@ -323,6 +356,7 @@ class LlmApi(Classifier):
             return {}
         info: dict[str, Any] = {"endpoint": self.base_url, "decision": self.decision_,
                                 **client.summary()}
+        info["label_scoring"] = self.label_scoring()
         passes = list(getattr(self, "passes_", []))
         single = dict(getattr(self, "single_calls_", {}))
         every = passes + ([single] if single else [])
@@ -338,6 +372,10 @@ class LlmApi(Classifier):
         info["single_example_calls"] = single
         # Calls that sent nothing return at once: latency measured on them means nothing.
         info["latency_calls_not_sent"] = single.get("not_sent_budget", 0)
+        if info["failures"]:  # not a budget stop: the run is not a result (see the module doc)
+            kinds = ", ".join(f"{k} x{n}" for k, n in sorted(info["errors_by_kind"].items()))
+            info["incomplete"] = (f"{info['failures']} of {info['requests']} API requests failed "
+                                  f"after retries (attempt errors: {kinds})")
         if info["budget_exhausted"]:
             info["budget_note"] = (
                 "budget_usd ran out: examples not sent count as invalid, and the latency and "

@@ -21,10 +21,15 @@ class LLMPrompt(Classifier):
     `decision="score"`: each label's answer word is scored as the continuation of the
     prompt; a softmax over labels gives probabilities. `decision="generate"`: greedy
     generation parsed against the answer words; an output matching none is INVALID (-1),
-    counted in the invalid rate and never mapped to a class; no probabilities.
+    counted in the invalid rate and never mapped to a class; no probabilities. Generation is
+    greedy whatever the checkpoint's generation_config says (the config used is recorded).
+    `bos`: "auto" (as the tokenizer does, like lm-evaluation-harness), "always" or "never".
+    `complete_answers`: score each answer followed by the token that ends it (None: only when
+    one label's answer is a prefix of another's, which is warned about and recorded).
     Few-shot examples: `shots` from the training split, balanced over classes, seeded by
     `seed`, shuffled, the same for every query. `draws=N` is expanded by the runner into N
-    runs with seeds seed..seed+N-1 (each a different shot set), summarised as mean and std.
+    runs per seed, draw d getting seed `config.draw_seed(seed, d)` (each a different shot set),
+    summarised as mean and std.
     """
 
     name = "llm-prompt"
@@ -47,6 +52,8 @@ class LLMPrompt(Classifier):
         max_new_tokens: int | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        bos: str = "auto",
+        complete_answers: bool | None = None,
     ) -> None:
         self.model = model
         self.shots = shots
@@ -63,11 +70,16 @@ class LLMPrompt(Classifier):
         self.max_new_tokens = max_new_tokens
         self.device = device
         self.dtype = dtype
+        self.bos = bos
+        self.complete_answers = complete_answers
         self._check_params()
 
     def _check_params(self) -> None:
         if self.decision not in DECISIONS:
             raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
+        bos = getattr(self, "bos", "auto")
+        if bos not in ("auto", "always", "never"):
+            raise ClfbenchError(f"{self.name}: bos must be one of auto, always, never, got {bos!r}")
         for key in ("shots", "batch_size", "max_length", "draws"):
             v = getattr(self, key, None)
             if v is not None and (not isinstance(v, int) or v < (0 if key == "shots" else 1)):
@@ -96,6 +108,7 @@ class LLMPrompt(Classifier):
             "shot_ids": [train.ids[i] for i in idx],
             "shot_labels": [self.labels[y] for _, _, y in self.shot_examples_],
             "decision": self.decision,
+            "bos": self.encoder_.bos,
             "prompt": self.encoder_.describe(),
         }
         return self
@@ -106,9 +119,12 @@ class LLMPrompt(Classifier):
         from clfbench.prompts import PromptBuilder
 
         builder = PromptBuilder(self.prompt or {}, self.labels, template or self.template)
+        # A tuned model (llm-sft) learnt "answer + eos": eos is what ends its answers.
+        answer_end = self.tokenizer_.eos_token if self.needs_training else None
         self.encoder_ = PromptEncoder(
             builder, self.tokenizer_, self.shot_examples_, self.use_chat_template, self.max_length,
-            self.is_pair_,
+            self.is_pair_, getattr(self, "bos", "auto"), answer_end,
+            getattr(self, "complete_answers", None),
         )
         self.scorer_ = CausalLMClassifier(
             self.lm_, self.encoder_, self.batch_size, self.prefix_cache, self.length_normalize

@@ -13,11 +13,12 @@ import torch
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.llm_prompt import LLMPrompt
+from clfbench.methods.tuning import EpochCallback, Tunable
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-class LLMSFT(LLMPrompt):
+class LLMSFT(Tunable, LLMPrompt):
     """LoRA SFT of a causal LM on the llm-prompt prompt, then label scoring (or generation).
 
     Each training example is the zero-shot prompt (same PromptBuilder as llm-prompt, chat
@@ -25,18 +26,22 @@ class LLMSFT(LLMPrompt):
     eos. The loss covers only the answer tokens and eos: prompt and padding positions are
     -100, set by position, so pad == eos never masks an answer's eos. The best epoch is
     chosen by validation macro-F1 computed with the same label scoring that predicts.
-    LoRA: r=16, alpha=32, dropout 0.05 on q/k/v/o projections by default.
+    LoRA: r=16, alpha=32, dropout 0.05 on q/k/v/o projections by default. The learning rate
+    is searched on validation over 5e-5..5e-4 (`tune="auto"`, see `tuning.Tunable`); the
+    fixed recipe (`tune="off"`) uses 2e-4.
     """
 
     name = "llm-sft"
     needs_training = True
+    default_lr = 2e-4
+    default_lr_grid = (5e-5, 1e-4, 2e-4, 5e-4)
 
     def __init__(
         self,
         model: str | None = None,
         decision: str = "score",
         epochs: int = 3,
-        lr: float = 2e-4,
+        lr: float | None = None,
         batch_size: int = 16,
         max_length: int = 512,
         r: int = 16,
@@ -55,6 +60,9 @@ class LLMSFT(LLMPrompt):
         seed: int = 99,
         device: str | None = None,
         dtype: str | None = None,
+        tune: str = "auto",
+        tune_trials: int = 4,
+        lr_grid: list[float] | None = None,
     ) -> None:
         self.model = model
         self.decision = decision
@@ -78,6 +86,10 @@ class LLMSFT(LLMPrompt):
         self.seed = seed
         self.device = device
         self.dtype = dtype
+        self.tune = tune
+        self.tune_trials = tune_trials
+        self.lr_grid = lr_grid
+        self._check_tuning()
         self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
         self.draws = 1
         self._check_params()
@@ -89,8 +101,7 @@ class LLMSFT(LLMPrompt):
     # --- training data ----------------------------------------------------------------------
     def training_example(self, text: str, pair: str | None, label: int) -> tuple[list[int], list[int]]:
         """(input ids, labels): the prompt, then answer + eos; labels -100 over the prompt."""
-        query, _ = self.encoder_.encode(text, pair)
-        prompt = self.encoder_.prefix_ids + query
+        prompt, _ = self.encoder_.encode(text, pair)
         answer = self.encoder_.answer_ids[label] + [self.tokenizer_.eos_token_id]
         return prompt + answer, [-100] * len(prompt) + answer
 
@@ -125,7 +136,10 @@ class LLMSFT(LLMPrompt):
         return (tok_loss * keep).sum(1) / keep.sum(1).clamp(min=1)
 
     # --- fit -------------------------------------------------------------------------------
-    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LLMSFT:
+    def _fit_once(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
+                  on_epoch: EpochCallback | None) -> float | None:
+        """One LoRA training run at learning rate `lr`; returns the kept epoch's validation
+        macro-F1 (None without validation data)."""
         from peft import (
             LoraConfig,
             get_peft_model,
@@ -161,7 +175,7 @@ class LLMSFT(LLMPrompt):
             weights = np.where(counts > 0, counts.sum() / (len(self.labels) * np.maximum(counts, 1)), 0.0)
         w = torch.tensor(weights, dtype=torch.float32, device=dev)
         params = [p for p in self.lm_.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
         steps = self.epochs * math.ceil(len(data) / self.batch_size)
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * steps), steps)
         rng = np.random.default_rng(self.seed)
@@ -189,7 +203,8 @@ class LLMSFT(LLMPrompt):
             self.scorer_.reset_cache()
             row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, n)}
             if validation is not None and len(validation):
-                pred = self.predict_proba(validation).argmax(1)
+                # Label scoring whatever `decision` is (predict_proba refuses decision=generate).
+                pred = self.scorer_.score(validation)[0].argmax(1)
                 labels = list(range(len(self.labels)))
                 row["validation_macro_f1"] = float(f1_score(validation.labels, pred, labels=labels, average="macro", zero_division=0))
                 row["validation_accuracy"] = float(accuracy_score(validation.labels, pred))
@@ -197,7 +212,9 @@ class LLMSFT(LLMPrompt):
                     state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.lm_).items()}
                     best = (row["validation_macro_f1"], epoch, state)
             history.append(row)
-        best_epoch = self.epochs
+            if best is not None and on_epoch is not None and on_epoch(epoch, row["validation_macro_f1"]):
+                break
+        best_epoch = len(history)
         if best is not None:
             best_epoch = best[1]
             set_peft_model_state_dict(self.lm_, best[2])
@@ -209,6 +226,8 @@ class LLMSFT(LLMPrompt):
             "best_epoch": best_epoch,
             "selection": "validation macro-F1 (label scoring)" if best is not None else "last epoch (no validation split)",
             "history": history,
+            "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": self.weight_decay,
+                          "schedule": "linear", "epochs": self.epochs, "batch_size": self.batch_size},
             "train_examples": len(data),
             "train_tokens_mean": float(np.mean([len(i) for i, _ in data])) if data else 0.0,
             "class_weights": dict(zip(self.labels, map(float, weights))),
@@ -218,7 +237,7 @@ class LLMSFT(LLMPrompt):
             "decision": self.decision,
             "prompt": self.encoder_.describe(),
         }
-        return self
+        return best[0] if best is not None else None
 
     def n_parameters(self) -> tuple[int, int]:
         total = sum(p.numel() for p in self.lm_.parameters())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -11,17 +12,23 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from clfbench.data import LabeledTexts, Texts
-from clfbench.methods.base import Classifier
+from clfbench.errors import ClfbenchError
+from clfbench.methods.base import Classifier, load_file
+from clfbench.methods.c_choice import check_c, choose_c
+
+DEFAULT_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 
 
 class TfidfLogReg(Classifier):
     """TF-IDF (sublinear tf, 1-2-grams) then L2 logistic regression.
 
-    `C` is chosen on the validation split from `c_grid` when a validation split is given;
-    the reported split is never seen.
+    `C` is chosen on the validation split from `c_grid` (a one-value grid is that value), or
+    fixed by giving `C`; giving both is an error (see `c_choice`). The reported split is never
+    seen.
     """
 
     name = "tfidf-lr"
+    verbose: ClassVar[bool] = True  # progress bar of the C search; evaluate sets it per run
 
     def __init__(
         self,
@@ -29,7 +36,7 @@ class TfidfLogReg(Classifier):
         min_df: int = 1,
         max_features: int | None = 200_000,
         C: float | None = None,
-        c_grid: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0),
+        c_grid: tuple[float, ...] = DEFAULT_C_GRID,
         class_weight: str | None = None,
         seed: int = 99,
         model: str | None = None,
@@ -38,10 +45,14 @@ class TfidfLogReg(Classifier):
         self.min_df = min_df
         self.max_features = max_features
         self.C = C
-        self.c_grid = tuple(c_grid)
+        self.c_grid = check_c(self.name, C, c_grid, DEFAULT_C_GRID)
         self.class_weight = class_weight
         self.seed = seed
-        self.model = model  # unused: kept so that every method accepts --model uniformly
+        # Accepted so that `--model` with tfidf-lr gets a clear refusal, not "unknown parameter".
+        if model is not None:
+            raise ClfbenchError(f"{self.name}: takes no model (got {model!r}); it learns from the "
+                                "training texts alone")
+        self.model = model
 
     def _pipeline(self, C: float):
         return make_pipeline(
@@ -57,22 +68,16 @@ class TfidfLogReg(Classifier):
         )
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> TfidfLogReg:
-        from sklearn.metrics import f1_score
-
         self.labels = list(train.label_names)
         x_train = train.joined(" [SEP] ")
-        grid = [self.C] if self.C is not None else list(self.c_grid)
-        scores = {}
-        if len(grid) > 1 and validation is not None and len(validation):
-            for c in grid:
-                pipe = self._pipeline(c).fit(x_train, train.labels)
-                pred = self._decode(pipe, pipe.predict_proba(validation.joined(" [SEP] "))).argmax(1)
-                scores[c] = f1_score(validation.labels, pred, average="macro")
-            best_c = max(grid, key=lambda c: scores[c])
-        else:
-            best_c = grid[0] if self.C is not None else 1.0
-        self.pipeline_ = self._pipeline(best_c).fit(x_train, train.labels)
-        self.fit_info_ = {"C": best_c, "validation_macro_f1_by_C": {str(k): v for k, v in scores.items()}}
+        x_val = validation.joined(" [SEP] ") if validation is not None else []
+        best_c, self.pipeline_, by_c = choose_c(
+            self.name, self.C, self.c_grid,
+            fit=lambda c: self._pipeline(c).fit(x_train, train.labels),
+            predict=lambda pipe: self._decode(pipe, pipe.predict_proba(x_val)).argmax(1),
+            validation=validation, n_labels=len(self.labels), verbose=self.verbose,
+        )
+        self.fit_info_ = {"C": best_c, "validation_macro_f1_by_C": by_c}
         return self
 
     def _decode(self, pipe, proba: np.ndarray) -> np.ndarray:
@@ -93,4 +98,4 @@ class TfidfLogReg(Classifier):
         joblib.dump(self.pipeline_, path / "pipeline.joblib")
 
     def _load_state(self, path: Path) -> None:
-        self.pipeline_ = joblib.load(path / "pipeline.joblib")
+        self.pipeline_ = load_file(path / "pipeline.joblib", joblib.load)

@@ -29,7 +29,9 @@ from clfbench.device import autocast, pick_device, precision_name
 from clfbench.errors import ClfbenchError
 from clfbench.inference import model_input_names, predict_logits, tokenize
 from clfbench.methods.base import Classifier
+from clfbench.methods.tuning import EpochCallback, Tunable
 from clfbench.models import ModelRef, hub_revision, load, resolve_model
+from clfbench.progress import estimate_line
 
 SELECTIONS = ("f1", "gap", "last")
 TRUNCATION = "longest_first"  # what `inference.tokenize` does for pairs (transformers' default)
@@ -112,6 +114,14 @@ def check_options(class_weight: str | None, sampling: str | None, selection: str
 
 
 # --- the loop -----------------------------------------------------------------------------
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """One readable line per epoch: `epoch 2/3: train loss 0.4123, validation macro-F1 0.8512 ...`."""
+    names = {"train_loss": "train loss", "val_macro_f1": "validation macro-F1",
+             "val_accuracy": "validation accuracy", "train_macro_f1": "train macro-F1"}
+    parts = [f"{label} {record[key]:.4f}" for key, label in names.items() if key in record]
+    return f"epoch {record['epoch']}/{epochs}: " + ", ".join(parts) + f" ({record['train_seconds']:.0f} s)"
+
+
 def train_loop(
     model: Any,
     tokenizer: Any,
@@ -132,6 +142,7 @@ def train_loop(
     seed: int,
     device: torch.device,
     verbose: bool,
+    on_epoch: Callable[[int, float], bool] | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place; leave it holding the selected epoch's weights; return the record.
 
@@ -139,6 +150,9 @@ def train_loop(
     epoch with the best validation macro-F1; "gap" the best F1_val - |F1_val - F1_train|
     (F1_train on a seeded, stratified subsample of train as large as validation); "last" the
     final epoch. Ties keep the earlier epoch. Without validation data the last epoch is kept.
+    `on_epoch(epoch, selection score)` is called after each validated epoch (tuning: pruning
+    and early stopping); training stops when it returns True. The record's `score` is the
+    selection score of the weights kept (None without validation data).
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -175,7 +189,11 @@ def train_loop(
         model.train()
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not verbose, leave=False)
-        for batch in bar:
+        step_seconds = 0.0
+        for step, batch in enumerate(bar):
+            if epoch == 1 and step == 2 and verbose:  # from the 2nd step: the 1st has one-off costs
+                tqdm.write(estimate_line(len(train), batch_size, epochs, step_seconds), file=sys.stderr)
+            t_step = time.perf_counter()
             labels = batch.pop("labels").to(device)
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast(device):
@@ -188,6 +206,7 @@ def train_loop(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
+            step_seconds = time.perf_counter() - t_step
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         record: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
                                   "train_seconds": time.perf_counter() - t0}
@@ -204,24 +223,27 @@ def train_loop(
                 best_epoch = epoch  # no snapshots: the last epoch's weights stay in the model
             elif score > best_score:
                 best_score, best_epoch = score, epoch
-                if epoch < epochs:  # the last epoch's weights are already in the model
-                    best = {n: p.detach().to("cpu", copy=True)
-                            for n, p in model.named_parameters() if p.requires_grad}
-                else:
-                    best = None
+                # A snapshot, unless this is the final epoch (its weights stay in the model).
+                best = ({n: p.detach().to("cpu", copy=True)
+                         for n, p in model.named_parameters() if p.requires_grad}
+                        if epoch < epochs else None)
         history.append(record)
         if verbose:
-            shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
-            tqdm.write(f"epoch {epoch}/{epochs}: {shown}", file=sys.stderr)
-    if has_val and best_epoch != epochs and best is not None:
+            tqdm.write(epoch_line(record, epochs), file=sys.stderr)
+        if has_val and on_epoch is not None and on_epoch(epoch, record["selection_score"]):
+            break
+    if has_val and best_epoch != len(history) and best is not None:
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if n in best:
                     p.copy_(best[n].to(p.device))
     model.eval()
+    kept = history[-1] if (not has_val or selection == "last") else history[best_epoch - 1]
     return {
         "history": history,
-        "best_epoch": best_epoch if has_val else epochs,
+        "epochs_run": len(history),
+        "score": kept.get("selection_score"),
+        "best_epoch": best_epoch if has_val else len(history),
         "selection": selection if has_val else "last (no validation data)",
         "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": weight_decay,
                       "schedule": "linear", "warmup_steps": warmup, "total_steps": total_steps,
@@ -280,10 +302,12 @@ def apply_lora(model: Any, r: int, alpha: float, dropout: float, target_modules:
 
 
 # --- the estimator ------------------------------------------------------------------------
-class HFSequenceClassifier(Classifier):
+class HFSequenceClassifier(Tunable, Classifier):
     """AutoModelForSequenceClassification fine-tuned with `train_loop`, fully or with LoRA.
 
-    Subclasses define `__init__` (their parameters) and may override the hooks
+    `fit` searches the learning rate on validation (`tune="auto"`, see `tuning.Tunable`) or
+    trains the fixed recipe once (`tune="off"`). Subclasses define `__init__` (their
+    parameters, calling `_check_tuning()`) and may override the hooks
     `_default_targets`, `_prepare_tokenizer` and `_prepare_inputs`. LoRA weights are merged
     into the backbone after training, so prediction runs at the plain model's speed and the
     saved model is an ordinary `save_pretrained` folder (reloads without peft).
@@ -294,7 +318,7 @@ class HFSequenceClassifier(Classifier):
 
     # Parameters every subclass sets in __init__.
     model: str | None
-    lr: float
+    lr: float | None
     batch_size: int
     epochs: int
     max_length: int
@@ -337,8 +361,20 @@ class HFSequenceClassifier(Classifier):
             model.config.pad_token_id = extra["pad_token_id"]
         return model, tokenizer
 
-    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> HFSequenceClassifier:
+    def _objective_name(self) -> str:
+        return {"gap": "gap-penalised validation macro-F1",
+                "last": "validation macro-F1 of the last epoch"}.get(self.selection, "validation macro-F1")
+
+    def _fit_once(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
+                  on_epoch: EpochCallback | None) -> float | None:
+        """One training run at learning rate `lr`; returns the kept weights' validation score."""
         check_options(self.class_weight, self.sampling, self.selection)
+        if on_epoch is not None and self.selection == "last":  # report (pruning), never stop
+            report = on_epoch
+
+            def on_epoch(epoch: int, score: float) -> bool:
+                report(epoch, score)
+                return False
         self.labels = list(train.label_names)
         ref = resolve_model(self.model, self.name)
         torch.manual_seed(self.seed)  # the new head's initialisation
@@ -361,11 +397,11 @@ class HFSequenceClassifier(Classifier):
         val_x = self._prepared(validation) if validation is not None else None
         record = train_loop(
             self.model_, self.tokenizer_, train_x, val_x, self._logits_prepared,
-            lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length,
+            lr=lr, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length,
             warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
             max_grad_norm=self.max_grad_norm, class_weight=self.class_weight,
             sampling=self.sampling, selection=self.selection, seed=self.seed, device=self.device_,
-            verbose=self.verbose,
+            verbose=self.verbose, on_epoch=on_epoch,
         )
         if peft_model is not None:
             self.model_ = peft_model.merge_and_unload().eval()
@@ -389,7 +425,7 @@ class HFSequenceClassifier(Classifier):
             **({"lora": {**lora_info, "merged_after_training": True}} if lora_info else {}),
         }
         self._largest_seen = None
-        return self
+        return record["score"]
 
     def _prepared(self, data: LabeledTexts) -> LabeledTexts:
         x = self._prepare_inputs(data)

@@ -1,4 +1,11 @@
-"""Per-task numbers behind the report: CIs, paired tests, verdicts, costs, Pareto, utility."""
+"""Per-task numbers behind the report: CIs, paired tests, verdicts, costs, Pareto, utility.
+
+Everything here is about one comparison group: configurations of one task scored on the same
+test examples (`runs.comparison_groups`). The verdict for a metric tests the leader (the best
+configuration not flagged degenerate) against each other configuration: a family of k - 1
+tests, Holm-corrected, with enough bootstrap resamples (`stats.resamples_for_family`) that a
+clear leader can be called best however many configurations there are.
+"""
 
 from __future__ import annotations
 
@@ -11,38 +18,57 @@ import numpy as np
 from clfbench import cost as costs
 from clfbench import stats
 from clfbench.report.errors import ErrorAnalysis, analyse_errors
-from clfbench.report.runs import Config, common_ids
+from clfbench.report.runs import Config, Run, common_ids, text_budget_warnings
 
 ALPHA = 0.05
 
 
 @dataclass
 class Comparison:
-    a: str  # configuration labels; A is the one ranked higher by mean macro-F1
+    a: str  # configuration labels; A is the leader the test belongs to
     b: str
     n: int  # examples both predicted
     accuracy_a: float
     accuracy_b: float
     mcnemar: stats.McNemar
     macro_f1: stats.PairedBootstrap
-    p_holm_accuracy: float = 1.0
-    p_holm_macro_f1: float = 1.0
+    # Holm-adjusted within the metric's family (leader vs each other); None: not in that family.
+    p_holm_accuracy: float | None = None
+    p_holm_macro_f1: float | None = None
 
 
 @dataclass
 class Verdict:
     metric: str
     test: str
-    leader: str
+    leader: str | None  # None when every configuration is degenerate
     runner_up: str | None
     significant: bool
     p_holm: float | None
     tied: list[str]
+    excluded: list[str] = field(default_factory=list)  # degenerate: never called best
 
     @property
     def text(self) -> str:
+        return self._text + (f"; not considered (degenerate): {', '.join(self.excluded)}"
+                             if self.excluded and self.leader is not None else "")
+
+    @property
+    def short(self) -> str:
+        """The summary table's cell: the best configuration, a tie, or why there is none."""
+        if self.leader is None:
+            return "none: every configuration is degenerate"
         if self.runner_up is None:
-            return f"{self.leader} (the only configuration)"
+            return f"{self.leader} (only {'non-degenerate ' if self.excluded else ''}configuration)"
+        return self.leader if self.significant else "tie: " + ", ".join(self.tied)
+
+    @property
+    def _text(self) -> str:
+        if self.leader is None:
+            return f"no verdict: every configuration is degenerate ({', '.join(self.excluded)})"
+        if self.runner_up is None:
+            only = "non-degenerate " if self.excluded else ""
+            return f"{self.leader} (the only {only}configuration: nothing to compare)"
         if self.significant:
             return (f"best: {self.leader}, significantly ahead of {self.runner_up} "
                     f"({self.test}, Holm-adjusted p = {_p(self.p_holm)})")
@@ -61,7 +87,7 @@ def _p(p: float | None) -> str:
 
 @dataclass
 class TaskAnalysis:
-    task: str
+    task: str  # the comparison group's name: the task, plus how its examples were chosen if split
     configs: list[Config]
     ci: dict[str, dict[str, stats.Interval]]
     comparisons: list[Comparison]
@@ -74,6 +100,8 @@ class TaskAnalysis:
     errors: ErrorAnalysis
     notes: list[str] = field(default_factory=list)
     main_tau: float = 500.0
+    group_note: str | None = None  # why this task's configurations are split by test examples
+    warnings: list[str] = field(default_factory=list)  # e.g. configurations saw different amounts of text
 
 
 def analyse_task(
@@ -86,61 +114,30 @@ def analyse_task(
     seed: int = 0,
     api_prices: dict[str, dict[str, float]] | None = None,
     main_tau: float = 500.0,
+    group_note: str | None = None,
 ) -> TaskAnalysis:
+    """All numbers of one comparison group (configurations scored on the same test examples)."""
     notes: list[str] = []
-    ci = {}
-    for c in configs:
-        rep = c.representative
-        gold, pred = rep.encoded()
-        ci[c.label] = stats.bootstrap_ci(gold, pred, len(rep.labels), n_resamples=n_boot, seed=seed)
-        for name, iv in ci[c.label].items():  # the CIs must be around the number the table shows
-            recorded = rep.metrics.get(name)
-            if isinstance(recorded, (int, float)) and abs(recorded - iv.value) > 1e-6:
-                notes.append(f"{rep.run_id}: {name} in metrics.json ({recorded:.4f}) differs from its "
-                             f"predictions.jsonl ({iv.value:.4f}); the CI is for the latter")
-
-    comparisons = []
-    for ca, cb in combinations(configs, 2):
-        ra, rb = ca.representative, cb.representative
-        if ra.labels != rb.labels:
-            notes.append(f"{ca.label} and {cb.label} have different label sets: not compared")
-            continue
-        ids = common_ids([ra, rb])
-        if not ids:
-            notes.append(f"{ca.label} and {cb.label} share no example ids: not compared")
-            continue
-        gold, pa = ra.encoded(ids)
-        gold_b, pb = rb.encoded(ids)
-        if not np.array_equal(gold, gold_b):
-            notes.append(f"{ca.label} and {cb.label} disagree on gold labels of shared ids: not compared")
-            continue
-        k = len(ra.labels)
-        comparisons.append(Comparison(
-            ca.label, cb.label, len(ids), float((pa == gold).mean()), float((pb == gold).mean()),
-            stats.mcnemar(pa == gold, pb == gold),
-            stats.paired_bootstrap(gold, pa, pb, k, "macro_f1", n_resamples=n_boot, seed=seed),
-        ))
-    for attr, field_name in (("mcnemar", "p_holm_accuracy"), ("macro_f1", "p_holm_macro_f1")):
-        adjusted = stats.holm([getattr(c, attr).p_value for c in comparisons])
-        for c, p in zip(comparisons, adjusted):
-            setattr(c, field_name, p)
-
+    ci = {c.label: _config_ci(c, n_boot, seed, notes) for c in configs}
+    ranking = {m: _ranked(configs, ci, m) for m in ("accuracy", "macro_f1")}
+    comparisons = _leader_tests(ranking, n_boot, seed, notes)
     verdicts = {
-        "accuracy": _verdict(configs, comparisons, "accuracy", "McNemar"),
-        "macro_f1": _verdict(configs, comparisons, "macro_f1", "paired bootstrap"),
+        "accuracy": _verdict(ranking["accuracy"], comparisons, "accuracy", "McNemar"),
+        "macro_f1": _verdict(ranking["macro_f1"], comparisons, "macro_f1", "paired bootstrap"),
     }
-
     cost = {}
     for c in configs:
         per_run = [costs.run_cost(r.metrics, profile, basis, api_prices) for r in c.runs]
         merged = dict(per_run[0])
         for key in ("usd_per_1m_request", "usd_per_1m_batch", "usd_per_1m_api", "usd_per_1m", "train_usd",
-                    "mean_input_tokens", "mean_output_tokens"):
+                    "usd_per_1m_served", "mean_input_tokens", "mean_output_tokens"):
             vals = [p[key] for p in per_run if p.get(key) is not None]
             merged[key] = float(np.mean(vals)) if vals else None
         cost[c.label] = merged
-    points = [(c.mean("macro_f1") or 0.0, c.mean("latency_ms_p50"), cost[c.label]["usd_per_1m"]) for c in configs]
-    pareto = dict(zip([c.label for c in configs], costs.pareto_front(points)))
+    eligible = [c for c in configs if not c.degenerate]  # never on the front, never "best"
+    points = [(c.mean("macro_f1") or 0.0, c.mean("latency_ms_p50"), cost[c.label]["usd_per_1m"]) for c in eligible]
+    pareto = {c.label: False for c in configs}
+    pareto.update(zip([c.label for c in eligible], costs.pareto_front(points)))
     utility = {
         c.label: {t: costs.utility(c.mean("macro_f1") or 0.0, cost[c.label]["usd_per_1m"],
                                    c.mean("latency_ms_p50"), t) for t in taus}
@@ -159,29 +156,118 @@ def analyse_task(
             break_even.append({"a": ca.label, "b": cb.label, "requests": n,
                                "cheaper_below": cheap_first, "cheaper_above": cheap_later})
     return TaskAnalysis(task, configs, ci, comparisons, verdicts, cost, pareto, utility, list(taus),
-                        break_even, analyse_errors(configs), notes, main_tau)
+                        break_even, analyse_errors(configs), notes, main_tau, group_note,
+                        text_budget_warnings(configs))
 
 
-def _verdict(configs: list[Config], comparisons: list[Comparison], metric: str, test: str) -> Verdict:
-    ranked = sorted(configs, key=lambda c: -(c.mean(metric) or 0.0))
-    leader = ranked[0]
-    if len(ranked) == 1:
-        return Verdict(metric, test, leader.label, None, False, None, [leader.label])
+def _config_ci(c: Config, n_boot: int, seed: int, notes: list[str]) -> dict[str, stats.Interval]:
+    """CIs of the mean over the configuration's distinct runs (seeds), and a note wherever a
+    run's metrics.json disagrees with its predictions.jsonl."""
+    runs = c.scored_runs
+    ids = common_ids(runs)
+    gold = runs[0].encoded(ids)[0]
+    preds = np.stack([r.encoded(ids)[1] for r in runs])
+    ci = stats.bootstrap_ci(gold, preds, len(runs[0].labels), n_resamples=n_boot, seed=seed)
+    for i, r in enumerate(runs):
+        for name, iv in ci.items():
+            recorded = r.metrics.get(name)
+            if isinstance(recorded, (int, float)) and abs(recorded - iv.values[i]) > 1e-6:
+                notes.append(_disagreement(r, name, recorded, iv.values[i], gold, preds[i]))
+    return ci
+
+
+def _disagreement(r: Run, name: str, recorded: float, value: float, gold: np.ndarray, pred: np.ndarray) -> str:
+    """Why a recorded metric differs from the predictions (an older macro-F1 definition, or not known)."""
+    text = (f"{r.run_id}: {name} in metrics.json ({recorded:.4f}) differs from its predictions.jsonl "
+            f"({value:.4f}); the CI is for the latter")
+    if name == "macro_f1" and "macro_f1_gold_or_pred" not in r.metrics:
+        old = stats.metric_value("macro_f1_gold_or_pred", gold, pred, len(r.labels))
+        if abs(old - recorded) <= 1e-6:
+            text += " (metrics.json averages over gold or predicted classes, an earlier definition)"
+    return text
+
+
+def _ranked(configs: list[Config], ci: dict[str, dict[str, stats.Interval]], metric: str) -> list[Config]:
+    """Configurations by the metric's mean over runs (from the predictions), best first;
+    degenerate ones last, since they are never the leader."""
+    return sorted(configs, key=lambda c: (c.degenerate, -ci[c.label][metric].value))
+
+
+def _compare(ca: Config, cb: Config, n_boot: int, seed: int) -> Comparison | str:
+    """The paired tests of `ca` (the leader) against `cb`, or why they cannot be compared."""
+    ra, rb = ca.representative, cb.representative
+    if ra.labels != rb.labels:
+        return f"{ca.label} and {cb.label} have different label sets: not compared"
+    ids = common_ids([*ca.scored_runs, *cb.scored_runs])
+    if not ids:
+        return f"{ca.label} and {cb.label} share no example ids: not compared"
+    gold, pa = ra.encoded(ids)
+    gold_b, pb = rb.encoded(ids)
+    if not np.array_equal(gold, gold_b):
+        return f"{ca.label} and {cb.label} disagree on gold labels of shared ids: not compared"
+    runs_a = np.stack([r.encoded(ids)[1] for r in ca.scored_runs])
+    runs_b = np.stack([r.encoded(ids)[1] for r in cb.scored_runs])
+    return Comparison(
+        ca.label, cb.label, len(ids), float((pa == gold).mean()), float((pb == gold).mean()),
+        stats.mcnemar(pa == gold, pb == gold),
+        stats.paired_bootstrap(gold, runs_a, runs_b, len(ra.labels), "macro_f1", n_resamples=n_boot, seed=seed),
+    )
+
+
+def _leader_tests(ranking: dict[str, list[Config]], n_boot: int, seed: int, notes: list[str]) -> list[Comparison]:
+    """Each metric's leader against every other eligible configuration, Holm-adjusted within
+    that metric's family; a pair shared by both families is tested once."""
+    pairs: dict[frozenset[str], Comparison] = {}
+    for metric, ranked in ranking.items():
+        eligible = [c for c in ranked if not c.degenerate]
+        if len(eligible) < 2:
+            continue
+        leader, others = eligible[0], eligible[1:]
+        b = stats.resamples_for_family(len(others), ALPHA, minimum=n_boot)
+        family = []
+        for other in others:
+            key = frozenset((leader.label, other.label))
+            if key not in pairs:
+                result = _compare(leader, other, b, seed)
+                if isinstance(result, str):
+                    notes.append(result)
+                    continue
+                pairs[key] = result
+            family.append(pairs[key])
+        attr, field_name = ("mcnemar", "p_holm_accuracy") if metric == "accuracy" else ("macro_f1", "p_holm_macro_f1")
+        for comp, p in zip(family, stats.holm([getattr(c, attr).p_value for c in family])):
+            setattr(comp, field_name, p)
+    return list(pairs.values())
+
+
+def _verdict(ranked: list[Config], comparisons: list[Comparison], metric: str, test: str) -> Verdict:
+    """Best (significantly ahead of every other eligible configuration), a tie, or no verdict."""
+    excluded = [c.label for c in ranked if c.degenerate]
+    eligible = [c for c in ranked if not c.degenerate]
+    if not eligible:
+        return Verdict(metric, test, None, None, False, None, [], excluded)
+    leader = eligible[0]
+    if len(eligible) == 1:
+        return Verdict(metric, test, leader.label, None, False, None, [leader.label], excluded)
 
     def compare(other: Config) -> tuple[bool, float | None]:
         for c in comparisons:
             if {c.a, c.b} == {leader.label, other.label}:
+                lead_is_a = c.a == leader.label
                 if metric == "accuracy":
                     p = c.p_holm_accuracy
-                    lead_is_a = c.a == leader.label
                     ahead = (c.accuracy_a > c.accuracy_b) == lead_is_a and c.accuracy_a != c.accuracy_b
                 else:
                     p = c.p_holm_macro_f1
-                    ahead = (c.macro_f1.delta > 0) == (c.a == leader.label) and c.macro_f1.delta != 0
-                return (p < ALPHA and ahead), p
+                    ahead = (c.macro_f1.delta > 0) == lead_is_a and c.macro_f1.delta != 0
+                return (p is not None and p < ALPHA and ahead), p
         return False, None
 
-    runner = ranked[1]
-    significant, p = compare(runner)
-    tied = [leader.label] + [c.label for c in ranked[1:] if not compare(c)[0]]
-    return Verdict(metric, test, leader.label, runner.label, significant, p, tied if not significant else [leader.label])
+    # The leader is best only when it is significantly ahead of every other configuration;
+    # otherwise the verdict names the best one it is not significantly ahead of.
+    behind = {c.label: compare(c) for c in eligible[1:]}
+    significant = all(sig for sig, _ in behind.values())
+    runner = eligible[1] if significant else next(c for c in eligible[1:] if not behind[c.label][0])
+    tied = [leader.label] + [c.label for c in eligible[1:] if not behind[c.label][0]]
+    return Verdict(metric, test, leader.label, runner.label, significant, behind[runner.label][1],
+                   tied if not significant else [leader.label], excluded)

@@ -14,13 +14,20 @@ from clfbench import stats
 from clfbench.errors import ClfbenchError
 from clfbench.report import tables as T
 from clfbench.report.analysis import TaskAnalysis, analyse_task
-from clfbench.report.runs import Run, group_configs, inference_setup, load_runs
+from clfbench.report.runs import (
+    Run,
+    comparison_groups,
+    group_configs,
+    inference_setup,
+    load_runs,
+    text_budget,
+)
 
 SCALARS = (
     "accuracy", "macro_f1", "weighted_f1", "mcc", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
     "throughput_sps", "peak_memory_mb", "peak_gpu_memory_mb", "train_seconds", "parameters",
     "trainable_parameters", "n_examples", "invalid_rate", "zero_f1_classes", "rare_quartile_macro_f1",
-    "ece", "brier", "log_loss",
+    "ece", "brier", "log_loss", "macro_f1_gold_or_pred", "calibration_examples",
 )
 
 
@@ -65,14 +72,13 @@ def build_report(
         raise ClfbenchError("clfbench report needs matplotlib: pip install 'clfbench[report]'") from None
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
     profile = costs.get_profile(hardware, hardware_file)
     taus, main_tau = taus_for(tau)
     runs = load_runs(results_dir)
-    grouped = group_configs(runs)
+    out.mkdir(parents=True, exist_ok=True)  # after loading: a missing DIR is not created
     api_prices = costs._safe_prices()
-    analyses = [analyse_task(task, cfgs, profile, taus, basis, n_boot, seed, api_prices, main_tau)
-                for task, cfgs in grouped.items()]
+    analyses = [analyse_task(g.name, g.configs, profile, taus, basis, n_boot, seed, api_prices, main_tau, g.note)
+                for g in comparison_groups(group_configs(runs))]
 
     csv_path = out / "all_results.csv"
     results_frame(runs, analyses, profile, taus, basis, n_boot, seed, api_prices).to_csv(csv_path, index=False)
@@ -93,6 +99,9 @@ def build_report(
             T.overlap_table(a), T.examples_table(f"{a.task}: hardest examples", a.errors.hardest, a.errors.labels, ["n_wrong"]),
             T.per_class_table(a))], "Error analysis"),
     }
+    tuning = [t for a in analyses if (t := T.tuning_table(a)) is not None]
+    if tuning:
+        tables["tuning"] = write("tuning_table.md", tuning, "Hyper-parameter tuning")
 
     from clfbench.report import plots as P
 
@@ -123,12 +132,16 @@ def results_frame(
     basis: str, n_boot: int, seed: int, api_prices: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per run: identity, configuration, metrics.json scalars, 95% CIs, cost, utility."""
-    pareto = {(a.task, label): flag for a in analyses for label, flag in a.pareto.items()}
+    group = {r.run_id: a for a in analyses for c in a.configs for r in c.runs}
     rows = []
     for r in runs:
+        a = group.get(r.run_id) or group.get(r.duplicate_of or "")
+        seen = text_budget(r.metrics)
         row: dict[str, Any] = {
-            "run_id": r.run_id, "task": r.task, "configuration": r.label, "method": r.method,
-            "model": r.model, "seed": r.seed,
+            "run_id": r.run_id, "task": r.task, "comparison_group": a.task if a else r.task,
+            "configuration": r.label, "method": r.method, "model": r.model, "seed": r.seed,
+            "degenerate": r.degenerate, "degenerate_reasons": "; ".join(r.metrics.get("degenerate_reasons") or []),
+            "duplicate_of": r.duplicate_of, "max_tokens": seen["max_tokens"], "truncated_share": seen["truncated_share"],
             "params": json.dumps(((r.config.get("spec") or {}).get("params") or {}), sort_keys=True, default=str),
         }
         for k in SCALARS:
@@ -145,6 +158,6 @@ def results_frame(
         for t in taus:
             u = costs.utility(r.metrics.get("macro_f1") or 0.0, c["usd_per_1m"], r.metrics.get("latency_ms_p50"), t)
             row[f"utility_x100_tau{t:g}"] = None if u is None else 100 * u
-        row["config_on_pareto_front"] = pareto.get((r.task, r.label))
+        row["config_on_pareto_front"] = a.pareto.get(r.label) if a else None
         rows.append(row)
     return pd.DataFrame(rows)

@@ -27,7 +27,7 @@ def data_uri(path: Path) -> str:
 CAPTIONS = {
     "quality_vs_latency": "macro-F1 vs p50 latency (log axis); the line is the quality-latency front.",
     "quality_vs_cost": "macro-F1 vs $ per 1M requests (log axis); the line is the quality-cost front.",
-    "confusion": "Confusion matrices (rows = gold label, normalised per row).",
+    "confusion": "Confusion matrices: counts (rows = gold label; colour = share of the row; last column = invalid outputs).",
     "reliability": "Reliability diagrams: accuracy against the confidence of the predicted label.",
 }
 
@@ -82,6 +82,9 @@ def render_html(
                               if e.n_disagreements is not None else None),
             "n_disagreements": e.n_disagreements,
             "per_class": T.per_class_table(ta),
+            "tuning": T.tuning_table(ta),
+            "degenerate": [f"{c.label}: {'; '.join(c.degenerate_reasons)}" for c in ta.configs if c.degenerate],
+            "warnings": [n for n in [ta.group_note, *ta.warnings] if n],
         })
     template = env.get_template("report.html.j2")
     return template.render(

@@ -15,6 +15,9 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    # Task, label and method names are the user's: drawn as written, never as TeX or mathtext
+    # (a label "$5 off" would otherwise fail to render).
+    matplotlib.rcParams.update({"text.usetex": False, "text.parse_math": False})
     import matplotlib.pyplot as plt
 
     return plt
@@ -30,17 +33,26 @@ def _short(label: str, n: int = 38) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
+def _wrap(label: str, width: int = 38) -> str:
+    """A configuration name on lines of at most `width` characters, never cut: names that
+    differ only at the end (lr=2e-05 vs lr=5e-05) stay distinguishable."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, width, break_long_words=True, break_on_hyphens=False)) or label
+
+
 def quality_plot(analyses: list[TaskAnalysis], path: Path) -> Path:
     """Accuracy and macro-F1 with 95% bootstrap CIs, per task (one panel each) and configuration."""
     plt = _plt()
     n = len(analyses)
-    height = max(2.5, 0.45 * max(len(ta.configs) for ta in analyses) + 1.2)
+    extra_lines = max(sum(_wrap(c.label).count("\n") for c in ta.configs) for ta in analyses)
+    height = max(2.5, 0.45 * max(len(ta.configs) for ta in analyses) + 0.2 * extra_lines + 1.2)
     fig, axes = plt.subplots(n, 1, figsize=(8.5, height * n), squeeze=False)
     for ax, ta in zip(axes[:, 0], analyses):
-        labels = [_short(c.label) for c in ta.configs][::-1]
+        labels = [_wrap(c.label) + (" ⚠" if c.degenerate else "") for c in ta.configs][::-1]
         y = np.arange(len(labels))
         for offset, metric, color in ((0.2, "accuracy", "#9ecae1"), (-0.2, "macro_f1", "#3182bd")):
-            vals = [c.mean(metric) or 0.0 for c in ta.configs][::-1]
+            vals = [ta.ci[c.label][metric].value for c in ta.configs][::-1]
             lo = [ta.ci[c.label][metric].low for c in ta.configs][::-1]
             hi = [ta.ci[c.label][metric].high for c in ta.configs][::-1]
             err = np.array([np.maximum(0, np.subtract(vals, lo)), np.maximum(0, np.subtract(hi, vals))])
@@ -48,7 +60,7 @@ def quality_plot(analyses: list[TaskAnalysis], path: Path) -> Path:
                     label="accuracy" if metric == "accuracy" else "macro-F1")
         ax.set_yticks(y, labels)
         ax.set_xlim(0, 1)
-        ax.set_title(f"{ta.task}: quality (95% bootstrap CI)")
+        ax.set_title(f"{ta.task}: quality, mean over seeds (95% bootstrap CI; ⚠ = degenerate)")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -89,7 +101,7 @@ def tradeoff_plot(ta: TaskAnalysis, path: Path, axis: str) -> Path | None:
     cmap = plt.get_cmap("tab10")
     for i, (label, x, y, on_front) in enumerate(pts):
         ax.scatter([x], [y], s=70, color=cmap(i % 10), edgecolor="black" if on_front else "none",
-                   linewidth=1.5, marker="o" if on_front else "s", label=_short(label, 45) + (" *" if on_front else ""),
+                   linewidth=1.5, marker="o" if on_front else "s", label=_wrap(label, 45) + (" *" if on_front else ""),
                    zorder=3)
     ax.set_xscale("log")
     lo, hi = min(xs), max(xs)
@@ -113,8 +125,16 @@ def tradeoff_plot(ta: TaskAnalysis, path: Path, axis: str) -> Path | None:
     return _save(fig, path)
 
 
+def _confusion_counts(metrics: dict, k: int) -> np.ndarray:
+    """The run's confusion counts as (k, k + 1): gold x predicted, last column invalid outputs
+    (older runs recorded k x k without it)."""
+    cm = np.asarray(metrics.get("confusion_matrix") or np.zeros((k, k + 1)), dtype=float)
+    return cm if cm.shape[1] == k + 1 else np.hstack([cm, np.zeros((k, 1))])
+
+
 def confusion_plot(ta: TaskAnalysis, path: Path) -> Path:
-    """Row-normalised confusion matrix of each configuration (counts annotated when few classes)."""
+    """Confusion counts of each configuration, coloured by the share of the gold row, with a
+    last column for invalid outputs (counts annotated when few classes)."""
     plt = _plt()
     n = len(ta.configs)
     cols = min(n, 3)
@@ -126,23 +146,24 @@ def confusion_plot(ta: TaskAnalysis, path: Path) -> Path:
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, c in zip(axes.ravel(), ta.configs):
-        cm = np.asarray(c.representative.metrics.get("confusion_matrix") or np.zeros((k, k)), dtype=float)
+        cm = _confusion_counts(c.representative.metrics, k)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(_short(c.label, 30), fontsize=9)
-        ticks = np.arange(k)
+        ax.set_title(_wrap(c.label, 30) + (" ⚠ degenerate" if c.degenerate else ""), fontsize=9)
         show = k <= 20
-        ax.set_xticks(ticks, [_short(lab, 10) for lab in labels] if show else [], rotation=90, fontsize=7)
-        ax.set_yticks(ticks, [_short(lab, 10) for lab in labels] if show else [], fontsize=7)
+        ax.set_xticks(np.arange(k + 1), [*(_short(lab, 10) for lab in labels), "invalid"] if show else [],
+                      rotation=90, fontsize=7)
+        ax.set_yticks(np.arange(k), [_short(lab, 10) for lab in labels] if show else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("gold", fontsize=8)
         if k <= 8:
             for i in range(k):
-                for j in range(k):
+                for j in range(k + 1):
                     ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
                             color="white" if norm[i, j] > 0.5 else "black")
     more = "" if k <= 20 else f"; {k} labels in the task's order, names left out"
-    fig.suptitle(f"{ta.task}: confusion matrices (rows = gold, normalised{more})", fontsize=10)
+    fig.suptitle(f"{ta.task}: confusion matrices (counts; rows = gold, colour = share of the row, last column = "
+                 f"invalid outputs{more})", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -157,11 +178,14 @@ def reliability_plot(ta: TaskAnalysis, path: Path, n_bins: int = 10) -> Path | N
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     for c in have:
         run = c.representative
-        gold, _ = run.encoded()
-        bins = [b for b in reliability_bins(gold, run.probabilities(), n_bins) if b["count"]]
+        gold, pred = run.encoded()
+        valid = pred >= 0  # as ECE: an invalid output has no confidence to calibrate
+        if not valid.any():
+            continue
+        bins = [b for b in reliability_bins(gold[valid], run.probabilities()[valid], n_bins) if b["count"]]
         ece = run.metrics.get("ece")
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
-                label=_short(c.label, 40) + (f" (ECE {ece:.3f})" if isinstance(ece, (int, float)) else ""))
+                label=_wrap(c.label, 40) + (f" (ECE {ece:.3f})" if isinstance(ece, (int, float)) else ""))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence of the predicted label")
@@ -173,11 +197,21 @@ def reliability_plot(ta: TaskAnalysis, path: Path, n_bins: int = 10) -> Path | N
     return _save(fig, path)
 
 
-def task_plots(ta: TaskAnalysis, out: Path) -> dict[str, Path]:
-    """All per-task plots; a plot with nothing to show (no probabilities, no cost) is left out."""
+def _file_stem(group: str) -> str:
+    """File name stem of a comparison group: the task's slug, plus a short hash when a task is
+    split into groups (their long names could otherwise collide once cut to a slug's length)."""
+    import hashlib
+
     from clfbench.config import slug
 
-    s = slug(ta.task)
+    if " [" not in group:
+        return slug(group)
+    return slug(group.split(" [")[0])[:36] + "_" + hashlib.sha1(group.encode()).hexdigest()[:8]
+
+
+def task_plots(ta: TaskAnalysis, out: Path) -> dict[str, Path]:
+    """All per-task plots; a plot with nothing to show (no probabilities, no cost) is left out."""
+    s = _file_stem(ta.task)
     made = {
         "quality_vs_latency": tradeoff_plot(ta, out / f"{s}_quality_vs_latency.png", "latency"),
         "quality_vs_cost": tradeoff_plot(ta, out / f"{s}_quality_vs_cost.png", "cost"),

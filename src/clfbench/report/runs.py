@@ -1,11 +1,16 @@
 """Load a results folder into runs and configurations (runs that differ only by seed).
 
-A configuration is (task, method, model, method params without seed-like keys, data sizes):
-its runs are repeated seeds or few-shot draws of the same thing, reported as mean ± std.
+A configuration is (task, method, model, method params without seed-like keys, data sizes,
+the data seed, and the set of test example ids): its runs are repeated seeds or few-shot
+draws of the same thing on the same examples, reported as mean ± std. The data seed and the
+sizes choose the examples, so they are part of the configuration, never pooled as a seed.
+Configurations of one task scored on different test examples are compared only within their
+own comparison group (`comparison_groups`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -16,15 +21,21 @@ import numpy as np
 
 from clfbench.errors import ClfbenchError
 from clfbench.io import iter_jsonl
-from clfbench.store import Store
+from clfbench.store import Store, read_json
 
 # Spec fields that do not change what is measured (or are the seed itself).
-_NOT_CONFIG = {"seed", "data_dir", "threads", "save_model", "latency_examples", "latency_warmup",
-               "train_file", "validation_file", "test_file"}
+# `draw` (a few-shot draw of one seed) pools with the seeds: repeated runs of one configuration.
+_NOT_CONFIG = {"seed", "draw", "data_dir", "threads", "save_model", "latency_examples",
+               "latency_warmup", "train_file", "validation_file", "test_file"}
+
+
+#: Seed-like keys that choose the data (and so the examples scored): part of a configuration.
+_DATA_SEEDS = {"data_seed"}
 
 
 def _is_seed_key(key: str) -> bool:
-    return "seed" in key.lower()
+    """A training/draw seed (pooled over as repeated runs), not the seed that picks the data."""
+    return "seed" in key.lower() and key.lower() not in _DATA_SEEDS
 
 
 @dataclass
@@ -41,6 +52,7 @@ class Run:
     seed: int | None
     key: str = ""
     label: str = ""
+    duplicate_of: str | None = None  # the run this one repeats (counted once)
 
     @property
     def has_probabilities(self) -> bool:
@@ -60,6 +72,22 @@ class Run:
         pred = np.array([index.get(r["pred"], -1) if r.get("pred") is not None else -1 for r in rows], dtype=int)
         return gold, pred
 
+    def examples_digest(self) -> str:
+        """A short hash of the set of test example ids the run was scored on."""
+        return hashlib.sha1("\n".join(sorted(self.ids())).encode()).hexdigest()[:12]
+
+    def prediction_signature(self) -> tuple:
+        """The run's predictions by id: equal for runs that predicted exactly the same."""
+        return tuple(sorted((str(p["id"]), str(p.get("pred"))) for p in self.predictions))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.config.get("spec") or {})
+
+    @property
+    def degenerate(self) -> bool:
+        return bool(self.metrics.get("degenerate"))
+
     def probabilities(self) -> np.ndarray | None:
         if not self.has_probabilities:
             return None
@@ -77,6 +105,7 @@ class Config:
     method: str
     model: str | None
     runs: list[Run] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # runs counted once, and why
 
     def mean(self, name: str) -> float | None:
         vals = [_num(r.metrics.get(name)) for r in self.runs]
@@ -96,6 +125,36 @@ class Config:
     @property
     def family(self) -> str:
         return method_family(self.method)
+
+    @property
+    def identical_seeds(self) -> bool:
+        """Several runs (seeds) with exactly the same predictions: one distinct result."""
+        return len(self.runs) > 1 and len({r.prediction_signature() for r in self.runs}) == 1
+
+    @property
+    def scored_runs(self) -> list[Run]:
+        """The runs whose predictions the statistics use: one when the seeds are identical."""
+        return self.runs[:1] if self.identical_seeds else self.runs
+
+    @property
+    def n_distinct(self) -> int:
+        return len(self.scored_runs)
+
+    @property
+    def degenerate(self) -> bool:
+        """A run of this configuration was flagged degenerate (e.g. collapsed to one class)."""
+        return any(r.degenerate for r in self.runs)
+
+    @property
+    def degenerate_reasons(self) -> list[str]:
+        reasons: list[str] = []
+        for r in self.runs:
+            if r.degenerate:
+                for why in r.metrics.get("degenerate_reasons") or ["flagged degenerate"]:
+                    why = f"seed {r.seed}: {why}" if len(self.runs) > 1 else str(why)
+                    if why not in reasons:
+                        reasons.append(why)
+        return reasons
 
 
 def method_family(method: str) -> str:
@@ -164,15 +223,57 @@ def inference_setup(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"setup": " ".join(parts), "batch_size": batch, "agreement": _num(info.get("agreement"))}
 
 
+def text_budget(metrics: dict[str, Any]) -> dict[str, Any]:
+    """How much of each test text a run saw: the token limit (None: no limit known, e.g.
+    TF-IDF sees whole texts) and the share of test examples cut to fit it (None: not recorded).
+
+    Encoder-style methods record `inference_info.max_length / test_truncated / test_total`;
+    prompted LLMs record the prompt's `max_length` in `fit_info.prompt` and the cut queries in
+    `inference_info.truncated / n_examples`.
+    """
+    info = metrics.get("inference_info") or {}
+    fit = metrics.get("fit_info") or {}
+    prompt = fit.get("prompt") if isinstance(fit.get("prompt"), dict) else {}
+    max_tokens = info.get("max_length", prompt.get("max_length"))
+    cut, total = info.get("test_truncated"), info.get("test_total")
+    if cut is None and "truncated" in info:
+        cut, total = info.get("truncated"), info.get("n_examples")
+    share = _num(cut) / _num(total) if _num(cut) is not None and _num(total) else None
+    return {"max_tokens": _num(max_tokens), "truncated": cut, "total": total, "truncated_share": share}
+
+
+def text_budget_warnings(configs: list[Config], tolerance: float = 0.005) -> list[str]:
+    """A warning when the configurations of one comparison saw different amounts of text:
+    different truncated shares of the test set, or different token limits where one cut text.
+    A method without a recorded limit (e.g. TF-IDF) counts as seeing whole texts."""
+    seen = {c.label: text_budget(c.representative.metrics) for c in configs}
+    cut = {k: (v["truncated_share"] or 0.0) for k, v in seen.items()}
+    limits = {v["max_tokens"] for v in seen.values() if v["max_tokens"] is not None}
+    if max(cut.values(), default=0.0) - min(cut.values(), default=0.0) <= tolerance and (
+            len(limits) < 2 or max(cut.values(), default=0.0) == 0):
+        return []
+    parts = [f"{k}: {limit_text(v['max_tokens'])}, {100 * cut[k]:.1f}% of test texts cut" for k, v in seen.items()]
+    return ["Warning: these configurations saw different amounts of text (" + "; ".join(parts)
+            + "); part of a quality difference may come from truncation, not the method."]
+
+
+def limit_text(max_tokens: float | None) -> str:
+    return "no limit" if max_tokens is None else f"{max_tokens:g} tokens"
+
+
 def load_runs(root: str | Path) -> list[Run]:
     """Every completed run of a results folder with its config and predictions."""
     root = Path(root)
     runs = []
     for entry in Store(root).runs():
         path = Path(entry["path"])
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        metrics = read_json(path / "metrics.json")
+        if (path / "served.json").is_file():  # `clfbench loadtest --attach`: served latency and throughput
+            metrics = {**metrics, "served": read_json(path / "served.json")}
         cfg_path = path / "config.json"
-        config = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+        config = read_json(cfg_path) if cfg_path.is_file() else {}
+        if not isinstance(config, dict):
+            raise ClfbenchError(f"{cfg_path}: corrupted (expected a JSON object)")
         preds = _read_predictions(path / "predictions.jsonl")
         labels = _labels(metrics, path / "metrics.json")
         known = set(labels)
@@ -201,7 +302,7 @@ def _assign_configs(runs: list[Run]) -> None:
         spec = dict(r.config.get("spec") or {})
         params = {k: v for k, v in (spec.pop("params", None) or {}).items() if not _is_seed_key(k)}
         ident = {k: v for k, v in spec.items() if k not in _NOT_CONFIG and not _is_seed_key(k)}
-        ident.update(task=r.task, method=r.method, model=r.model, params=params)
+        ident.update(task=r.task, method=r.method, model=r.model, params=params, examples=r.examples_digest())
         r.key = json.dumps(ident, sort_keys=True, default=str)
         name = r.method + (f"/{_short_model(r.model)}" if r.model else "")
         extra = " ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(params.items()))
@@ -212,15 +313,19 @@ def _assign_configs(runs: list[Run]) -> None:
         by_task_label.setdefault((r.task, r.label), set()).add(r.key)
     for r in runs:
         if len(by_task_label[(r.task, r.label)]) > 1:
-            spec = r.config.get("spec") or {}
-            r.label += f" (train {spec.get('max_train') or 'all'}, eval {spec.get('max_eval') or 'all'})"
+            r.label += f" ({data_choice(r)})"
     seen: dict[tuple[str, str], str] = {}
     for r in runs:
         other = seen.setdefault((r.task, r.label), r.key)
         if other != r.key:  # still ambiguous: fall back to a short hash of the key
-            import hashlib
-
             r.label += " #" + hashlib.sha1(r.key.encode()).hexdigest()[:6]
+
+
+def data_choice(r: Run) -> str:
+    """The spec fields that choose a run's examples: sizes and the data seed."""
+    spec = r.spec
+    return (f"train {spec.get('max_train') or 'all'}, eval {spec.get('max_eval') or 'all'}, "
+            f"data_seed {spec.get('data_seed', '-')}")
 
 
 def group_configs(runs: list[Run]) -> dict[str, list[Config]]:
@@ -230,7 +335,7 @@ def group_configs(runs: list[Run]) -> dict[str, list[Config]]:
         cfgs = tasks.setdefault(r.task, {})
         if r.key not in cfgs:
             cfgs[r.key] = Config(r.task, r.key, r.label, r.method, r.model)
-        cfgs[r.key].runs.append(r)
+        _add_run(cfgs[r.key], r)
     out = {}
     for task in sorted(tasks):
         cfgs = list(tasks[task].values())
@@ -238,6 +343,66 @@ def group_configs(runs: list[Run]) -> dict[str, list[Config]]:
             c.runs.sort(key=lambda r: (r.seed is None, r.seed))
         cfgs.sort(key=lambda c: -(c.mean("macro_f1") or 0.0))
         out[task] = cfgs
+    return out
+
+
+def _rerun_key(r: Run) -> str | None:
+    """The run's spec without `save_model`: equal for a re-run that only also saved the model."""
+    spec = r.spec
+    if not spec:
+        return None
+    spec.pop("save_model", None)
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def _add_run(config: Config, run: Run) -> None:
+    """Add `run` to `config` unless it repeats a run already there (same spec but for
+    --save-model): a re-run counts once."""
+    key = _rerun_key(run)
+    for kept in config.runs:
+        if key is not None and key == _rerun_key(kept):
+            run.duplicate_of = kept.run_id
+            config.notes.append(f"{run.run_id} repeats {kept.run_id} (the same spec but for --save-model): "
+                                "counted once")
+            return
+    config.runs.append(run)
+
+
+@dataclass
+class ComparisonGroup:
+    """Configurations of one task scored on the same test examples: the unit that is ranked."""
+
+    name: str
+    task: str
+    configs: list[Config]
+    note: str | None = None
+
+
+def comparison_groups(grouped: dict[str, list[Config]]) -> list[ComparisonGroup]:
+    """Split each task's configurations by the set of test examples they were scored on.
+
+    Results on different examples (another --max-eval or --data-seed) are not comparable:
+    each set becomes its own group, named after the task and how its examples were chosen.
+    """
+    out: list[ComparisonGroup] = []
+    for task, cfgs in grouped.items():
+        by_examples: dict[str, list[Config]] = {}
+        for c in cfgs:
+            by_examples.setdefault(c.runs[0].examples_digest(), []).append(c)
+        if len(by_examples) == 1:
+            out.append(ComparisonGroup(task, task, cfgs))
+            continue
+        names: set[str] = set()
+        for digest, members in by_examples.items():
+            first = members[0].runs[0]
+            name = f"{task} [n={len(first.predictions)}, {data_choice(first)}]"
+            if name in names:
+                name = f"{name[:-1]}, examples #{digest[:6]}]"
+            names.add(name)
+            note = (f"{task}: the configurations were scored on {len(by_examples)} different sets of test "
+                    f"examples; each set is ranked on its own. This group: {len(first.predictions)} examples "
+                    f"({data_choice(first)}).")
+            out.append(ComparisonGroup(name, task, members, note))
     return out
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from clfbench.data import LabeledTexts, check_labeled
 from clfbench.errors import ClfbenchError
-from clfbench.io import frame_to_labeled, read_table
+from clfbench.io import check_class_count, frame_to_labeled, read_table
 from clfbench.splits import TaskSplits, resolve_splits
 from clfbench.tasks import Task
 from clfbench.tasks import readers as _readers
@@ -39,7 +39,8 @@ def load_task(
         )
     for split_name, data in available.items():
         check_labeled(data, f"task {task.name}, {split_name} split")
-    splits = resolve_splits(available, data_seed, max_train=max_train, max_eval=max_eval)
+    splits = resolve_splits(available, data_seed, max_train=max_train, max_eval=max_eval,
+                            source=f"task {task.name}")
     check_labeled(splits.train, f"task {task.name}, train split", need_two_classes=True)
     splits.notes["origin"] = origin
     return splits
@@ -192,9 +193,13 @@ def load_user_files(
             id_prefix=f"{Path(path).name}:", known_labels=f"the labels in {train}",
         )
         check_labeled(data, str(path), need_two_classes=split_name == "train")
+        if split_name == "train":
+            check_class_count(data, str(path), label_col)
         names = names or data.label_names
         available[split_name] = data
-    splits = resolve_splits(available, data_seed, max_train=max_train, max_eval=max_eval)
+    splits = resolve_splits(available, data_seed, max_train=max_train, max_eval=max_eval,
+                            source=str(train))
+    check_labeled(splits.train, f"{train}: train split", need_two_classes=True)
     splits.notes["origin"] = "user files: " + ", ".join(
         f"{k}={v}" for k, v in frames.items() if v is not None
     )

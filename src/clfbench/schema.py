@@ -1,0 +1,175 @@
+"""One schema for what a user gives: run options and method parameters, checked before any run.
+
+Run options are the fields of `config.RunSpec`, typed and ranged in its annotations
+(`Annotated[int, Ge(1)] | None`). Method parameters are typed by each method's `__init__`
+hints and ranged by PARAM_RULES (one entry per parameter name, shared by every method that
+takes it) or a method class's own `param_rules` ClassVar (the nearest class in its MRO wins).
+Flags, grid files and the Python API all go through `check_values`.
+
+Values are checked with pydantic in strict mode (no coercion: "3" is not 3, true is not 1; an
+integer is a number) and never converted: a valid value reaches the run exactly as given.
+Rules are `annotated_types` bounds (applied to the numbers inside a hint: the int of
+`int | str`, the items of `list[float]`) or `OneOf` (applied to the strings inside it).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union
+
+from annotated_types import Ge, Gt, Le, Lt
+
+from clfbench.errors import ClfbenchError
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A string parameter's allowed values."""
+
+    values: tuple[str, ...]
+
+
+#: A rule saying: the method checks this parameter itself (type included), with its own message.
+OWN_CHECK = OneOf(("<checked by the method>",))
+
+#: Ranges of method parameters, by name. Parameters a method checks itself with its own
+#: messages (C, decision, backend, selection, tune, ...) are not repeated here.
+PARAM_RULES: dict[str, tuple[Any, ...]] = {
+    "c_grid": (OWN_CHECK,),  # a bare number is a one-value grid (methods.c_choice)
+    "seed": (Ge(0),),
+    "epochs": (Ge(1),),
+    "batch_size": (Ge(1),),
+    "eval_batch_size": (Ge(1), OneOf(("auto",))),
+    "max_length": (Ge(1),),
+    "warmup_ratio": (Ge(0), Le(1)),
+    "weight_decay": (Ge(0),),
+    "max_grad_norm": (Gt(0),),
+    "class_weight": (OneOf(("balanced",)),),
+    "sampling": (OneOf(("balanced",)),),
+    "ngram_max": (Ge(1),),
+    "min_df": (Ge(1),),
+    "max_features": (Ge(1),),
+    "max_iter": (Ge(1),),
+    "r": (Ge(1),),
+    "lora_alpha": (Gt(0),),
+    "lora_dropout": (Ge(0), Lt(1)),
+    "shots": (Ge(0),),
+    "max_new_tokens": (Ge(1),),
+    "temperature": (Ge(0),),
+}
+
+_NUMBERS = (int, float)
+
+
+def constrain(hint: Any, rules: Sequence[Any]) -> Any:
+    """`hint` with `rules` applied to its leaves: bounds to int/float, OneOf to str."""
+    if not rules:
+        return hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, UnionType):
+        return Union[tuple(constrain(a, rules) for a in args)]  # noqa: UP007 - built at runtime
+    if origin in (list, tuple, Sequence) and args:  # the rules apply to the items
+        return origin[tuple(a if a is Ellipsis else constrain(a, rules) for a in args)]
+    if hint in _NUMBERS:
+        bounds = [r for r in rules if not isinstance(r, OneOf)]
+        return Annotated[(hint, *bounds)] if bounds else hint
+    if hint is str:
+        choices = [c for r in rules if isinstance(r, OneOf) for c in r.values]
+        return Literal[tuple(choices)] if choices else hint
+    return hint
+
+
+def _loosen(hint: Any) -> Any:
+    """A list or a tuple is accepted wherever a hint says either (YAML has only lists)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, UnionType):
+        return Union[tuple(_loosen(a) for a in args)]  # noqa: UP007
+    if origin in (list, tuple) and args and (origin is list or args[-1] is Ellipsis):
+        return Sequence[_loosen(args[0])]
+    return hint
+
+
+@cache
+def _adapter(hint: Any):
+    from pydantic import ConfigDict, TypeAdapter
+
+    return TypeAdapter(hint, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+
+def _bound(v: Any) -> Any:
+    """A bound as written in the rule (pydantic reports 1 as 1.0 for a float)."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+_REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "greater_than_equal": lambda c: f"expected a value >= {_bound(c['ge'])}",
+    "greater_than": lambda c: f"expected a value > {_bound(c['gt'])}",
+    "less_than_equal": lambda c: f"expected a value <= {_bound(c['le'])}",
+    "less_than": lambda c: f"expected a value < {_bound(c['lt'])}",
+    "literal_error": lambda c: f"expected {c['expected']}",
+    "int_type": lambda c: "expected an integer",
+    "float_type": lambda c: "expected a number",
+    "bool_type": lambda c: "expected true or false",
+    "string_type": lambda c: "expected a string",
+    "string_too_short": lambda c: "expected a non-empty string",
+    "none_required": lambda c: "expected none",
+}
+
+
+def problem(hint: Any, value: Any) -> str | None:
+    """Why `value` does not fit `hint` (one short phrase), or None when it does."""
+    from pydantic import ValidationError
+
+    try:
+        _adapter(_loosen(hint)).validate_python(value)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        # A bound or a choice missed says more than "not this member of the union".
+        hit = next((x for x in errors if not x["type"].endswith("_type")), errors[0])
+        reason = _REASONS.get(hit["type"])
+        text = reason(hit.get("ctx") or {}) if reason else hit["msg"][0].lower() + hit["msg"][1:]
+        where = "".join(f"[{p}]" for p in hit["loc"] if isinstance(p, int))
+        return f"item {where}: {text}" if where else text
+    return None
+
+
+def check_values(hints: dict[str, Any], values: dict[str, Any], where: str,
+                 name: Callable[[str], str] = str) -> None:
+    """Raise one ClfbenchError, `{where}{name(key)}={value!r} ({reason})`, for the first value
+    in `values` that does not fit its hint; keys without a hint are left to the caller."""
+    for key, value in values.items():
+        if key in hints:
+            why = problem(hints[key], value)
+            if why:
+                raise ClfbenchError(f"{where}{name(key)}={value!r} ({why})")
+
+
+def param_rules(klass: type, name: str) -> tuple[Any, ...]:
+    """The rules of parameter `name` of `klass`: its own `param_rules`, else PARAM_RULES."""
+    for k in klass.__mro__:
+        own = vars(k).get("param_rules") or {}
+        if name in own:
+            return tuple(own[name])
+    return PARAM_RULES.get(name, ())
+
+
+@cache
+def method_hints(klass: type) -> dict[str, Any]:
+    """Each `__init__` parameter of `klass` -> its type hint with its rules applied."""
+    try:
+        hints = typing.get_type_hints(klass.__init__, include_extras=True)
+    except (NameError, TypeError):  # a plug-in with hints that cannot be resolved: unchecked
+        return {}
+    hints.pop("return", None)
+    rules = {k: param_rules(klass, k) for k in hints}
+    return {k: constrain(NoneType if h is None else h, rules[k])
+            for k, h in hints.items() if OWN_CHECK not in rules[k]}
+
+
+def check_params(klass: type, params: dict[str, Any], where: str) -> None:
+    """Every value of `params` against its type and rule; `where` names the method."""
+    check_values(method_hints(klass), params, f"{where}: parameter ")

@@ -1,0 +1,173 @@
+"""Run one configuration in its own fresh process, so that its numbers are its own.
+
+A grid run in one process measures each run on top of the ones before it: peak RSS includes
+earlier runs' models, CUDA is initialised by whichever run came first, allocator and thread
+pool state carry over. `execute_in_worker` runs `evaluate.execute` in a newly spawned process
+(the same unit a distributed executor would schedule) and returns its RunResult.
+
+Failures: a ClfbenchError in the worker is raised again in the caller as it was (one line,
+exit 2); any other exception is raised again with the worker's traceback as its cause; a
+worker that dies without answering (segfault, out-of-memory kill) raises `WorkerCrashed`.
+Ctrl-C in the caller terminates the worker; a worker whose caller is killed exits by itself.
+Neither leaves anything in the results store: only the caller writes there.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from clfbench.config import RunSpec
+from clfbench.errors import ClfbenchError
+from clfbench.evaluate import RunResult, execute
+from clfbench.splits import TaskSplits
+
+ISOLATION = "process"  # recorded in metrics.json as `isolation`
+WORKER_NAME = "clfbench-worker-"  # the name of every worker process, then the function's
+
+
+class WorkerCrashed(ClfbenchError):
+    """The worker process died without returning a result (signal or hard exit)."""
+
+    exit_code = 1
+
+
+class RemoteTraceback(Exception):
+    """The worker's traceback, attached as the cause of an exception raised again here."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+
+    def __str__(self) -> str:
+        return "\n--- traceback in the worker process ---\n" + self.args[0]
+
+
+class SavedModel:
+    """A model the worker saved to disk; `Store.save` moves it into the run folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def save(self, dest: str | Path) -> None:
+        shutil.move(str(self.path), str(dest))
+
+
+def execute_in_worker(spec: RunSpec, splits: TaskSplits, quiet: bool,
+                      scratch: str | Path | None = None) -> RunResult:
+    """`evaluate.execute` in a fresh process; with `spec.save_model`, the model goes to `scratch`.
+
+    The result's `model` is a `SavedModel` (or None): the fitted model stays in the worker.
+    """
+    if spec.save_model and scratch is None:
+        raise ValueError("execute_in_worker: save_model needs a scratch folder for the model")
+    model_dir = Path(scratch) / "model" if spec.save_model else None
+    try:
+        result = call_in_fresh_process(_execute_and_save, spec, splits, quiet, model_dir)
+    except WorkerCrashed as e:
+        raise WorkerCrashed(f"run {spec.run_id()}: {e}") from None
+    result.model = SavedModel(model_dir) if model_dir is not None and model_dir.exists() else None
+    result.metrics["isolation"] = ISOLATION
+    return result
+
+
+def _execute_and_save(spec: RunSpec, splits: TaskSplits, quiet: bool,
+                      model_dir: Path | None) -> RunResult:
+    from clfbench.cli import _quiet_transformers
+
+    _quiet_transformers()  # as the CLI does for a run: no weight-loading reports or bars
+    result = execute(spec, splits, quiet=quiet)
+    if model_dir is not None and result.model is not None:
+        result.model.save(model_dir)
+    result.model = None  # stays here: it may not pickle and the caller only needs the files
+    return result
+
+
+def call_in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` in a newly spawned Python process; its return value or its error.
+
+    `fn`, the arguments and the return value must pickle; `fn` must be importable by name.
+    The worker inherits stdout/stderr, so its progress output reaches the console.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker_main, args=(send, os.getpid(), fn, args, kwargs),
+                       name=f"{WORKER_NAME}{getattr(fn, '__name__', 'fn')}")
+    proc.start()
+    send.close()
+    try:
+        wait([receive, proc.sentinel])
+        try:
+            message = receive.recv() if receive.poll() else None
+        except EOFError:
+            message = None
+        proc.join()
+    finally:  # Ctrl-C or any error here: never leave the worker running
+        receive.close()
+        _stop(proc)
+    if message is None:
+        raise WorkerCrashed(f"the worker process died without a result ({_exit_reason(proc.exitcode)}); "
+                            "nothing was written for this run")
+    status, value, tb = message
+    if status == "ok":
+        return value
+    if isinstance(value, ClfbenchError):
+        raise value
+    raise value from RemoteTraceback(tb)
+
+
+def _worker_main(send: Connection, parent: int, fn: Callable[..., Any], args: tuple,
+                 kwargs: dict) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    try:
+        message = ("ok", fn(*args, **kwargs), None)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the caller reports it
+        os._exit(130)
+    except BaseException as e:  # noqa: B036 - everything goes back to the caller
+        message = ("error", e, traceback.format_exc())
+    try:
+        send.send(message)
+    except Exception:  # the exception or value does not pickle: send what can be sent
+        status, value, tb = message
+        text = f"{type(value).__name__}: {value}"
+        send.send((status, ClfbenchError(text) if isinstance(value, ClfbenchError) else RuntimeError(text),
+                   tb or traceback.format_exc()))
+    send.close()
+
+
+def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
+    """Exit when the process that started this worker is gone (e.g. killed with SIGKILL)."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        threading.Event().wait(interval)
+
+
+def _stop(proc: multiprocessing.process.BaseProcess) -> None:
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5)
+    if proc.is_alive():  # pragma: no cover - ignores SIGTERM
+        proc.kill()
+        proc.join()
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+__all__ = ["ISOLATION", "WORKER_NAME", "SavedModel", "WorkerCrashed", "call_in_fresh_process", "execute_in_worker"]

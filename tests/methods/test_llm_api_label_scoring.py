@@ -1,0 +1,66 @@
+"""llm-api label scoring from logprobs: only when the first answer token can tell labels apart."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("httpx")  # the `api` extra
+
+from api_server import ApiServer
+
+from clfbench.data import LabeledTexts
+from clfbench.methods.base import make_method
+
+CFPB = {  # the cfpb task's own answers: two of them start with "credit"
+    "instruction": "Which financial product is the consumer complaint about?",
+    "text_name": "complaint",
+    "verbalizers": {"credit_card": "credit card", "credit_reporting": "credit reporting",
+                    "debt_collection": "debt collection", "mortgages_and_loans": "mortgage or loan",
+                    "retail_banking": "retail banking"},
+}
+LABELS = list(CFPB["verbalizers"])
+
+
+def complaints(n: int) -> LabeledTexts:
+    labels = np.arange(n) % len(LABELS)
+    texts = [f"complaint number {i} about my {LABELS[y].replace('_', ' ')}" for i, y in enumerate(labels)]
+    return LabeledTexts(texts, None, labels, list(LABELS))
+
+
+def confident_credit_card(messages: list[dict]) -> dict:
+    """The model answers "credit card", its first token "credit" at p 0.93 (a token that two
+    labels start with), "debt" at 0.05 and "mortgage" at 0.02."""
+    return {"text": "credit card", "top_logprobs": [("credit", math.log(0.93)), ("debt", math.log(0.05)),
+                                                    ("mortgage", math.log(0.02))]}
+
+
+def test_shared_first_token_falls_back_to_the_generated_answer():
+    """Dropping the shared first token "credit" and renormalising the rest turned p 0.93 for
+    "credit ..." into debt_collection at 0.71: a confident wrong label."""
+    with ApiServer(confident_credit_card) as server:
+        m = make_method("llm-api", model="test-model", base_url=server.url, prompt=CFPB,
+                        api_key_env="CLFBENCH_TEST_NO_KEY", timeout_s=2.0).fit(complaints(10))
+        pred, proba = m.classify(complaints(5))
+        info = m.inference_info()
+    assert m.decision_ == "logprobs" and m.label_scoring() == "generate+parse"
+    assert pred.tolist() == [0] * 5  # credit_card, parsed from "credit card"
+    assert proba[:, 2].max() == 0.0  # never debt_collection
+    assert info["label_scoring"] == "generate+parse" and info["logprob_unmapped"] == 5
+
+
+def test_distinct_first_tokens_keep_first_token_logprobs():
+    m = make_method("llm-api", model="x", prompt={"verbalizers": {"a": "credit card", "b": "debt collection"}})
+    from clfbench.prompts import PromptBuilder
+
+    m.builder_ = PromptBuilder(m.prompt, ["a", "b"])
+    assert m.label_scoring() == "first-token logprobs"
+    top = [("credit", math.log(0.6)), ("debt", math.log(0.3)), ("cr", math.log(0.1))]
+    scores = m.label_scores([{"token": "credit", "logprob": math.log(0.6), "top": top}])
+    np.testing.assert_allclose(scores, [0.7, 0.3])
+    # a chosen token that could start either answer decides nothing: parse the text instead
+    m.builder_ = PromptBuilder({"verbalizers": {"a": "neutral", "b": "negative"}}, ["a", "b"])
+    assert m.label_scoring() == "first-token logprobs"
+    assert m.label_scores([{"token": "ne", "logprob": math.log(0.9), "top": [("ne", math.log(0.9))]}]) is None

@@ -1,0 +1,198 @@
+"""Bad input is refused before any work: one line naming the file, row or field, exit code 2.
+
+tests/bad_input/ holds one file per case (grids and CSV files; data/ holds the good files the
+grids point at). Each goes through `clfbench.cli.main` as a user would run it; EXPECTED says
+what its one-line error must contain, and must list every file of the corpus.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clfbench.cli import main
+from clfbench.config import RunSpec
+from clfbench.data import LabeledTexts
+from clfbench.errors import ClfbenchError
+from clfbench.io import MAX_CLASSES, check_class_count, frame_to_labeled, read_table
+from clfbench.methods.base import make_method
+from clfbench.runner import run_grid
+from clfbench.splits import resolve_splits
+
+CORPUS = Path(__file__).parent / "bad_input"
+GOOD = CORPUS / "data"
+
+#: corpus file -> a regex its one-line error must match (the file's name is checked as well).
+EXPECTED = {
+    "max_train_zero.yaml": r"max_train=0 \(expected a value >= 2\)",
+    "max_train_one.yaml": r"max_train=1 \(expected a value >= 2\)",
+    "max_train_lots.yaml": r"max_train='lots' \(expected an integer\)",
+    "max_eval_zero_in_task.yaml": r"task reviews: max_eval=0 \(expected a value >= 1\)",
+    "seed_negative.yaml": r"seeds=-1 \(expected a value >= 0\)",
+    "seed_too_big.yaml": r"seeds=4294967296 \(expected a value <= 4294967295\)",
+    "threads_negative.yaml": r"threads=-1 \(expected a value >= 1\)",
+    "latency_examples_zero.yaml": r"latency_examples=0 \(expected a value >= 1\)",
+    "save_model_string.yaml": r"save_model='yes' \(expected true or false\)",
+    "label_col_empty.yaml": r"label_col='' \(expected a non-empty string\)",
+    "params_list.yaml": r"method tfidf-lr: 'params' must be a mapping",
+    "class_weight_bogus.yaml": r"method tfidf-lr: parameter class_weight='bogus' \(expected 'balanced'\)",
+    "ngram_max_zero.yaml": r"method tfidf-lr: parameter ngram_max=0 \(expected a value >= 1\)",
+    "epochs_negative.yaml": r"method encoder-ft: parameter epochs=-1 \(expected a value >= 1\)",
+    "batch_size_zero.yaml": r"method encoder-ft: parameter batch_size=0 \(expected a value >= 1\)",
+    "unique_labels.csv": r"column 'label': 20 distinct labels in 20 rows .*--label-col",
+    "true_and_one.csv": r"labels '1' and 'true' would be two classes",
+    "case_variants.csv": r"labels 'Pos' and 'pos' would be two classes",
+    "duplicate_header.csv": r"line 1: column 'text' appears twice in the header",
+}
+
+
+def _refused(argv: list[str], out: Path, capsys) -> str:
+    """Run the CLI; assert exit 2, one line, no traceback, nothing in --out. The line."""
+    code = main([*argv, "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("clfbench: error: "), err
+    assert "Traceback" not in err
+    assert not out.exists(), f"{out} was written: {sorted(p.name for p in out.iterdir())}"
+    return lines[0]
+
+
+def test_every_corpus_file_has_an_expectation():
+    corpus = sorted(p.name for p in CORPUS.iterdir() if p.is_file())
+    assert corpus == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_bad_file_is_refused_in_one_line(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")  # a run that wrongly starts stays in-process
+    path = CORPUS / name
+    if path.suffix == ".yaml":
+        argv = ["run", str(path)]
+    else:
+        argv = ["run", "--train", str(path), "--method", "tfidf-lr"]
+    line = _refused(argv, tmp_path / "runs", capsys)
+    assert str(path) in line
+    assert re.search(EXPECTED[name], line), line
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--max-train", "0"], "--max-train=0 (expected a value >= 2)"),
+    (["--max-train", "-5"], "--max-train=-5 (expected a value >= 2)"),
+    (["--max-train", "1"], "--max-train=1 (expected a value >= 2)"),
+    (["--max-eval", "0"], "--max-eval=0 (expected a value >= 1)"),
+    (["--seed", "-1"], "--seed=-1 (expected a value >= 0)"),
+    (["--seed", "4294967296"], "--seed=4294967296 (expected a value <= 4294967295)"),
+    (["--data-seed", "-3"], "--data-seed=-3 (expected a value >= 0)"),
+    (["--threads", "-1"], "--threads=-1 (expected a value >= 1)"),
+    (["--latency-examples", "0"], "--latency-examples=0 (expected a value >= 1)"),
+    (["--param", "class_weight=bogus"], "parameter class_weight='bogus' (expected 'balanced')"),
+    (["--param", "ngram_max=0"], "parameter ngram_max=0 (expected a value >= 1)"),
+    (["--param", "min_df=two"], "parameter min_df='two' (expected an integer)"),
+    (["--param", "C=-1"], "C must be a positive number, got -1"),
+])
+def test_each_bad_flag_is_refused_in_one_line(flags, expected, tmp_path, capsys):
+    argv = ["run", "--train", str(GOOD / "train.csv"), "--test", str(GOOD / "test.csv"),
+            "--method", "tfidf-lr", *flags]
+    assert expected in _refused(argv, tmp_path / "runs", capsys)
+
+
+def test_bad_flags_are_refused_with_a_grid_too(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    shutil.copytree(GOOD, tmp_path / "data")
+    grid.write_text((CORPUS / "max_train_zero.yaml").read_text().replace("max_train: 0", ""))
+    line = _refused(["run", str(grid), "--max-eval", "0"], tmp_path / "runs", capsys)
+    assert "--max-eval=0 (expected a value >= 1)" in line
+
+
+def test_negative_epochs_are_refused_before_training(tmp_path, capsys):
+    """encoder-ft --epochs -1 used to write a result from an untrained head."""
+    argv = ["run", "--train", str(GOOD / "train.csv"), "--method", "encoder-ft", "--epochs", "-1"]
+    assert "parameter epochs=-1 (expected a value >= 1)" in _refused(argv, tmp_path / "runs", capsys)
+
+
+def test_specs_built_in_python_are_checked_before_the_first_run(tmp_path):
+    good = RunSpec(method="tfidf-lr", train_file=str(GOOD / "train.csv"), latency_examples=2)
+    bad = replace(good, seed=2**32)
+    with pytest.raises(ClfbenchError, match=r"^run data / tfidf-lr: seed=4294967296 "
+                                            r"\(expected a value <= 4294967295\)$"):
+        run_grid([good, bad], tmp_path / "runs", quiet=True, isolate=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_method_parameters_are_checked_by_type_and_range_in_python_too():
+    with pytest.raises(ClfbenchError, match=r"parameter max_features=0 \(expected a value >= 1\)"):
+        make_method("tfidf-lr", max_features=0)
+    with pytest.raises(ClfbenchError, match=r"parameter epochs=True \(expected an integer\)"):
+        make_method("encoder-ft", epochs=True)
+    with pytest.raises(ClfbenchError, match=r"parameter warmup_ratio=1.5 \(expected a value <= 1\)"):
+        make_method("encoder-ft", warmup_ratio=1.5)
+    # Valid values pass unchanged, whichever member of the hint they match.
+    m = make_method("encoder-ft", eval_batch_size="auto", lr_grid=[1e-5, 3e-5], epochs=1)
+    assert m.eval_batch_size == "auto" and m.lr_grid == [1e-5, 3e-5]
+    assert make_method("tfidf-lr", c_grid=0.5).c_grid == (0.5,)  # a bare number: one-value grid
+
+
+def test_onnx_backend_without_onnxruntime_is_refused_when_built(monkeypatch, tmp_path, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(ClfbenchError, match=r"backend 'onnx' needs onnxruntime, not installed: "
+                                            r"pip install 'clfbench\[onnx\]'"):
+        make_method("encoder-ft", backend="onnx")
+    argv = ["run", "--train", str(GOOD / "train.csv"), "--method", "encoder-ft", "--backend", "onnx"]
+    assert "needs onnxruntime" in _refused(argv, tmp_path / "runs", capsys)
+
+
+def test_a_split_that_comes_out_empty_is_named_before_any_method_runs():
+    """Every class a singleton: no test example can be held out (scikit-learn failed on it)."""
+    data = LabeledTexts([f"text {i}" for i in range(6)], labels=np.arange(6),
+                        label_names=[f"c{i}" for i in range(6)])
+    with pytest.raises(ClfbenchError, match=r"^mine.csv: the test split is empty: 6 training "
+                                            r"examples in 6 classes"):
+        resolve_splits({"train": data}, 99, source="mine.csv")
+
+
+def test_more_classes_than_memory_allows_is_refused_up_front():
+    """50,000 distinct labels tried to allocate 37 GiB; the limit is checked on the file."""
+    k = MAX_CLASSES + 1
+    data = LabeledTexts(["t"] * 2 * k, labels=np.repeat(np.arange(k), 2),
+                        label_names=[str(i) for i in range(k)])
+    with pytest.raises(ClfbenchError, match=r"train.csv: column 'y': 10,001 distinct labels in "
+                                            r"20,002 rows \(at most 10,000"):
+        check_class_count(data, "train.csv", "y")
+
+
+def test_a_label_spelled_like_a_missing_value_is_a_class_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\na,pos\nb,NaN\nc,pos\nd,NaN\n")
+    data = frame_to_labeled(read_table(path), str(path), "text", "label")
+    assert data.label_names == ["NaN", "pos"]
+    err = capsys.readouterr().err
+    assert f"warning: {path}: row 2: label 'NaN' in column 'label' is a class of its own (2 rows)" in err
+
+
+def test_user_strings_are_printed_and_drawn_literally(tmp_path, capsys, monkeypatch):
+    """A name with rich markup, labels with mathtext `$`, a `|` in markdown: all as written."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    rows = ["text,label"] + [f"cheap offer {i},fee $^$" for i in range(8)] + \
+        [f"free offer {i},no fee $\\nope$" for i in range(8)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "runs"
+    name = "[/]x|y"
+    assert main(["run", "--train", str(tmp_path / "train.csv"), "--method", "tfidf-lr",
+                 "--name", name, "--latency-examples", "2", "--out", str(out)]) == 0
+    assert f"{name} / tfidf-lr" in capsys.readouterr().err
+    assert main(["results", str(out)]) == 0
+    assert name in capsys.readouterr().out
+    assert main(["results", str(out), "--format", "markdown"]) == 0
+    assert "| [/]x\\|y |" in capsys.readouterr().out
+    assert main(["report", str(out), "--bootstrap", "50"]) == 0
+    assert len(list((out / "report" / "plots").glob("*.png"))) >= 2

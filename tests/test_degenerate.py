@@ -1,0 +1,101 @@
+"""Degenerate runs (collapsed, or no better than the majority class) are detected and flagged."""
+
+from __future__ import annotations
+
+import numpy as np
+from neural_helpers import toy_data
+
+from clfbench.degenerate import degenerate_check
+from clfbench.evaluate import execute
+from clfbench.splits import TaskSplits
+
+RNG = np.random.default_rng(0)
+GOLD = np.repeat([0, 1, 2], 100)
+TRAIN = np.array([40, 30, 30])  # class 0 is the majority
+
+
+def test_a_constant_predictor_is_degenerate():
+    out = degenerate_check(GOLD, np.zeros_like(GOLD), TRAIN, 3)
+    assert out["degenerate"] and "collapsed" in out["reasons"][0]
+
+
+def test_all_invalid_outputs_are_degenerate():
+    out = degenerate_check(GOLD, np.full_like(GOLD, -1), TRAIN, 3)
+    assert out["degenerate"] and "no valid prediction" in out["reasons"][0]
+
+
+def test_chance_level_predictions_over_every_class_are_degenerate():
+    out = degenerate_check(GOLD, RNG.integers(0, 3, len(GOLD)), TRAIN, 3)
+    assert out["degenerate"] and out["predicted_classes"] == 3
+    assert "majority" in out["reasons"][0]
+
+
+def test_systematically_wrong_predictions_are_degenerate():
+    out = degenerate_check(GOLD, (GOLD + 1) % 3, TRAIN, 3)  # every class present, all wrong
+    assert out["degenerate"] and out["macro_f1"] == 0.0
+
+
+def test_a_model_that_learned_is_not_degenerate():
+    pred = np.where(RNG.random(len(GOLD)) < 0.8, GOLD, (GOLD + 1) % 3)
+    out = degenerate_check(GOLD, pred, TRAIN, 3)
+    assert not out["degenerate"] and out["reasons"] == []
+
+
+def test_below_majority_accuracy_but_far_better_macro_f1_is_not_degenerate():
+    """Imbalanced data: a class-weighted model can lose accuracy to 'always the majority'
+    while being much more useful; it is not degenerate."""
+    gold = np.array([0] * 270 + [1] * 15 + [2] * 15)
+    pred = gold.copy()
+    pred[:60] = np.repeat([1, 2], 30)  # 60 majority examples mistaken: accuracy 0.80 < 0.90
+    out = degenerate_check(gold, pred, np.array([90, 5, 5]), 3)
+    assert out["accuracy"] < out["majority_accuracy"] and not out["degenerate"]
+
+
+def _splits(n_train: int = 150) -> TaskSplits:
+    train, val, test = toy_data(n_train, 0), toy_data(60, 1), toy_data(45, 2)
+    return TaskSplits(train=train, validation=val, test=test, notes={})
+
+
+def test_a_collapsed_run_is_marked_in_its_metrics_and_warned_about(zoo, capsys):
+    from clfbench.config import RunSpec
+
+    spec = RunSpec(method="encoder-ft", model=zoo("modernbert"), name="toy", latency_examples=2,
+                   params={"tune": "off", "epochs": 1, "batch_size": 16})
+    metrics = execute(spec, _splits(), quiet=True).metrics
+    assert metrics["degenerate"] is True
+    assert metrics["degenerate_check"]["basis"] == "validation"
+    assert any("collapsed" in r for r in metrics["degenerate_reasons"])
+    err = capsys.readouterr().err
+    assert "degenerate" in err and "never be called best" in err
+
+
+def test_a_run_that_learned_is_not_marked():
+    from clfbench.config import RunSpec
+
+    spec = RunSpec(method="tfidf-lr", name="toy", latency_examples=2)
+    metrics = execute(spec, _splits(), quiet=True).metrics
+    assert metrics["degenerate"] is False and metrics["degenerate_reasons"] == []
+
+
+def test_no_examples_is_not_an_error():
+    out = degenerate_check(np.array([], dtype=int), np.array([], dtype=int), TRAIN, 3)
+    assert out["degenerate"] is False
+
+
+def test_the_results_table_marks_degenerate_runs(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "report"))
+    from report_fixtures import write_run
+
+    from clfbench.results import DEGENERATE_MARK, render, results_frame
+
+    gold = [0, 1] * 20
+    write_run(tmp_path, "good", task="t", method="tfidf-lr", labels=["a", "b"], gold=gold, pred=gold)
+    write_run(tmp_path, "flat", task="t", method="encoder-ft", labels=["a", "b"], gold=gold,
+              pred=[0] * 40, extra_metrics={"degenerate": True})
+    table = render(results_frame(tmp_path), "markdown")
+    flat = next(line for line in table.splitlines() if "encoder-ft" in line)
+    good = next(line for line in table.splitlines() if "tfidf-lr" in line)
+    assert DEGENERATE_MARK in flat and DEGENERATE_MARK not in good

@@ -1,0 +1,99 @@
+"""A run's worker process: results and errors come back, crashes and interruptions are clean."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from clfbench.config import RunSpec
+from clfbench.errors import ClfbenchError
+from clfbench.evaluate import load_data
+from clfbench.worker import RemoteTraceback, WorkerCrashed, call_in_fresh_process
+
+
+def workers(parent: psutil.Process | None = None) -> list[psutil.Process]:
+    """Spawned workers of `parent` (not multiprocessing's resource tracker)."""
+    out = []
+    for child in (parent or psutil.Process()).children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def wait_for_worker(parent: psutil.Process, timeout: float = 120) -> psutil.Process:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = workers(parent)
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError("no worker process started")
+
+
+def test_runs_in_another_process_and_its_stderr_reaches_the_console(capfd):
+    assert call_in_fresh_process(os.getpid) != os.getpid()
+    call_in_fresh_process(os.write, 2, b"epoch 1/3\n")
+    assert "epoch 1/3" in capfd.readouterr().err
+
+
+def test_bad_input_in_the_worker_is_the_same_one_line_error(tmp_path):
+    spec = RunSpec(method="tfidf-lr", train_file=str(tmp_path / "missing.csv"))
+    with pytest.raises(ClfbenchError, match="missing.csv: file not found") as e:
+        call_in_fresh_process(load_data, spec)
+    assert type(e.value) is ClfbenchError and e.value.exit_code == 2
+
+
+def test_other_errors_come_back_with_the_workers_traceback():
+    with pytest.raises(ValueError, match="invalid literal") as e:
+        call_in_fresh_process(int, "not a number")
+    assert isinstance(e.value.__cause__, RemoteTraceback)
+    assert "Traceback" in str(e.value.__cause__)
+
+
+def test_a_crashed_worker_is_reported_as_such():
+    with pytest.raises(WorkerCrashed, match="killed by SIGABRT.*nothing was written") as e:
+        call_in_fresh_process(os.abort)
+    assert e.value.exit_code == 1
+
+
+def test_ctrl_c_in_the_driver_stops_the_worker():
+    seen: list[psutil.Process] = []
+
+    def interrupt():
+        seen.append(wait_for_worker(psutil.Process()))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        call_in_fresh_process(time.sleep, 600)
+    assert seen and not seen[0].is_running()
+    assert workers() == []
+
+
+def test_a_worker_whose_driver_is_killed_exits():
+    driver_code = (
+        "import time\n"
+        "from clfbench.worker import call_in_fresh_process\n"
+        "if __name__ == '__main__':\n"
+        "    call_in_fresh_process(time.sleep, 600)\n"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", driver_code])
+    worker = None
+    try:
+        worker = wait_for_worker(psutil.Process(driver.pid))
+        driver.kill()
+        driver.wait()
+        gone, alive = psutil.wait_procs([worker], timeout=30)
+        assert alive == [], "the worker outlived its killed driver"
+    finally:
+        driver.kill()
+        if worker is not None and worker.is_running():
+            worker.kill()
