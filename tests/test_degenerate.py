@@ -99,3 +99,14 @@ def test_the_results_table_marks_degenerate_runs(tmp_path):
     flat = next(line for line in table.splitlines() if "encoder-ft" in line)
     good = next(line for line in table.splitlines() if "tfidf-lr" in line)
     assert DEGENERATE_MARK in flat and DEGENERATE_MARK not in good
+
+
+def test_the_check_classifies_at_most_a_stratified_sample_of_validation():
+    from clfbench.config import RunSpec
+    from clfbench.evaluate import VALIDATION_CHECK_MAX
+
+    splits = TaskSplits(train=toy_data(150, 0), validation=toy_data(VALIDATION_CHECK_MAX + 300, 1),
+                        test=toy_data(30, 2), notes={})
+    check = execute(RunSpec(method="tfidf-lr", name="toy", latency_examples=2), splits,
+                    quiet=True).metrics["degenerate_check"]
+    assert check["n"] == VALIDATION_CHECK_MAX and check["basis"] == "validation"

@@ -175,7 +175,7 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
 
 
 #: Validation examples classified for the degenerate check (a stratified sample above this).
-VALIDATION_CHECK_MAX = 1000
+VALIDATION_CHECK_MAX = 500  # enough to see a collapse; an LLM pays per example
 
 
 def validation_check(method: Classifier, splits: TaskSplits, test_pred: np.ndarray,
