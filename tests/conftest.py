@@ -13,12 +13,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CLFBENCH_ISOLATE", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+# The original dataset files: CLFBENCH_DATASETS, else the development layout's folder beside
+# the checkout (a fresh clone has neither, and the tests that need them skip).
+DATASETS = Path(os.environ.get("CLFBENCH_DATASETS")
+                or Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
 
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
-    """../shared/datasets beside the checkout; tests that need it skip if it is absent."""
+    """The original dataset files (see DATASETS); tests that need them skip if absent."""
     if not DATASETS.is_dir():
         pytest.skip(f"real datasets not found at {DATASETS}")
     return DATASETS

@@ -131,13 +131,9 @@ LABELS2 = ["negative", "positive"]
 def subword(tmp_path_factory):
     """{(kind, chat): (model, tokenizer)}: Llama-2-style SentencePiece ("sp") and Qwen-style
     byte-level BPE ("bpe") tiny decoders, plain layout and chat template."""
-    root = tmp_path_factory.mktemp("subword")
-    out = {}
-    for kind, arch, tk in (("sp", "llama", "sentencepiece"), ("bpe", "qwen2", "bpe")):
-        for chat in (False, True):
-            path = tiny_models.build_decoder(root / f"{kind}-{chat}", arch, chat, tokenizer=tk)
-            out[kind, chat] = load_causal_lm(str(path))
-    return out
+    short = {"sentencepiece": "sp", "bpe": "bpe"}
+    loaded = tiny_models.subword_decoders(tmp_path_factory.mktemp("subword"))
+    return {(short[tk], chat): v for (tk, chat), v in loaded.items()}
 
 
 def as_model_sees(tok, text: str) -> list[int]:

@@ -17,7 +17,7 @@ import tiny_models
 pytest.importorskip("lm_eval")
 
 from clfbench.data import Texts
-from clfbench.llm import CausalLMClassifier, PromptEncoder, load_causal_lm
+from clfbench.llm import CausalLMClassifier, PromptEncoder
 from clfbench.prompts import PromptBuilder
 from clfbench.tasks import get_task
 
@@ -39,13 +39,9 @@ MAX_LENGTH = {"sst2": 512, "rte": 512, "boolq": 320, "trec-fine": 512}
 
 @pytest.fixture(scope="module")
 def decoders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lm_eval")
-    out = {}
-    for kind, arch, tk in (("qwen", "qwen2", "bpe"), ("llama", "llama", "sentencepiece")):
-        for chat in (False, True):
-            path = tiny_models.build_decoder(root / f"{kind}-{chat}", arch, chat, tokenizer=tk)
-            out[kind, chat] = load_causal_lm(str(path))
-    return out
+    short = {"sentencepiece": "llama", "bpe": "qwen"}
+    loaded = tiny_models.subword_decoders(tmp_path_factory.mktemp("lm_eval"))
+    return {(short[tk], chat): v for (tk, chat), v in loaded.items()}
 
 
 def lm_eval_scores(model, tok, requests: list[tuple[str, str]]) -> list[float]:

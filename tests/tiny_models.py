@@ -200,3 +200,16 @@ def build_classifiers(tmp_path_factory, kinds=("bert", "distilbert", "modernbert
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3).eval()
         out[kind] = (model, AutoTokenizer.from_pretrained(path), path)
     return out
+
+
+#: The two tokenizer families whose prompts must tokenize as the model sees them.
+SUBWORD_DECODERS = {"sentencepiece": "llama", "bpe": "qwen2"}  # tokenizer -> architecture
+
+
+def subword_decoders(root: Path) -> dict[tuple[str, bool], tuple]:
+    """{(tokenizer, chat): (model, tokenizer)} loaded by clfbench: a Llama-2-style SentencePiece
+    and a Qwen-style byte-level BPE tiny decoder, each with and without a chat template."""
+    from clfbench.llm import load_causal_lm
+
+    return {(tk, chat): load_causal_lm(str(build_decoder(root / f"{tk}-{chat}", arch, chat, tokenizer=tk)))
+            for tk, arch in SUBWORD_DECODERS.items() for chat in (False, True)}

@@ -1,6 +1,6 @@
 """A decoder LLM (Qwen2/2.5/3, Llama, Gemma) with a classification head, trained with LoRA.
 
-The recipe of "half a percent" (see /work/shared/reference): `AutoModelForSequenceClassification`
+The recipe of the "Half a Percent" write-up: `AutoModelForSequenceClassification`
 on the decoder, which scores the hidden state of the last non-pad token (transformers finds
 it from `config.pad_token_id`); LEFT padding, so that token is the last position of every
 row in a batch; LoRA r=16, alpha=32, dropout 0.05 on q/k/v/o projections with the `score`
