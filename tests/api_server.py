@@ -306,6 +306,24 @@ def keyword_reply(positive_words: set[str], answers: tuple[str, str] = ("negativ
     return reply
 
 
+def dspy_reply(label_of: Callable[[str], str]) -> Callable[[list[dict]], str]:
+    """A reply rule that speaks DSPy's chat format (ChatAdapter): every output field the system
+    message lists, `label` = `label_of(the last user message)`, any other field (MIPROv2's
+    proposals) a sentence naming it, then the `completed` marker."""
+    import re
+
+    def reply(messages: list[dict]) -> str:
+        system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
+        listed = system.split("Your output fields are:")[-1].split("All interactions")[0]
+        fields = re.findall(r"^\d+\. `(\w+)`", listed, re.M) or ["label"]
+        query = str(messages[-1].get("content", ""))
+        parts = [f"[[ ## {f} ## ]]\n" + (label_of(query) if f == "label" else f"A proposed {f}.")
+                 for f in fields]
+        return "\n\n".join(parts) + "\n\n[[ ## completed ## ]]"
+
+    return reply
+
+
 def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
     t0 = time.time()
     while time.time() - t0 < timeout:

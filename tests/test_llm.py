@@ -20,6 +20,7 @@ PROMPT = {
 }
 SHOTS = [("the movie was great fun", None, 1), ("terrible boring plot", None, 0),
          ("good acting", None, 1), ("bad awful film", None, 0), ("wonderful story", None, 1)]
+ONE_TOKEN = {**PROMPT, "verbalizers": {"negative": "n", "positive": "p"}}  # one token each here
 X = Texts(["the film was good", "awful " * 60, "a", "what a wonderful story of the world", "bad plot"])
 
 
@@ -49,6 +50,48 @@ def test_prefix_cache_matches_uncached_and_batch_size(lms, kind):
     out_c, _ = clf.generate(X, cached=True)
     out_u, _ = clf.generate(X, cached=False)
     assert out_c == out_u
+
+
+@pytest.mark.parametrize("kind, attn", [("qwen2", "sdpa"), ("qwen2", "eager"), ("llama", "sdpa"),
+                                        ("llama", "eager"), ("gemma2", "eager")])  # gemma2: eager only
+@pytest.mark.parametrize("cached", [True, False])
+def test_packed_scores_equal_padded_scores(lms, kind, attn, cached):
+    """Single-token answers are scored with the batch's queries packed into one row (no pads,
+    one prefix copy, block-diagonal causal mask): the scores must equal padded batches, with
+    either attention kernel, and the packing must really be used."""
+    model, tok = lms[kind]
+    own = model.config._attn_implementation
+    model.set_attn_implementation(attn)
+    try:
+        enc = PromptEncoder(PromptBuilder(ONE_TOKEN, ["negative", "positive"]), tok, SHOTS, True, 384)
+        assert all(len(a) == 1 for a in enc.score_ids)
+        clf = CausalLMClassifier(model, enc, batch_size=4)
+        prompts, _ = enc.encode_all(X)
+        inp = clf.packed_inputs(prompts[:3], cached)
+        P = inp["past_key_values"].get_seq_length() if cached else 0
+        assert inp["input_ids"].shape[1] == sum(len(q) for q in prompts[:3]) - 3 * P  # no pads
+        packed, info = clf.score(X, cached=cached)
+        assert info["packed"] and clf._packed_ok
+        with torch.inference_mode():
+            padded = np.concatenate([clf._score_padded([q], cached, False) for q in prompts])
+        np.testing.assert_allclose(packed, padded, atol=1e-4)
+    finally:
+        model.set_attn_implementation(own)
+
+
+def test_packed_scoring_falls_back_when_it_disagrees(lms, monkeypatch, caplog):
+    """A model whose attention ignored the packed mask would score wrongly: the first batch is
+    checked against padded scoring, and on a mismatch every batch is scored padded."""
+    model, tok = lms["qwen2"]
+    enc = PromptEncoder(PromptBuilder(ONE_TOKEN, ["negative", "positive"]), tok, SHOTS, True, 384)
+    clf = CausalLMClassifier(model, enc, batch_size=2)
+    true_scores, _ = CausalLMClassifier(model, enc, batch_size=2).score(X)
+    real = clf._score_packed
+    monkeypatch.setattr(clf, "_score_packed", lambda p, c: real(p, c) + 0.5)
+    with caplog.at_level("WARNING", logger="clfbench.llm"):
+        scores, info = clf.score(X)
+    assert not info["packed"] and "packed scoring differs" in caplog.text
+    np.testing.assert_allclose(scores, true_scores, atol=1e-4)
 
 
 @pytest.mark.parametrize("normalize", [False, True])

@@ -75,6 +75,8 @@ def test_label_loglikelihoods_equal_lm_evaluation_harness(decoders, kind, chat, 
     assert enc.chat == chat and enc.complete == (task_name == "trec-fine")
     X = Texts([t for t, _ in queries], [p for _, p in queries] if is_pair else None)
     ours, info = CausalLMClassifier(model, enc, batch_size=2).score(X)
+    # single-token answers are scored packed (queries back to back, no pads), the rest padded
+    assert info["packed"] == all(len(a) == 1 for a in enc.score_ids)
     if task_name == "boolq":
         assert info["truncated"] == len(queries)
     requests = []

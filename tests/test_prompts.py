@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -145,3 +148,149 @@ def test_ambiguous_answers_are_word_prefixes():
     assert b.ambiguous_answers() == [("DESC:desc", "HUM:desc")]  # "not" / "nothing": whole words differ
     assert PromptBuilder(SST2, ["negative", "positive"]).ambiguous_answers() == []
     assert b.plain_answer_end() == "\n\n"
+
+
+# --- label descriptions ------------------------------------------------------------------------
+DESCRIBED = {**SST2, "label_descriptions": {"negative": "the writer disliked the film",
+                                            "positive": "the writer liked the film"}}
+
+
+def test_label_descriptions_are_rendered_when_on_and_left_out_when_off():
+    on = PromptBuilder(DESCRIBED, ["negative", "positive"])
+    off = PromptBuilder(DESCRIBED, ["negative", "positive"], descriptions="off")
+    first_on = on.messages("a film", None, SHOTS)[0]["content"]
+    assert first_on.startswith(SST2["instruction"] + "\n\nLabels:\n- negative: the writer disliked")
+    assert "- positive: the writer liked the film" in on.render_plain("a film", None, [])
+    # only the first user turn carries them; later turns and the query do not repeat them
+    assert all("writer" not in m["content"] for m in on.messages("a film", None, SHOTS)[1:])
+    for text in (off.messages("a film", None, SHOTS)[0]["content"], off.render_plain("a film", None, [])):
+        assert "writer" not in text and "Labels:" not in text
+    assert off.messages("a film", None, []) == PromptBuilder(SST2, ["negative", "positive"]).messages(
+        "a film", None, [])  # off is exactly the prompt without descriptions
+    assert on.describe()["descriptions"] == "auto" and on.describe()["label_descriptions"]["positive"]
+    assert off.describe()["descriptions"] == "off" and off.describe()["label_descriptions"] is None
+
+
+def test_auto_descriptions_are_left_out_when_they_crowd_out_the_query(caplog):
+    """banking77's 77 descriptions take ~1,000 tokens: with the default max_length 512 every
+    llm-prompt run on it failed ("the prompt without the query already takes ..."). "auto"
+    leaves them out (warned, recorded) when they leave under half of max_length for the query;
+    "on" keeps them or refuses; a large enough max_length keeps them under "auto"."""
+    import tiny_models
+
+    from clfbench.llm import PromptEncoder
+    from clfbench.tasks import get_task
+
+    tok = tiny_models.train_decoder_tokenizer(chat_template=False)
+    task = get_task("banking77")
+    prompt = {"text_name": task.text, **task.prompt}
+    with caplog.at_level("WARNING", logger="clfbench.llm"):
+        enc = PromptEncoder(PromptBuilder(prompt, list(task.labels)), tok, [], True, 512)
+    d = enc.builder.describe()
+    assert d["label_descriptions"] is None and "max_length=512" in d["descriptions_dropped"]
+    assert "label descriptions left out" in caplog.text and enc.text_budget > 256
+    with pytest.raises(ClfbenchError, match="max_length=512: the prompt without the query"):
+        PromptEncoder(PromptBuilder(prompt, list(task.labels), descriptions="on"), tok, [], True, 512)
+    big = PromptEncoder(PromptBuilder(prompt, list(task.labels)), tok, [], True, 200_000)
+    assert big.builder.describe()["descriptions_dropped"] is None
+    assert "- card arrival: " in big.builder.labels_block and len(big.prefix_ids) > 1000
+
+
+def test_label_descriptions_file_adds_to_and_overrides_the_task(tmp_path):
+    yaml_file = tmp_path / "d.yaml"
+    yaml_file.write_text("positive: loved it\n")
+    json_file = tmp_path / "d.json"
+    json_file.write_text('{"negative": "hated it"}')
+    b = PromptBuilder(DESCRIBED, ["negative", "positive"], descriptions_file=str(yaml_file))
+    assert b.label_descriptions == {"negative": "the writer disliked the film", "positive": "loved it"}
+    b = PromptBuilder(SST2, ["negative", "positive"], descriptions_file=str(json_file))
+    assert b.descriptions() == [("negative", "hated it")]
+    assert "- negative: hated it" in b.messages("x", None, [])[0]["content"]
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, "label descriptions file not found"),
+    ("neutral: neither\n", r"unknown label\(s\) neutral; labels: negative, positive"),
+    ("- a list\n", "must be a mapping"),
+    ('positive: "two\\nlines"\n', "must be one non-empty line"),
+    ("positive: [1]\n", "must be one non-empty line"),
+])
+def test_bad_label_descriptions_file_is_one_clear_error(tmp_path, content, expected):
+    path = tmp_path / "d.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ClfbenchError, match=expected) as err:
+        PromptBuilder(SST2, ["negative", "positive"], descriptions_file=str(path))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ClfbenchError, match="descriptions='maybe'"):
+        PromptBuilder(SST2, ["negative", "positive"], descriptions="maybe")
+
+
+def test_task_yaml_label_descriptions_reach_the_prompt_block():
+    from clfbench.tasks import Task, all_tasks
+
+    for name in ("trec-coarse", "trec-fine", "banking77"):
+        task = all_tasks()[name]
+        assert set(task.label_descriptions) == set(task.labels)
+        b = PromptBuilder(task.prompt, task.labels)
+        first = b.messages("who wrote it?", None, [])[0]["content"]
+        assert all(f"- {w}: " in first for w in b.verbalizers)
+    with pytest.raises(ClfbenchError, match=r"task t: label_descriptions: unknown label\(s\) c"):
+        Task(name="t", description="", labels=["a", "b"], label_descriptions={"c": "no such label"})
+
+
+def test_methods_take_descriptions_and_check_the_file_when_built(tmp_path):
+    from clfbench.methods.base import accepted_params, make_method
+
+    for method in ("llm-prompt", "llm-sft", "llm-api", "llm-dspy"):
+        assert {"descriptions", "label_descriptions"} <= accepted_params(method)
+    with pytest.raises(ClfbenchError, match="parameter descriptions='yes'"):
+        make_method("llm-prompt", model="x", descriptions="yes")
+    with pytest.raises(ClfbenchError, match="label descriptions file not found"):
+        make_method("llm-prompt", model="x", label_descriptions=str(tmp_path / "missing.yaml"))
+
+
+def test_cli_refuses_a_bad_descriptions_file_in_one_line(tmp_path, capsys):
+    from pathlib import Path
+
+    from clfbench.cli import main
+
+    data = Path(__file__).resolve().parents[1] / "src" / "clfbench" / "demo_data"
+    bad = tmp_path / "d.yaml"
+    bad.write_text("no_such_intent: a label the data does not have\n")
+    for path, expected in ((tmp_path / "missing.yaml", "label descriptions file not found"),
+                           (bad, r"unknown label\(s\) no_such_intent")):
+        code = main(["run", "--train", str(data / "train.csv"), "--test", str(data / "test.csv"),
+                     "--method", "llm-api", "--model", "m", "--param", "base_url=http://127.0.0.1:9/v1",
+                     "--param", f"label_descriptions={path}", "--out", str(tmp_path / "runs"), "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("clfbench: error: "), err
+        assert re.search(expected, err[0]), err
+
+
+def test_one_grid_ab_tests_descriptions_on_and_off(datasets_dir, tmp_path):
+    """trec-coarse's task descriptions in the prompts of one grid entry, not of the other."""
+    pytest.importorskip("httpx")
+    from api_server import ApiServer
+
+    from clfbench.cli import main
+
+    grid = tmp_path / "grid.yaml"
+    with ApiServer(lambda messages: "location") as server:
+        entry = (f"{{name: llm-api, models: [test-model], params: {{base_url: '{server.url}', "
+                 f"api_key_env: CLFBENCH_NO_KEY, decision: generate, concurrency: 1")
+        grid.write_text(f"tasks: [trec-coarse]\ndata_dir: {datasets_dir}\nmethods:\n"
+                        f"  - {entry}}}}}\n  - {entry}, descriptions: 'off'}}}}\n"
+                        "seeds: [99]\nmax_train: 60\nmax_eval: 6\n")
+        assert main(["run", str(grid), "--latency-examples", "1", "--out", str(tmp_path / "runs"), "-q"]) == 0
+        firsts = [r["body"]["messages"][0]["content"] for r in server.requests]
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if (p / "metrics.json").is_file())
+    modes = {}
+    for run in runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        params = json.loads((run / "config.json").read_text())["method_params"]
+        modes[params["descriptions"]] = metrics["fit_info"]["prompt"]
+    assert modes["auto"]["label_descriptions"]["LOC"].startswith("a place")  # API: no max_length
+    assert modes["off"]["label_descriptions"] is None and modes["off"]["labels_block"] is None
+    with_block = [f for f in firsts if "\n- location: a place" in f]
+    assert 0 < len(with_block) < len(firsts)  # one entry's requests carry them, the other's not

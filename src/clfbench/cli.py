@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-seed", type=int, help="seed of splits and subsamples (default 99)")
     r.add_argument("--max-train", type=int, help="stratified, seeded subsample of train")
     r.add_argument("--max-eval", type=int, help="stratified, seeded subsample of the eval splits")
+    r.add_argument("--train-sizes", metavar="SIZES", help="learning curve: train each method that trains at each "
+                   "size, e.g. 0,8/class,32/class,128,all (nested, seeded, stratified subsets; 5 draws below "
+                   "100 examples); prompting methods run once as references")
+    r.add_argument("--size-draws", type=int, help="--train-sizes: draws of each size under 100 examples (default 5)")
     r.add_argument("--out", help=f"results folder (default: the grid's out, else {DEFAULT_OUT})")
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--latency-examples", type=int, help="examples timed one at a time (default 100)")
@@ -104,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rep.add_argument("--mlflow", action="store_true", help="also log every run to MLflow (sqlite:///DIR/mlflow.db)")
+
+    rc = sub.add_parser("recommend", help="one configuration to deploy under volume, latency, budget and label "
+                        "constraints, with its evidence, runner-up and what would change the decision")
+    rc.add_argument("dir", help="a results folder written by `clfbench run`")
+    rc.add_argument("--volume", required=True, help="requests, e.g. 1e6/day, 50/s, 2000/hour (a bare number: per day)")
+    rc.add_argument("--p95-ms", type=float, help="p95 latency limit in ms (served p95 where measured, else in-process)")
+    rc.add_argument("--budget-usd-month", type=float, help="monthly budget: serving + amortised training and labelling")
+    rc.add_argument("--labels-available", type=float, help="labelled examples you have (or can get)")
+    rc.add_argument("--price-per-label", type=float, default=0.0, help="USD per labelled example (default 0)")
+    rc.add_argument("--amortize-months", type=float, default=12.0,
+                    help="months over which training and labelling are spread (default 12)")
+    rc.add_argument("--hardware", help="hardware profile for cost (default serverless-cpu-2vcpu-2gib)")
+    rc.add_argument("--hardware-file", help="your own hardware profiles YAML")
+    rc.add_argument("--cost-basis", choices=["request", "batch"], default="request",
+                    help="serving cost from p50 one request at a time (default) or batch throughput")
+    rc.add_argument("--html", metavar="OUT", help="also write the recommendation as an HTML page")
+    rc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
     pr = sub.add_parser("predict", help="predict with a run's saved model")
     pr.add_argument("--run", required=True, help="a run folder saved with --save-model")
@@ -168,13 +189,22 @@ def _version() -> str:
 
 
 def cmd_run(args) -> int:
-    from clfbench.config import OVERRIDABLE, SPEC_FIELDS, RunSpec, check_spec_values, load_grid
+    from clfbench.config import (
+        OVERRIDABLE,
+        SPEC_FIELDS,
+        RunSpec,
+        check_spec_values,
+        expand_train_sizes,
+        load_grid,
+        parse_train_sizes,
+    )
     from clfbench.runner import not_complete, run_grid
 
     params = dict(args.param)
     params.update({k: getattr(args, f"m_{k}") for k in METHOD_FLAGS if getattr(args, f"m_{k}") is not None})
     fields = {k: v for k, v in vars(args).items() if k in SPEC_FIELDS and v is not None}
     check_spec_values(fields, "", _flag)  # every flag's type and range, before anything is read
+    sizes = parse_train_sizes(args.train_sizes) if args.train_sizes is not None else None
     if args.grid:
         # Flags given with a grid override it; ones that name what the grid lists are refused.
         refused = [_flag(k) for k in fields if k not in OVERRIDABLE]
@@ -182,7 +212,7 @@ def cmd_run(args) -> int:
             raise ClfbenchError(f"run: {', '.join(refused)} cannot be used with a grid file; "
                                 f"set such values in {args.grid}")
         overrides = {k: v for k, v in fields.items() if k in OVERRIDABLE}
-        specs, raw = load_grid(args.grid, overrides, params)
+        specs, raw = load_grid(args.grid, overrides, params, sizes)
         out = args.out or raw.get("out") or DEFAULT_OUT
         if (overrides or params) and not args.quiet:
             print(_overrides_line(overrides, params), file=sys.stderr)
@@ -191,7 +221,7 @@ def cmd_run(args) -> int:
             raise ClfbenchError("run: give --method (and --task or --train), or a GRID.yaml")
         if not args.task and not args.train_file:
             raise ClfbenchError("run: give --task NAME or your own data with --train FILE")
-        specs = [RunSpec(**{**fields, "params": params})]
+        specs = expand_train_sizes([RunSpec(**{**fields, "params": params})], sizes)
         out = args.out or DEFAULT_OUT
         raw = {}
     folders = run_grid(specs, out, quiet=args.quiet, executor=_executor(args, raw))
@@ -200,12 +230,23 @@ def cmd_run(args) -> int:
 
         print(render(results_frame(out)))
         print(f"{len(folders)} run(s) written; results in {out}")
+        if any(s.train_size for s in specs):
+            _print_learning_curves(out)
     missing = not_complete(specs, out)
     if missing:  # exit 1: not bad input, but the grid is not done; a re-run retries these
         print(f"clfbench: {len(missing)} run(s) not complete in {out} (incomplete, or claimed by "
               "another process); run the same command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_learning_curves(results: str | Path) -> None:
+    """The crossover statement of every learning curve in a results folder."""
+    from clfbench.learning_curve import learning_curves
+    from clfbench.report.runs import load_runs
+
+    for lc in learning_curves(load_runs(results)):
+        print(lc.summary())
 
 
 def _executor(args, raw: dict):
@@ -253,8 +294,25 @@ def cmd_report(args) -> int:
                            n_boot=args.bootstrap, seed=args.seed, mlflow=args.mlflow)
     print(f"report written to {out.out_dir}: {out.html.name}, {out.csv.name}, "
           f"{len(out.tables)} tables, {len(out.plots)} plots")
+    if "learning_curves" in out.tables:
+        print("\n".join(ln for ln in out.tables["learning_curves"].read_text(encoding="utf-8").splitlines()
+                        if ln.startswith(("## ", "- ", "Note"))))
     if out.mlflow_uri:
         print(f"runs logged to MLflow: mlflow ui --backend-store-uri {out.mlflow_uri}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from clfbench.recommend import Constraints, parse_volume, recommend, render_html
+
+    c = Constraints(parse_volume(args.volume), args.p95_ms, args.budget_usd_month, args.labels_available,
+                    args.price_per_label, args.amortize_months)
+    recs = recommend(args.dir, c, args.hardware, args.hardware_file, args.cost_basis, seed=args.seed)
+    print("\n\n".join(r.text() for r in recs))
+    if args.html:
+        Path(args.html).write_text(render_html(recs, f"clfbench recommendation: {Path(args.dir).name}"),
+                                   encoding="utf-8")
+        print(f"written to {args.html}")
     return 0
 
 
@@ -441,7 +499,8 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-COMMANDS = {"run": cmd_run, "results": cmd_results, "report": cmd_report, "predict": cmd_predict,
+COMMANDS = {"run": cmd_run, "results": cmd_results, "report": cmd_report, "recommend": cmd_recommend,
+            "predict": cmd_predict,
             "tasks": cmd_tasks, "methods": cmd_methods, "demo": cmd_demo, "export": cmd_export,
             "serve": cmd_serve, "loadtest": cmd_loadtest}
 

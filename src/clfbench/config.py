@@ -4,7 +4,7 @@ A grid YAML:
     tasks:                                # registered names, or entries with their own files
       - sst2
       - {name: tickets, train_file: train.csv, test_file: test.csv, text_col: body}
-    data_dir: ../shared/datasets          # optional: local files instead of the hub
+    data_dir: my_datasets                 # optional: local files instead of the hub
     methods:
       - tfidf-lr
       - {name: encoder-ft, models: [minilm], params: {epochs: 1}}
@@ -22,6 +22,10 @@ Command-line flags given with a grid (`clfbench run grid.yaml --max-eval 50 --se
 
 Every value is checked against RunSpec's annotated type and range (`check_spec_values`; method
 parameters against `clfbench.schema`) when the grid is loaded, naming the file and field.
+
+Learning curves: `train_sizes: [0, 8/class, 32/class, 128, all]` (or `--train-sizes`) runs
+each method that trains once per size (`expand_train_sizes`); the runner adds draws at small
+sizes (`runner.expand_size_draws`).
 
 Few-shot draws: a method with `params: {draws: N}` runs N times per seed, one run per
 (seed, draw) pair (`expand_draws`); seeds [99, 100] with draws 3 are 6 runs.
@@ -44,6 +48,7 @@ from annotated_types import Ge, Le, MinLen
 from clfbench.errors import ClfbenchError
 from clfbench.io import read_yaml
 
+MAX_SIZE_DRAWS = 100
 #: numpy's legacy seeding (and scikit-learn's random_state) takes 0 .. 2**32 - 1.
 Seed = Annotated[int, Ge(0), Le(2**32 - 1)]
 Column = Annotated[str, MinLen(1)]
@@ -64,6 +69,12 @@ class RunSpec:
     data_dir: str | None = None
     max_train: Annotated[int, Ge(2)] | None = None  # two examples: the fewest for two classes
     max_eval: Annotated[int, Ge(1)] | None = None
+    # Learning curves: train on a nested, stratified subset of train ("N", "N/class" or "all";
+    # see `splits.train_subset`); `draw` then picks the subset. None: all of train.
+    train_size: str | None = None
+    # Draws (subsets) of a size under `splits.SMALL_SIZE` examples (None: `splits.SMALL_SIZE_DRAWS`).
+    # Not part of the identity: draw d is the same run whatever the count, so more draws resume.
+    size_draws: Annotated[int, Ge(1), Le(MAX_SIZE_DRAWS)] | None = None
     # The user's own data (used when task is None).
     train_file: str | None = None
     validation_file: str | None = None
@@ -92,6 +103,9 @@ class RunSpec:
         d = asdict(self)
         if not d["draw"]:  # runs without draws keep the identity they had before `draw` existed
             del d["draw"]
+        if d["train_size"] is None:  # likewise runs without a learning-curve size
+            del d["train_size"]
+        del d["size_draws"]  # how many draws were asked for, not what this run is
         for key in ("data_dir", "train_file", "validation_file", "test_file"):
             if d[key] is not None:
                 d[key] = str(Path(d[key]).resolve())
@@ -105,7 +119,8 @@ class RunSpec:
         model = slug(Path(self.model).name if self.model else "")
         parts = [slug(self.task_label), self.method] + ([model] if model else [])
         draw = f"-d{self.draw}" if self.draw or _n_draws(self) > 1 else ""
-        return "-".join(parts) + f"-s{self.seed}{draw}-{self.hash()[:8]}"
+        size = f"-n{self.train_size.replace('/class', 'pc')}" if self.train_size else ""
+        return "-".join(parts) + f"{size}-s{self.seed}{draw}-{self.hash()[:8]}"
 
 
 def check_spec_values(values: dict[str, Any], where: str = "",
@@ -121,6 +136,53 @@ def check_spec(spec: RunSpec) -> None:
     """A spec's run options, naming the run (`make_method` checks its method's parameters)."""
     check_spec_values({k: v for k, v in asdict(spec).items() if k != "params"},
                       f"run {spec.task_label} / {spec.method}: ")
+    if spec.train_size is not None:
+        parse_train_size(spec.train_size, f"run {spec.task_label} / {spec.method}: train_size")
+
+
+#: A learning-curve size: 0 (the untrained references only), N examples, N per class, or all.
+_SIZE = re.compile(r"^\s*(?:(all)|(\d+)\s*(/\s*class)?)\s*$")
+
+
+def parse_train_size(value: Any, where: str = "--train-sizes") -> str:
+    """One learning-curve size in its canonical form ("0", "128", "8/class", "all"), or a
+    one-line ClfbenchError naming `where`."""
+    m = _SIZE.match(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    if m is None or (m.group(2) is not None and m.group(3) and int(m.group(2)) == 0):
+        raise ClfbenchError(f"{where}: {value!r} is not a training size (expected 0, N, N/class or all, "
+                            "e.g. 0,8/class,32/class,128,all)")
+    if m.group(1):
+        return "all"
+    n = int(m.group(2))
+    if not m.group(3) and 0 < n < 2:
+        raise ClfbenchError(f"{where}: {value!r}: a training size needs at least 2 examples (two classes)")
+    return f"{n}/class" if m.group(3) else str(n)
+
+
+def parse_train_sizes(value: Any, where: str = "--train-sizes") -> list[str]:
+    """`0,8/class,32/class,128,all` (a string) or a YAML list: canonical sizes, duplicates
+    dropped, in the order given."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ClfbenchError(f"{where}: expected a list of sizes (0, N, N/class or all), got {value!r}")
+    return list(dict.fromkeys(parse_train_size(v, where) for v in items))
+
+
+def expand_train_sizes(specs: list[RunSpec], sizes: list[str] | None) -> list[RunSpec]:
+    """One spec per size for each method that trains; a method without training (zero-/few-shot
+    prompting, API models) runs once, as the curves' flat reference. Size 0 only asks for
+    those references: no trained method runs on zero examples."""
+    if not sizes:
+        return specs
+    from clfbench.methods.base import get_method
+
+    out = []
+    for spec in specs:
+        if not get_method(spec.method).needs_training:
+            out.append(spec)
+        else:
+            out.extend(replace(spec, train_size=s) for s in sizes if s != "0")
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -184,20 +246,22 @@ def slug(s: str) -> str:
 
 SPEC_FIELDS = {f.name for f in fields(RunSpec)}
 #: Spec fields a grid may set, at its top level or in a task entry (the rest come from its lists).
-TASK_KEYS = SPEC_FIELDS - {"task", "method", "model", "seed", "draw", "params"}
+TASK_KEYS = SPEC_FIELDS - {"task", "method", "model", "seed", "draw", "params", "train_size"}
 #: `executor` and `resources` say where runs compute (clfbench.executors), not what they are.
-GRID_KEYS = {"tasks", "methods", "seeds", "out", "max_length", "executor", "resources"} | TASK_KEYS
+GRID_KEYS = {"tasks", "methods", "seeds", "out", "max_length", "executor", "resources",
+             "train_sizes"} | TASK_KEYS
 #: Grid keys holding paths: relative ones are taken from the grid file's folder.
 PATH_KEYS = {"data_dir", "train_file", "validation_file", "test_file", "out"}
 #: Spec fields that command-line flags may override in a grid (`seed` replaces `seeds`).
 OVERRIDABLE = {"seed", "data_seed", "data_dir", "max_train", "max_eval", "threads",
-               "latency_examples", "save_model"}
+               "latency_examples", "save_model", "size_draws"}
 
 
 def load_grid(
     path: str | Path,
     overrides: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    train_sizes: list[str] | None = None,
 ) -> tuple[list[RunSpec], dict[str, Any]]:
     """Expand a grid YAML into RunSpecs (tasks x methods x models x seeds).
 
@@ -207,6 +271,7 @@ def load_grid(
     grid's values, and `seed` replaces `seeds`. `params`: method parameters given on the
     command line; every method of the grid that takes one gets it (over its own `params`),
     and one that no method takes is an error, so that nothing given is silently ignored.
+    `train_sizes` (`--train-sizes`) replaces the grid's `train_sizes:` (`expand_train_sizes`).
     """
     path = Path(path)
     raw = read_yaml(path, "grid file")
@@ -220,6 +285,8 @@ def load_grid(
             raise ClfbenchError(f"{path}: '{key}' must be a non-empty list")
     raw = {k: _from_folder(path, v) if k in PATH_KEYS else v for k, v in raw.items()}
     check_spec_values({k: v for k, v in raw.items() if k in TASK_KEYS}, f"{path}: ")
+    if train_sizes is None and "train_sizes" in raw:
+        train_sizes = parse_train_sizes(raw["train_sizes"], f"{path}: train_sizes")
     overrides = dict(overrides or {})
     bad = sorted(set(overrides) - OVERRIDABLE)
     if bad:
@@ -261,7 +328,7 @@ def load_grid(
                             seed=seed,
                         )
                     )
-    return specs, raw
+    return expand_train_sizes(specs, train_sizes), raw
 
 
 def _from_folder(grid: Path, value: Any) -> Any:

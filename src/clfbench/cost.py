@@ -193,7 +193,8 @@ def run_cost(
     }
     if is_api:
         out.update(usd_per_1m_request=None, usd_per_1m_batch=None, usd_per_1m_api=api_usd,
-                   usd_per_1m=api_usd, cost_source=api_source or "API price unknown", train_usd=0.0)
+                   usd_per_1m=api_usd, cost_source=api_source or "API price unknown",
+                   train_usd=_num(info.get("optimisation_usd")) or 0.0)  # llm-dspy's optimisation calls
         return out
     per_request = usd_per_1m_sequential(_num(run.get("latency_ms_p50")), profile)
     batch = usd_per_1m_batch(_num(run.get("throughput_sps")), profile)

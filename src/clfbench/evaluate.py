@@ -99,7 +99,10 @@ def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True)
 def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
              timing: TimingLock) -> RunResult:
     seed_everything(spec.seed)
-    splits = splits or load_data(spec)
+    if splits is None:
+        from clfbench.splits import train_subset
+
+        splits = train_subset(load_data(spec), spec.train_size, spec.draw)
     method = build_method(spec)
     if hasattr(method, "verbose"):
         method.verbose = not quiet
@@ -169,6 +172,8 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
         "method": spec.method,
         "model": spec.model,
         "seed": spec.seed,
+        # learning curves: the size asked for and the labelled examples it realised
+        **({"train_size": spec.train_size, "n_train": len(splits.train)} if spec.train_size else {}),
     }
     config = {"spec": spec.identity(), "method_params": method.get_params(), "env": environment()}
     return RunResult(spec, metrics, prediction_rows(test, pred, proba), config, method)

@@ -15,6 +15,12 @@ start of every piece. The token prefix shared by every query (the template's pre
 key/value cache computed once and reused (expanded over the batch, cut back per batch to the
 tokens the batch really shares). Batches are left-padded (pads sit between the cached prefix
 and the query) with explicit position ids, so scores do not depend on the batch or the cache.
+Single-token answers are scored *packed* instead: a batch's queries are concatenated into one
+row, without padding, behind one copy of the prefix cache, under a block-diagonal causal mask
+(each query sees the prefix and its own earlier tokens) with each query's own position ids.
+No compute goes to pads (17% of the rows of a padded 5-shot SST-2 batch of 8), and the prefix
+is not repeated per prompt. The first packed batch is checked against the padded path, and
+a model whose attention does not take such a mask falls back to padding (recorded: `packed`).
 
 BOS (`bos`): "auto" adds the special tokens the tokenizer itself adds (nothing for Qwen, BOS
 for Llama), none when the rendered text already starts with BOS (chat templates that write
@@ -166,6 +172,14 @@ class PromptEncoder:
         n_prefix = min(_common_prefix(probes[0], p) for p in probes[1:])
         self.prefix_ids = probes[0][:n_prefix]
         fixed = len(self.ids(self.prompt_text("", "" if self.is_pair else None)))
+        if self.builder.descriptions_mode == "auto" and self.builder.label_descriptions and fixed > self.max_length // 2:
+            why = (f"with them the prompt without the query takes {fixed} of max_length={self.max_length} "
+                   "tokens (more than half); set descriptions=on and raise max_length to keep them")
+            self.builder.drop_descriptions(why)
+            if ("descriptions", why) not in _warned:
+                _warned.add(("descriptions", why))
+                log.warning("label descriptions left out: %s", why)
+            return self.__post_init__()
         self.text_budget = self.max_length - fixed
         if self.text_budget < 8:
             raise ClfbenchError(
@@ -427,6 +441,7 @@ class CausalLMClassifier:
             window and encoder.max_length + encoder.max_answer_tokens + GEN_MARGIN >= window
         )
         self._prefix_cache = None
+        self._packed_ok: bool | None = None  # packed scoring checked against padded on first use
         self.pad_id = encoder.tokenizer.pad_token_id
 
     @property
@@ -491,11 +506,70 @@ class CausalLMClassifier:
         return out, self._info(prompts, n_cut)
 
     def _score_batch(self, prompts: list[list[int]], cached: bool) -> np.ndarray:
+        answers = self.enc.score_ids
+        multi = any(len(a) > 1 for a in answers)
+        if not multi and self._packed_ok is not False and self._mask_kind() is not None:
+            packed = self._score_packed(prompts, cached)
+            if self._packed_ok is None:  # once per classifier: packed must equal padded
+                padded = self._score_padded(prompts, cached, multi)
+                tol = 1e-3 if self.model.dtype == torch.float32 else 5e-2
+                self._packed_ok = bool(np.abs(packed - padded).max() <= tol)
+                if not self._packed_ok:
+                    log.warning("packed scoring differs from padded scoring on this model "
+                                "(max %.2e); scoring padded batches", np.abs(packed - padded).max())
+                    return padded
+            return packed
+        return self._score_padded(prompts, cached, multi)
+
+    def _mask_kind(self) -> torch.dtype | None:
+        """The dtype of a custom 4D mask the model's attention takes (sdpa: bool, eager:
+        additive float), or None (other kernels: score padded batches)."""
+        impl = getattr(self.model.config, "_attn_implementation", None)
+        return {"sdpa": torch.bool, "eager": self.model.dtype}.get(impl)
+
+    def packed_inputs(self, prompts: list[list[int]], cached: bool) -> dict[str, Any]:
+        """One row: the queries (after the prefix tokens they all share) back to back, a 4D
+        block-diagonal causal mask over [shared prefix | queries], each query's own positions,
+        and the index of each query's last token."""
+        prefix = self.enc.prefix_ids
+        P = min(min(_common_prefix(q, prefix) for q in prompts), min(map(len, prompts)) - 1) if cached else 0
+        queries = [q[P:] for q in prompts]
+        lengths = torch.tensor([len(q) for q in queries])
+        N = int(lengths.sum())
+        seg = torch.repeat_interleave(torch.arange(len(queries)), lengths)
+        pos = torch.cat([torch.arange(P, P + n) for n in lengths.tolist()])
+        own = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
+        allowed = torch.cat([torch.ones(N, P, dtype=torch.bool), own], dim=1)[None, None]
+        kind = self._mask_kind()
+        if kind is torch.bool:
+            mask = allowed
+        else:
+            mask = torch.zeros(allowed.shape, dtype=kind).masked_fill(~allowed, torch.finfo(kind).min)
+        cache = None
+        if P > 0:
+            cache = copy.deepcopy(self.prefix_cache())
+            if P < len(prefix):
+                cache.crop(P - len(prefix))
+        dev = self.device
+        return {
+            "input_ids": torch.tensor([[t for q in queries for t in q]], device=dev),
+            "attention_mask": mask.to(dev), "position_ids": pos[None].to(dev),
+            "past_key_values": cache, "last": (lengths.cumsum(0) - 1).to(dev),
+        }
+
+    def _score_packed(self, prompts: list[list[int]], cached: bool) -> np.ndarray:
+        inp = self.packed_inputs(prompts, cached)
+        out = self.model(input_ids=inp["input_ids"], attention_mask=inp["attention_mask"],
+                         position_ids=inp["position_ids"], past_key_values=inp["past_key_values"],
+                         use_cache=inp["past_key_values"] is not None, logits_to_keep=inp["last"])
+        first = torch.log_softmax(out.logits[0].float(), dim=-1)  # (B, V): each query's last token
+        return torch.stack([first[:, a[0]] for a in self.enc.score_ids], dim=1).cpu().numpy()
+
+    def _score_padded(self, prompts: list[list[int]], cached: bool, multi: bool) -> np.ndarray:
         inp = self.batch_inputs(prompts, cached)
         from transformers import DynamicCache
 
         answers = self.enc.score_ids
-        multi = any(len(a) > 1 for a in answers)
         cache = inp["past_key_values"]
         if multi and cache is None:
             cache = DynamicCache(config=self.model.config)
@@ -601,6 +675,7 @@ class CausalLMClassifier:
             "prefix_tokens": len(self.enc.prefix_ids),
             "truncated": n_cut,
             "prefix_cache": self.use_prefix_cache,
+            "packed": bool(self._packed_ok),
             "bos": self.enc.bos,
             "complete_answers": self.enc.complete,
         }

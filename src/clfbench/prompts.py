@@ -3,8 +3,9 @@
 One `PromptBuilder` serves every LLM method (local prompting, LoRA SFT, API models), so
 they all see the same words. The template is a YAML file of Jinja2 strings
 (`prompts/default.yaml`; override per run with `--param template=FILE`); the task's
-`prompt:` block gives the instruction (which states the answer format) and the verbalizers
-(label name -> answer word).
+`prompt:` block gives the instruction (which states the answer format), the verbalizers
+(label name -> answer word) and, optionally, `label_descriptions` (label name -> one line),
+which the template renders after the instruction (`labels_block`) unless `descriptions="off"`.
 
 Few-shot layout (chat): the instruction opens the first user turn; each example is a
 user turn followed by an assistant turn holding its answer word; the query is the last
@@ -14,6 +15,7 @@ blocks, ending with the query and `Answer:`. The instruction is there with 0 or 
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -31,8 +33,10 @@ from clfbench.methods.base import INVALID
 PROMPT_DIR = Path(__file__).parent / "prompts"
 DEFAULT_TEMPLATE = PROMPT_DIR / "default.yaml"
 TEMPLATE_KEYS = (
-    "system", "default_instruction", "input", "first_user", "user", "answer_prefix", "plain_separator",
+    "system", "default_instruction", "labels_block", "input", "first_user", "user", "answer_prefix",
+    "plain_separator",
 )
+DESCRIPTION_MODES = ("auto", "on", "off")
 
 Shot = tuple[str, "str | None", int]
 
@@ -73,6 +77,44 @@ def load_template(path: str | Path | None = None) -> tuple[dict[str, str], str, 
     return fields, raw, str(path)
 
 
+def read_label_descriptions(path: str | Path) -> dict[str, str]:
+    """A user's label descriptions file (YAML or JSON): a mapping label -> one-line text."""
+    data = read_yaml(path, "label descriptions file")
+    return check_label_descriptions(data, None, str(path))
+
+
+def check_label_descriptions(data: Any, labels: list[str] | None, where: str) -> dict[str, str]:
+    """`data` as {label: one-line description}; unknown labels (when `labels` is given),
+    non-string or multi-line values are one ClfbenchError naming `where`."""
+    if not isinstance(data, dict):
+        raise ClfbenchError(f"{where}: label descriptions must be a mapping label -> one-line description")
+    out: dict[str, str] = {}
+    for label, text in data.items():
+        if not isinstance(text, str) or not text.strip() or "\n" in text.strip():
+            raise ClfbenchError(f"{where}: the description of label {label!r} must be one non-empty line of text")
+        out[str(label)] = text.strip()
+    if labels is not None:
+        unknown = sorted(set(out) - set(labels))
+        if unknown:
+            shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+            raise ClfbenchError(f"{where}: unknown label(s) {', '.join(unknown)}; labels: {shown}")
+    return out
+
+
+def inline_descriptions_file(model_dir: Path, builder: PromptBuilder) -> None:
+    """Make a saved model independent of its `label_descriptions` file: the file's descriptions
+    go into the `prompt` parameter of its method.json and the path is dropped, so the model
+    reloads (and renders the same prompt) where the file is not."""
+    meta_path = Path(model_dir) / "method.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    params = meta.get("params") or {}
+    if not params.get("label_descriptions"):
+        return
+    params["prompt"] = {**(params.get("prompt") or {}), "label_descriptions": dict(builder.all_descriptions)}
+    params["label_descriptions"] = None
+    meta_path.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+
+
 def _display(name: str | None, fallback: str) -> str:
     name = (name or fallback).replace("_", " ").strip()
     return name[:1].upper() + name[1:]
@@ -82,10 +124,15 @@ class PromptBuilder:
     """Renders classification prompts (chat messages or plain text) and parses answers.
 
     `prompt` is the task's prompt block: `instruction`, `verbalizers` (label -> word),
-    `text_name`, `pair_name`; `{}` builds a default from the label names.
+    `text_name`, `pair_name`, `label_descriptions` (label -> one line); `{}` builds a default
+    from the label names. `descriptions="off"` leaves the descriptions out of the prompt (an
+    A/B of the same grid); "auto" shows them unless a local model's PromptEncoder finds they
+    leave less than half of `max_length` for the query (`drop_descriptions`, recorded);
+    `descriptions_file` adds or overrides descriptions from a file.
     """
 
-    def __init__(self, prompt: dict | None, label_names: list[str], template: str | None = None):
+    def __init__(self, prompt: dict | None, label_names: list[str], template: str | None = None,
+                 descriptions: str = "auto", descriptions_file: str | None = None):
         prompt = dict(prompt or {})
         self.label_names = list(label_names)
         self.template, self.template_text, self.template_path = load_template(template)
@@ -110,15 +157,40 @@ class PromptBuilder:
         self._norm = norm
         self.text_name = _display(prompt.get("text_name"), "text")
         self.pair_name = _display(prompt.get("pair_name"), "text 2")
+        if descriptions not in DESCRIPTION_MODES:
+            raise ClfbenchError(f"descriptions={descriptions!r}; expected one of {', '.join(DESCRIPTION_MODES)}")
+        given = check_label_descriptions(prompt.get("label_descriptions") or {}, self.label_names,
+                                         "prompt.label_descriptions")
+        if descriptions_file:
+            given.update(check_label_descriptions(read_label_descriptions(descriptions_file),
+                                                  self.label_names, str(descriptions_file)))
+        self.descriptions_mode = descriptions
+        self.all_descriptions = dict(given)  # the task's and the file's, shown or not
+        #: label -> description, in label order: those the prompt shows (none when off)
+        self.label_descriptions = {n: given[n] for n in self.label_names if n in given} if descriptions != "off" else {}
+        self.descriptions_given = len(given)
+        self.descriptions_dropped: str | None = None  # why "auto" left them out, if it did
         self.instruction = str(prompt.get("instruction") or "").strip() or self._render(
             "default_instruction"
         )
+        self.labels_block = self._render("labels_block").strip()
+
+    def drop_descriptions(self, why: str) -> None:
+        """Leave the descriptions out ("auto" mode only: an explicit "on" is kept or refused)."""
+        self.label_descriptions, self.descriptions_dropped = {}, why
+        self.labels_block = self._render("labels_block").strip()
 
     # --- rendering -----------------------------------------------------------------------
+    def descriptions(self) -> list[tuple[str, str]]:
+        """(answer word, description) of each described label, in label order (empty when off)."""
+        return [(self.verbalizers[i], self.label_descriptions[n]) for i, n in enumerate(self.label_names)
+                if n in self.label_descriptions]
+
     def _render(self, key: str, **kw: Any) -> str:
         ctx = {
             "answers": self.verbalizers, "labels": self.label_names, "text_name": self.text_name,
             "pair_name": self.pair_name, "instruction": getattr(self, "instruction", ""),
+            "descriptions": self.descriptions(), "labels_block": getattr(self, "labels_block", ""),
             "text": None, "pair": None, **kw,
         }
         return _env.from_string(self.template[key]).render(**ctx)
@@ -150,7 +222,7 @@ class PromptBuilder:
         """The plain-text prompt for tokenizers without a chat template; ends with `Answer:`."""
         prefix = self._render("answer_prefix")
         sep = self._render("plain_separator")
-        blocks = [self.instruction]
+        blocks = [self.instruction] + ([self.labels_block] if self.labels_block else [])
         for t, p, y in shots:
             blocks.append(self.render_input(t, p) + "\n" + prefix + self.answer(int(y), chat=False))
         blocks.append(self.render_input(text, pair) + "\n" + prefix)
@@ -179,6 +251,10 @@ class PromptBuilder:
             "verbalizers": dict(zip(self.label_names, self.verbalizers)),
             "text_name": self.text_name,
             "pair_name": self.pair_name,
+            "descriptions": self.descriptions_mode,
+            "descriptions_dropped": self.descriptions_dropped,
+            "label_descriptions": dict(self.label_descriptions) or None,
+            "labels_block": self.labels_block or None,
         }
 
     # --- parsing -------------------------------------------------------------------------
@@ -244,4 +320,5 @@ def sample_shots(train: LabeledTexts, k: int, seed: int) -> list[int]:
     return chosen
 
 
-__all__ = ["INVALID", "PromptBuilder", "load_template", "normalize_answer", "sample_shots"]
+__all__ = ["INVALID", "PromptBuilder", "check_label_descriptions", "inline_descriptions_file", "load_template",
+           "normalize_answer", "read_label_descriptions", "sample_shots"]

@@ -21,18 +21,38 @@ COLUMNS = {
 DEGENERATE_MARK = "⚠ degenerate"
 
 
+#: Learning-curve columns, shown when a run of the folder has a training size (`--train-sizes`):
+#: the size asked for and the labelled training examples it realised.
+SIZE_COLUMNS = {"train_size": "train size", "n_train": "n train"}
+
+
+def columns(df: pd.DataFrame) -> dict[str, str]:
+    """The table's columns: COLUMNS, plus the training size ones after `seed` when present."""
+    if "train_size" not in df.columns:
+        return COLUMNS
+    keys = list(COLUMNS)
+    at = keys.index("seed") + 1
+    return {k: {**COLUMNS, **SIZE_COLUMNS}[k] for k in [*keys[:at], *SIZE_COLUMNS, *keys[at:]]}
+
+
 def results_frame(root) -> pd.DataFrame:
     runs = Store(root).runs()
-    df = pd.DataFrame([{**{k: r.get(k) for k in ["run_id", *COLUMNS]},
+    sized = any(r.get("train_size") for r in runs)
+    keys = ["run_id", *COLUMNS, *(SIZE_COLUMNS if sized else [])]
+    df = pd.DataFrame([{**{k: r.get(k) for k in keys},
                         "degenerate": bool(r.get("degenerate"))} for r in runs])
     if df.empty:
         return pd.DataFrame(columns=["run_id", *COLUMNS, "degenerate"])
     df["model"] = df["model"].fillna("-")
+    if sized:
+        df["n_train"] = df["n_train"].astype("Int64")
+        return df.sort_values(["task", "method", "n_train", "macro_f1"], ascending=[True, True, True, False],
+                              na_position="first").reset_index(drop=True)
     return df.sort_values(["task", "macro_f1"], ascending=[True, False]).reset_index(drop=True)
 
 
 def _fmt(key: str, v) -> str:
-    if v is None or (isinstance(v, float) and pd.isna(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
         return "-"
     if key in ("accuracy", "macro_f1", "mcc"):
         return f"{v:.4f}"
@@ -46,11 +66,12 @@ def render(df: pd.DataFrame, fmt: str = "table") -> str:
         return df.to_csv(index=False)
     if fmt == "json":
         return json.dumps(df.to_dict(orient="records"), indent=2, default=str)
+    cols = columns(df)
     cells = [[_fmt(k, row[k]) + (f" {DEGENERATE_MARK}" if k == "method" and row.get("degenerate") else "")
-              for k in COLUMNS] for _, row in df.iterrows()]
+              for k in cols] for _, row in df.iterrows()]
     if fmt == "markdown":
-        head = "| " + " | ".join(COLUMNS.values()) + " |"
-        sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+        head = "| " + " | ".join(cols.values()) + " |"
+        sep = "|" + "|".join("---" for _ in cols) + "|"
         rows = ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
         return "\n".join([head, sep] + rows) + "\n"
     from rich.console import Console
@@ -58,7 +79,7 @@ def render(df: pd.DataFrame, fmt: str = "table") -> str:
     from rich.text import Text
 
     table = Table(show_lines=False)
-    for key, title in COLUMNS.items():
+    for key, title in cols.items():
         table.add_column(title, justify="left" if key in ("task", "method", "model") else "right")
     for r in cells:
         table.add_row(*(Text(c) for c in r))  # names as written, never read as rich markup

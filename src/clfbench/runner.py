@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from rich.markup import escape
 from clfbench.config import RunSpec, expand_draws, repeat_key
 from clfbench.evaluate import RunResult, build_method, execute, load_data
 from clfbench.executors import Executor, Job, SequentialExecutor
-from clfbench.splits import TaskSplits
+from clfbench.splits import SMALL_SIZE_DRAWS, TaskSplits, size_draws_needed, train_subset
 from clfbench.store import Store, incomplete_reason
 from clfbench.worker import execute_in_worker
 
@@ -46,11 +47,8 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
         build_method(spec)
     store = Store(out)
     store.check_writable()  # an unusable --out fails before any work
-    data: dict[tuple, TaskSplits] = {}
-    for spec in specs:  # every file is read and checked before the first run
-        key = data_key(spec)
-        if key not in data:
-            data[key] = load_data(spec)
+    data = _load_all(specs)
+    specs = unique(expand_size_draws(specs, data))
     todo = [s for s in specs if not store.is_complete(s.hash())]
     skipped = len(specs) - len(todo)
     if skipped:
@@ -64,7 +62,42 @@ def not_complete(specs: list[RunSpec], out: str | Path) -> list[RunSpec]:
     """The runs of `specs` (draws expanded) that `out` does not hold as complete results: left
     incomplete (failed API requests), or claimed by a process that has not finished them."""
     store = Store(out)
-    return [s for s in unique(expand_draws(specs)) if not store.is_complete(s.hash())]
+    specs = unique(expand_draws(specs))
+    if any(s.train_size for s in specs):  # size draws depend on the data's realised sizes
+        specs = unique(expand_size_draws(specs, _load_all(specs)))
+    return [s for s in specs if not store.is_complete(s.hash())]
+
+
+def _load_all(specs: list[RunSpec]) -> dict[tuple, TaskSplits]:
+    """Every file read and checked before the first run: the splits per `data_key`."""
+    data: dict[tuple, TaskSplits] = {}
+    for spec in specs:
+        key = data_key(spec)
+        if key not in data:
+            data[key] = load_data(spec)
+    return data
+
+
+def splits_for(spec: RunSpec, data: dict[tuple, TaskSplits]) -> TaskSplits:
+    """The splits a run trains and is scored on: its data, train cut to its learning-curve size."""
+    return train_subset(data[data_key(spec)], spec.train_size, spec.draw)
+
+
+def expand_size_draws(specs: list[RunSpec], data: dict[tuple, TaskSplits]) -> list[RunSpec]:
+    """A learning-curve size realising fewer than `splits.SMALL_SIZE` examples runs
+    `spec.size_draws` (default `SMALL_SIZE_DRAWS`) times (draw 0..N-1, each a different nested subset; the training seed
+    stays the spec's). A spec with its own `params.draws` keeps those draws. Sizes are checked
+    here, against the data, before any run starts."""
+    out = []
+    for spec in specs:
+        if not spec.train_size or spec.draw or spec.params.get("draws", 1) > 1:
+            out.append(spec)
+            continue
+        sub = splits_for(spec, data)
+        n, pool = sub.notes["train_size"]["n"], len(data[data_key(spec)].train)
+        draws = (spec.size_draws or SMALL_SIZE_DRAWS) if size_draws_needed(n, pool) else 1
+        out.extend(replace(spec, draw=d) for d in range(draws))
+    return out
 
 
 def isolate_default() -> bool:
@@ -73,8 +106,9 @@ def isolate_default() -> bool:
 
 
 def _label(spec: RunSpec) -> str:
-    return f"{spec.task_label} / {spec.method}" + (f" / {spec.model}" if spec.model else "") + f" / seed {spec.seed}" + (
-        f" draw {spec.draw}" if spec.params.get("draws", 1) > 1 else "")
+    return (f"{spec.task_label} / {spec.method}" + (f" / {spec.model}" if spec.model else "")
+            + (f" / train {spec.train_size}" if spec.train_size else "") + f" / seed {spec.seed}"
+            + (f" draw {spec.draw}" if spec.params.get("draws", 1) > 1 or spec.train_size else ""))
 
 
 def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, executor: Executor,
@@ -99,7 +133,7 @@ def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, exe
                         console.print(f"  skipped: {why}")
                         continue
                     held[spec.hash()] = scratch = _model_scratch(spec)
-                    executor.submit(Job(spec, data[data_key(spec)], quiet, scratch.__enter__()))
+                    executor.submit(Job(spec, splits_for(spec, data), quiet, scratch.__enter__()))
                 if not held:
                     break
                 for job, outcome in executor.wait():
@@ -202,4 +236,4 @@ def unique(specs: list[RunSpec]) -> list[RunSpec]:
     return out
 
 
-__all__ = ["data_key", "isolate_default", "run_grid", "run_one", "unique"]
+__all__ = ["data_key", "expand_size_draws", "isolate_default", "run_grid", "run_one", "splits_for", "unique"]

@@ -60,6 +60,12 @@ PARAM_RULES: dict[str, tuple[Any, ...]] = {
     "shots": (Ge(0),),
     "max_new_tokens": (Ge(1),),
     "temperature": (Ge(0),),
+    "descriptions": (OneOf(("auto", "on", "off")),),
+    "optimizer": (OneOf(("bootstrap", "mipro")),),
+    "trials": (Ge(1),),
+    "max_demos": (Ge(0),),
+    "max_calls": (Ge(1),),
+    "proposal_max_tokens": (Ge(1),),
 }
 
 _NUMBERS = (int, float)

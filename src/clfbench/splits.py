@@ -12,12 +12,17 @@ Model selection only ever sees `validation`; metrics are reported on `test`, whi
 sees before evaluation. Carved held-out parts never take a class's last example, so train
 keeps every class. Where the splits came from is written to the run's notes.
 `--max-train` / `--max-eval` subsample stratified with the data seed, never the first N rows.
+Learning curves (`--train-sizes`) cut train further with `train_subset`: nested, seeded,
+stratified subsets of the (possibly `--max-train`-capped) training pool.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from clfbench.data import LabeledTexts, stratified_indices, stratified_split
 from clfbench.errors import ClfbenchError
@@ -108,3 +113,74 @@ def resolve_splits(
                 f"{len(set(train.labels.tolist()))} classes, and a held-out split never takes a "
                 f"class's last example; give a {name} file or more examples per class")
     return TaskSplits(train, val, test, notes)
+
+
+# --- learning curves ---------------------------------------------------------------------------
+#: Sizes realising fewer training examples than this get several draws (small samples vary most).
+SMALL_SIZE = 100
+#: Draws (different seeded subsets) at a small size; larger sizes and `all` get one.
+SMALL_SIZE_DRAWS = 5
+
+
+def size_counts(labels: np.ndarray, size: str) -> np.ndarray:
+    """Examples per class (classes in id order) that a learning-curve size takes from a pool.
+
+    "N/class": min(N, available) of each class. "N": N examples allocated to classes in
+    proportion to their counts, at least one each, by Sainte-Lague's divisor method applied
+    one example at a time, so the count of every class never falls as N grows (nested sizes
+    stay nested; largest-remainder rounding can lose one). "all": the whole pool.
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    avail = np.bincount(labels, minlength=k)
+    if size == "all":
+        return avail
+    if size.endswith("/class"):
+        return np.minimum(avail, int(size.split("/")[0]))
+    n = int(size)
+    present = avail > 0
+    if n >= avail.sum():
+        return avail
+    if n < present.sum():
+        raise ClfbenchError(f"train_size {size}: fewer examples than the {int(present.sum())} classes "
+                            "of the training split; use at least one per class")
+    take = present.astype(np.int64)
+    heap = [(-(avail[c] / (2 * take[c] + 1)), c) for c in range(k) if present[c] and take[c] < avail[c]]
+    heapq.heapify(heap)
+    for _ in range(n - int(take.sum())):
+        _, c = heapq.heappop(heap)
+        take[c] += 1
+        if take[c] < avail[c]:
+            heapq.heappush(heap, (-(avail[c] / (2 * take[c] + 1)), c))
+    return take
+
+
+def train_subset(splits: TaskSplits, size: str | None, draw: int = 0) -> TaskSplits:
+    """The splits with train cut to a learning-curve `size` (None: unchanged).
+
+    Nested and seeded: each class of the pool is shuffled once per (data seed, draw), and a
+    size takes the first `size_counts` examples of each class's shuffle, so within one draw a
+    smaller size is contained in a larger one wherever it takes no more of any class (always
+    between N/class sizes, and between N sizes). Stratified by construction. Validation and
+    test are untouched: every size selects on the same validation split and is scored on the
+    same test examples. The size, draw and realised count are added to the notes.
+    """
+    if size is None:
+        return splits
+    train = splits.train
+    seed = int(splits.notes.get("data_seed", 0))
+    rng = np.random.default_rng([seed, 5, draw])  # 5: after the splits' own offsets 0-4
+    counts = size_counts(train.labels, size)
+    chosen = [rng.permutation(np.flatnonzero(train.labels == c))[:counts[c]] for c in range(len(counts))]
+    idx = np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.arange(0)
+    n = len(idx)
+    notes = {**splits.notes, "sizes": {**splits.notes.get("sizes", {}), "train": n},
+             "train_size": {"size": size, "draw": draw, "n": n, "pool": len(train),
+                            "rule": f"nested stratified subset of the training pool; several draws "
+                                    f"(default {SMALL_SIZE_DRAWS}) below {SMALL_SIZE} examples"}}
+    return TaskSplits(train.subset(idx), splits.validation, splits.test, notes)
+
+
+def size_draws_needed(n: int, pool: int) -> bool:
+    """Several draws for a size: fewer than SMALL_SIZE examples, and not the whole pool."""
+    return n < SMALL_SIZE and n < pool

@@ -18,7 +18,7 @@ from clfbench.methods.torch_training import (
     balanced_class_weights,
     balanced_sampler,
     encode,
-    make_loader,
+    make_sampler,
     train_loop,
 )
 
@@ -170,11 +170,9 @@ def test_class_weight_and_sampling_change_training(zoo):
         key = next(iter(opts), None)
         assert (m.fit_info_[key] == "balanced") if key else m.fit_info_["class_weight"] is None
     assert len(set(losses.values())) == 3
-    feats = [{"input_ids": [2, 5, 3], "labels": int(y)} for y in train.labels]
-    tok = m.tokenizer_
     g = torch.Generator().manual_seed(0)
-    assert isinstance(make_loader(feats, tok, 8, "balanced", g).sampler, WeightedRandomSampler)
-    assert isinstance(make_loader(feats, tok, 8, None, g).sampler, RandomSampler)
+    assert isinstance(make_sampler(train.labels, "balanced", g), WeightedRandomSampler)
+    assert isinstance(make_sampler(train.labels, None, g), RandomSampler)
 
 
 @pytest.mark.parametrize("bad", [{"class_weight": "auto"}, {"sampling": "over"}, {"selection": "loss"}])

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 TUNING = {"tune", "tune_trials", "lr_grid"}
 # Placeholders resolved when the test runs.
 MODEL, TEMPLATE, SERVER = "<model>", "<template>", "<server>"
+DESCRIPTIONS = "<descriptions>"  # a label descriptions file: positive -> "LDESC liked it"
 
 TRAIN = toy_data(30, 0, long_every=5, proportions=(2, 1, 1))
 VALIDATION = toy_data(12, 1)
@@ -52,7 +53,6 @@ class Probe:
 
     manual_seeds: list[int] = field(default_factory=list)
     clip_norms: list[float] = field(default_factory=list)
-    warmup_steps: list[tuple[int, int]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     train_labels: np.ndarray = field(default_factory=lambda: TRAIN.labels)
 
@@ -90,6 +90,14 @@ TORCH_TRAINED = {  # encoder-ft, encoder-lora and decoder-head share the trainin
     "device": Use("cpu", lambda m, p: fi(m, "device") == "cpu"),
     "seed": Use(7, lambda m, p: 7 in p.manual_seeds),
 }
+# The Trainer's extras (encoder-ft, encoder-lora, decoder-head, llm-sft): what the Trainer ran with.
+TRAINER = {
+    # fitted alone: 30 examples in batches of 16 = 2 batches, accumulated into 1 optimizer step
+    "grad_accum": Use(2, lambda m, p: fi(m, "trainer", "gradient_accumulation_steps") == 2
+                      and fi(m, "optimizer", "total_steps") == 1, alone={}),
+    "grad_checkpointing": Use(True, lambda m, p: fi(m, "trainer", "gradient_checkpointing") is True),
+    "bf16": Use(True, lambda m, p: fi(m, "trainer", "mixed_precision") == "bf16"),
+}
 LORA = {
     "r": Use(4, lambda m, p: fi(m, "lora", "r") == 4),
     "lora_alpha": Use(8, lambda m, p: fi(m, "lora", "alpha") == 8),
@@ -118,6 +126,10 @@ def _llm_prompt_table(trained: bool) -> dict[str, Use]:
         "max_new_tokens": Use(3, lambda m, p: info(m, "max_new_tokens") == 3, alone={"decision": "generate"}),
         "device": Use("cpu", lambda m, p: m.lm_.device.type == "cpu"),
         "dtype": Use("bfloat16", lambda m, p: m.lm_.dtype == torch.bfloat16),
+        "label_descriptions": Use(DESCRIPTIONS, lambda m, p: "- positive: LDESC liked it" in fi(
+            m, "prompt", "rendered_example"), alone={}),  # alone: the shared fit's max_length is 48
+        "descriptions": Use("off", lambda m, p: "LDESC" not in fi(m, "prompt", "rendered_example")
+                            and fi(m, "prompt", "descriptions") == "off", alone={"label_descriptions": DESCRIPTIONS}),
     }
 
 
@@ -143,10 +155,10 @@ USED: dict[str, dict[str, Use]] = {
         "device": Use("cpu", lambda m, p: fi(m, "device") == "cpu"),
         "seed": Use(7, lambda m, p: m.lr_.random_state == 7),
     },
-    "encoder-ft": {**TORCH_TRAINED, **ENGINE},
-    "encoder-lora": {**TORCH_TRAINED, **LORA, **ENGINE,
+    "encoder-ft": {**TORCH_TRAINED, **TRAINER, **ENGINE},
+    "encoder-lora": {**TORCH_TRAINED, **TRAINER, **LORA, **ENGINE,
                      "target_modules": Use(["query"], lambda m, p: fi(m, "lora", "target_modules") == ["query"])},
-    "decoder-head": {**TORCH_TRAINED, **LORA,
+    "decoder-head": {**TORCH_TRAINED, **TRAINER, **LORA,
                      "target_modules": Use(["q_proj"], lambda m, p: fi(m, "lora", "target_modules") == ["q_proj"])},
     "llm-prompt": {
         **_llm_prompt_table(trained=False),
@@ -158,6 +170,12 @@ USED: dict[str, dict[str, Use]] = {
     },
     "llm-sft": {
         **_llm_prompt_table(trained=True),
+        # llm-sft leaves descriptions out by default (they would lengthen every training example)
+        "label_descriptions": Use(DESCRIPTIONS, lambda m, p: "- positive: LDESC liked it" in fi(
+            m, "prompt", "rendered_example"), alone={"descriptions": "on"}),
+        "descriptions": Use("on", lambda m, p: "LDESC" in fi(m, "prompt", "rendered_example")
+                            and fi(m, "prompt", "descriptions") == "on", alone={"label_descriptions": DESCRIPTIONS}),
+        **TRAINER,
         "epochs": Use(2, lambda m, p: len(fi(m, "history")) == 2),
         "lr": Use(1e-3, lambda m, p: fi(m, "optimizer", "lr") == 1e-3),
         "r": Use(4, lambda m, p: m.lm_.peft_config["default"].r == 4),
@@ -166,7 +184,8 @@ USED: dict[str, dict[str, Use]] = {
         "target_modules": Use(["q_proj"], lambda m, p: set(m.lm_.peft_config["default"].target_modules) == {"q_proj"}),
         "class_weight": Use("balanced", lambda m, p: len(set(fi(m, "class_weights").values())) > 1),
         # 30 examples, batches of 3, 2 epochs: 20 steps, int(0.5 * 20) of them warm-up.
-        "warmup_ratio": Use(0.5, lambda m, p: (10, 20) in p.warmup_steps),
+        "warmup_ratio": Use(0.5, lambda m, p: (fi(m, "optimizer", "warmup_steps"), fi(m, "optimizer", "total_steps"))
+                            == (10, 20)),  # recorded where the Trainer's scheduler is built
         "weight_decay": Use(0.1, lambda m, p: fi(m, "optimizer", "weight_decay") == 0.1),
         "seed": Use(7, lambda m, p: 7 in p.manual_seeds),
     },
@@ -193,8 +212,80 @@ USED: dict[str, dict[str, Use]] = {
         "stream": Use(False, lambda m, p: all(r["body"]["stream"] is False for r in p.requests)),
         "prompt": Use({"instruction": "Say XYZZY."}, lambda m, p: "XYZZY" in p.requests[-1]["body"]["messages"][0]["content"]),
         "template": Use(TEMPLATE, lambda m, p: "Review >>>" in p.requests[-1]["body"]["messages"][-1]["content"]),
+        "label_descriptions": Use(DESCRIPTIONS, lambda m, p: "- positive: LDESC liked it" in p.requests[-1][
+            "body"]["messages"][0]["content"]),
+        "descriptions": Use("off", lambda m, p: "LDESC" not in str([r["body"] for r in p.requests])
+                            and fi(m, "prompt", "descriptions") == "off", alone={"label_descriptions": DESCRIPTIONS}),
+    },
+    "llm-dspy": {
+        "model": Use("test-model", lambda m, p: all(r["body"]["model"] == "test-model" for r in p.requests)),
+        "base_url": Use(SERVER, lambda m, p: len(p.requests) > 0),
+        "api_key_env": Use("CLFBENCH_TEST_PARAMS_KEY", lambda m, p: all(
+            r["headers"].get("Authorization") == "Bearer sk-params-test-123" for r in p.requests)),
+        "optimizer": Use("mipro", lambda m, p: fi(m, "search", "method") == "MIPROv2"
+                         and fi(m, "search", "proposer_calls") > 0, alone={"trials": 2}),
+        "trials": Use(2, lambda m, p: fi(m, "search", "candidates") == 2, alone={}),
+        "max_demos": Use(1, lambda m, p: len(fi(m, "program", "demos")) == 1 == fi(m, "max_demos")),
+        "proposal_max_tokens": Use(77, lambda m, p: any(r["body"]["max_tokens"] == 77 for r in p.requests),
+                                   alone={"optimizer": "mipro", "trials": 2}),
+        "seed": Use(7, lambda m, p: fi(m, "program", "demos")[0]["text"] == TRAIN.texts[_shuffled(30, 7)[0]]),
+        "concurrency": Use(3, lambda m, p: m._client().concurrency == 3),
+        "max_retries": Use(2, lambda m, p: m._client().max_retries == 2),
+        "timeout_s": Use(5.0, lambda m, p: m._client().timeout_s == 5.0),
+        "backoff_base_s": Use(0.02, lambda m, p: m._client().backoff_base_s == 0.02),
+        "backoff_max_s": Use(0.04, lambda m, p: m._client().backoff_max_s == 0.04),
+        "budget_usd": Use(5.0, lambda m, p: m._client().budget.limit_usd == 5.0),
+        "prices": Use("<prices>", lambda m, p: m.price_ == {"input": 1.0, "output": 2.0}),
+        "max_tokens": Use(40, lambda m, p: all(r["body"]["max_tokens"] == 40 for r in p.requests)),
+        "temperature": Use(0.3, lambda m, p: all(r["body"]["temperature"] == 0.3 for r in p.requests)),
+        "stream": Use(False, lambda m, p: all(r["body"]["stream"] is False for r in p.requests)),
+        "prompt": Use({"instruction": "Say XYZZY."}, lambda m, p: "XYZZY" in p.requests[-1]["body"]["messages"][0]["content"]),
+        "label_descriptions": Use(DESCRIPTIONS, lambda m, p: "positive: LDESC liked it" in p.requests[-1][
+            "body"]["messages"][0]["content"]),
+        "descriptions": Use("off", lambda m, p: "LDESC" not in str([r["body"] for r in p.requests])
+                            and fi(m, "default_prompt", "prompt", "descriptions") == "off",
+                            alone={"label_descriptions": DESCRIPTIONS}),
+    },
+    "setfit": {
+        "model": Use(MODEL, lambda m, p: fi(m, "model", "name") == m.model),
+        # 30 texts x 2 iterations x (1 positive + 1 negative) = 120 pairs; batches of 8, 2 epochs
+        "num_iterations": Use(2, lambda m, p: fi(m, "pairs") == 120 and fi(m, "num_iterations") == 2),
+        "batch_size": Use(8, lambda m, p: fi(m, "steps") == 30 and fi(m, "optimizer", "batch_size") == 8),
+        "epochs": Use(2, lambda m, p: fi(m, "steps") == 30 and fi(m, "optimizer", "epochs") == 2),
+        "lr": Use(1e-3, lambda m, p: fi(m, "optimizer", "lr") == 1e-3),
+        "warmup_ratio": Use(0.5, lambda m, p: fi(m, "optimizer", "warmup_steps") == 15),
+        "max_steps": Use(3, lambda m, p: fi(m, "steps") == 3, alone={}),
+        # 16/7/7 texts per class: 192 positive and 273 negative pairs (with replacement)
+        "sampling_strategy": Use("undersampling", lambda m, p: fi(m, "pairs") == 2 * 192,
+                                 alone={"num_iterations": None}),
+        "C": Use(0.5, lambda m, p: m.lr_.C == 0.5 == fi(m, "C")),
+        "c_grid": Use([1000], lambda m, p: m.lr_.C == 1000 == fi(m, "C"), alone={"max_steps": 1}),
+        "max_iter": Use(7, lambda m, p: m.lr_.max_iter == 7),
+        "max_length": Use(8, lambda m, p: m.body_.max_seq_length == 8),
+        "device": Use("cpu", lambda m, p: fi(m, "device") == "cpu"),
+        "seed": Use(7, lambda m, p: m.lr_.random_state == 7 and 7 in p.manual_seeds),
+    },
+    "distill": {
+        "teacher": Use({"method": "llm-api", "model": "test-model", "base_url": SERVER, "timeout_s": 2.0},
+                       lambda m, p: fi(m, "teacher", "method") == "llm-api"
+                       and fi(m, "labelling", "calls") == len(p.requests) == 5),  # the probe + 4 pool texts
+        "student": Use(MODEL, lambda m, p: fi(m, "student", "fit_info", "model", "source") == m.student),
+        "student_params": Use({"epochs": 2}, lambda m, p: len(fi(m, "student", "fit_info", "history")) == 2),
+        "pool": Use("<pool>", lambda m, p: fi(m, "labelling", "pool_size") == 4
+                    and fi(m, "agreement_with_gold") is None),
+        "pool_text_col": Use("review", lambda m, p: any("POOLTEXT" in str(r["body"]) for r in p.requests)),
+        "prompt": Use({"instruction": "Say XYZZY."}, lambda m, p: "XYZZY" in p.requests[-1]["body"]["messages"][0]["content"]),
+        "seed": Use(7, lambda m, p: fi(m, "teacher", "params", "seed") == 7 and 7 in p.manual_seeds),
     },
 }
+
+
+def _shuffled(n: int, seed: int) -> list[int]:
+    import random
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
 
 # (parameter, bad value, other parameters it needs to be bad with)
 BAD: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
@@ -203,15 +294,23 @@ BAD: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
                     ("class_weight", "weird", {}), ("device", "nope", {})],
     "encoder-ft": [("backend", "tpu", {}), ("quantize", True, {"backend": "torch"}),
                    ("eval_dtype", "fp8", {}), ("recheck", -1, {}), ("selection", "best", {}),
-                   ("sampling", "weird", {}), ("class_weight", "weird", {}), ("eval_batch_size", 0, {})],
+                   ("sampling", "weird", {}), ("class_weight", "weird", {}), ("eval_batch_size", 0, {}),
+                   ("grad_accum", 0, {}), ("grad_checkpointing", "yes", {}), ("bf16", "maybe", {})],
     "encoder-lora": [("backend", "tpu", {}), ("quantize", True, {"backend": "torch"}),
                      ("target_modules", ["no_such_layer"], {})],
     "decoder-head": [("target_modules", ["no_such_layer"], {}), ("selection", "best", {})],
     "llm-prompt": [("decision", "vote", {}), ("shots", -1, {}), ("draws", 0, {}), ("dtype", "float99", {}),
                    ("bos", "sometimes", {})],
-    "llm-sft": [("decision", "vote", {}), ("epochs", 0, {}), ("class_weight", "weird", {})],
+    "llm-sft": [("decision", "vote", {}), ("epochs", 0, {}), ("class_weight", "weird", {}), ("grad_accum", 0, {})],
     "llm-api": [("base_url", "ftp://x", {}), ("decision", "best", {}), ("concurrency", 0, {}),
                 ("budget_usd", -1, {}), ("max_tokens", 0, {})],
+    "llm-dspy": [("optimizer", "best", {}), ("max_calls", 0, {}), ("max_demos", -1, {}), ("trials", 0, {}),
+                 ("base_url", "ftp://x", {}), ("descriptions", "maybe", {})],
+    "setfit": [("sampling_strategy", "random", {}), ("num_iterations", 0, {}), ("max_steps", 0, {}),
+               ("C", -1, {}), ("c_grid", [1, 4], {"C": 2.0})],
+    "distill": [("teacher", {"method": "llm-sft", "model": "x"}, {}), ("teacher", {"method": "llm-api"}, {}),
+                ("student_params", {"epochs": 0}, {}), ("pool", "no/such/file.csv", {}),
+                ("pool_pair_col", "review", {"pool": "<pool>"})],
 }
 # Per method: which tiny model, and parameters every fit gets (fast, no tuning).
 SETUP: dict[str, dict[str, Any]] = {
@@ -224,6 +323,11 @@ SETUP: dict[str, dict[str, Any]] = {
     "llm-sft": {"arch": "llama", "base": {"epochs": 1, "batch_size": 16}},
     "llm-api": {"base": {"model": "test-model", "base_url": SERVER, "timeout_s": 2.0,
                          "backoff_base_s": 0.01, "backoff_max_s": 0.02}},
+    "llm-dspy": {"base": {"model": "test-model", "base_url": SERVER, "timeout_s": 2.0,
+                          "backoff_base_s": 0.01, "backoff_max_s": 0.02, "max_demos": 2}},
+    "setfit": {"arch": "bert", "base": {"num_iterations": 1, "batch_size": 16}},
+    "distill": {"arch": "bert", "base": {"teacher": {"method": "llm-api", "model": "test-model", "base_url": SERVER},
+                                         "student": MODEL, "student_params": {"epochs": 1}}},
 }
 
 
@@ -243,24 +347,16 @@ def test_every_parameter_is_covered(method):
 # --- running a fit --------------------------------------------------------------------------------
 @pytest.fixture
 def probe(monkeypatch) -> Probe:
-    """Record the seeds given to torch, the clipping norms and warm-up schedules built."""
-    import transformers
-
+    """Record the seeds given to torch and the clipping norms."""
     p = Probe()
     real_seed, real_clip = torch.manual_seed, torch.nn.utils.clip_grad_norm_
-    real_sched = transformers.get_linear_schedule_with_warmup
     monkeypatch.setattr(torch, "manual_seed", lambda s: p.manual_seeds.append(s) or real_seed(s))
 
     def clip(params, max_norm, *a, **k):
         p.clip_norms.append(max_norm)
         return real_clip(params, max_norm, *a, **k)
 
-    def sched(opt, warmup, total, *a, **k):
-        p.warmup_steps.append((warmup, total))
-        return real_sched(opt, warmup, total, *a, **k)
-
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
-    monkeypatch.setattr(transformers, "get_linear_schedule_with_warmup", sched)
     return p
 
 
@@ -271,12 +367,19 @@ def resolve(zoo, tmp_path, monkeypatch):
     template.write_text('input: "Review >>> {{ text }}"\n')
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  test-model: {input: 1.0, output: 2.0}\n")
+    descriptions = tmp_path / "descriptions.yaml"
+    descriptions.write_text("positive: LDESC liked it\n")
     monkeypatch.setenv("CLFBENCH_TEST_PARAMS_KEY", "sk-params-test-123")
+    pool = tmp_path / "pool.csv"  # distill's pool file: the texts are in column `review`
+    pool.write_text("text,review\n" + "".join(f"x,POOLTEXT {w} movie\n" for w in ("good", "bad", "fun", "awful")))
 
     def _resolve(method: str, params: dict[str, Any], server_url: str | None) -> dict[str, Any]:
         values = {MODEL: zoo(SETUP[method]["arch"]) if "arch" in SETUP[method] else None,
-                  TEMPLATE: str(template), SERVER: server_url, "<prices>": str(prices)}
-        return {k: values.get(v, v) if isinstance(v, str) else v for k, v in params.items()}
+                  TEMPLATE: str(template), SERVER: server_url, "<prices>": str(prices),
+                  DESCRIPTIONS: str(descriptions), "<pool>": str(pool)}
+        sub = lambda v: values.get(v, v) if isinstance(v, str) else v  # noqa: E731
+        return {k: {kk: sub(vv) for kk, vv in v.items()} if isinstance(v, dict) else sub(v)
+                for k, v in params.items()}
 
     return _resolve
 
@@ -284,7 +387,7 @@ def resolve(zoo, tmp_path, monkeypatch):
 def _fit(method: str, params: dict[str, Any], resolve, server_url: str | None = None):
     setup = SETUP[method]
     given = {**setup.get("base", {}), **params}
-    if "arch" in setup:
+    if "arch" in setup and "model" in accepted_params(method):
         given.setdefault("model", MODEL)
     if TUNING & accepted_params(method):
         given["tune"] = "off"
@@ -304,14 +407,22 @@ def _runs(method: str) -> list[tuple[dict[str, Any], list[str]]]:
 
 def _fitted(method: str, params: dict[str, Any], resolve, probe: Probe):
     """The method fitted with `params`; llm-api against a loopback server, requests recorded."""
-    for spied in (probe.manual_seeds, probe.clip_norms, probe.warmup_steps):
+    for spied in (probe.manual_seeds, probe.clip_norms):
         spied.clear()
-    if method != "llm-api":
+    if method not in ("llm-api", "llm-dspy", "distill"):
         return _fit(method, params, resolve)
     pytest.importorskip("httpx")  # the `api` extra
-    from api_server import ApiServer, keyword_reply
+    from api_server import ApiServer, dspy_reply, keyword_reply
+    from neural_helpers import NEGATIVE, POSITIVE
 
-    with ApiServer(keyword_reply({"great", "good", "wonderful", "fun"})) as server:
+    if method == "llm-dspy":
+        pytest.importorskip("dspy")  # the `dspy` extra
+        words = lambda q, ws: any(w in q.split() for w in ws)  # noqa: E731
+        reply = dspy_reply(lambda q: "positive" if words(q, POSITIVE) else "negative" if words(q, NEGATIVE)
+                           else "neutral")
+    else:
+        reply = keyword_reply({"great", "good", "wonderful", "fun"})
+    with ApiServer(reply) as server:
         m = _fit(method, params, resolve, server.url)
         m.classify(TEST)
         probe.requests = list(server.requests)

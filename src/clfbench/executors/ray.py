@@ -31,7 +31,8 @@ from clfbench.executors.timing import TIMING_LOCK_ENV, node_lock_path
 from clfbench.worker import WorkerCrashed
 
 #: Methods that use an accelerator when there is one: they ask for a GPU on a cluster with GPUs.
-GPU_METHODS = {"embed-probe", "encoder-ft", "encoder-lora", "llm-prompt", "llm-sft", "decoder-head"}
+GPU_METHODS = {"embed-probe", "encoder-ft", "encoder-lora", "llm-prompt", "llm-sft", "decoder-head",
+               "setfit", "distill"}
 DEFAULT_RESOURCES: dict[str, dict[str, float]] = {"default": {"num_cpus": 1}}
 RESOURCE_KEYS = {"num_cpus", "num_gpus", "memory"}
 #: A run whose worker process dies is tried this many more times.

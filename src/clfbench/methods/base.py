@@ -139,6 +139,9 @@ METHODS: dict[str, str] = {
     "llm-sft": "clfbench.methods.llm_sft:LLMSFT",
     "decoder-head": "clfbench.methods.decoder_head:DecoderHead",
     "llm-api": "clfbench.methods.llm_api:LlmApi",
+    "llm-dspy": "clfbench.methods.llm_dspy:LlmDspy",
+    "setfit": "clfbench.methods.setfit:SetFit",
+    "distill": "clfbench.methods.distill:Distill",
 }
 
 

@@ -6,7 +6,7 @@ it from `config.pad_token_id`); LEFT padding, so that token is the last position
 row in a batch; LoRA r=16, alpha=32, dropout 0.05 on q/k/v/o projections with the `score`
 head trained in full; lr 2e-4, batch 32, 3 epochs, max length 128, best epoch by validation
 macro-F1 (`tune="off"`; by default the learning rate is searched over 5e-5..5e-4 on validation).
-Training and selection are the shared loop in `torch_training.py`.
+Training and selection: `torch_training.py`, on `transformers.Trainer`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ class DecoderHead(HFSequenceClassifier):
         tune_trials: int = 4,
         lr_grid: list[float] | None = None,
         seed: int = 99,
+        grad_accum: int = 1,
+        grad_checkpointing: bool = False,
+        bf16: bool | str = "auto",
     ) -> None:
         self.model = model
         self.r = r
@@ -74,7 +77,11 @@ class DecoderHead(HFSequenceClassifier):
         self.tune_trials = tune_trials
         self.lr_grid = lr_grid
         self.seed = seed
+        self.grad_accum = grad_accum
+        self.grad_checkpointing = grad_checkpointing
+        self.bf16 = bf16
         self._check_tuning()
+        self._check_trainer()
 
     def _default_targets(self, model: Any) -> Any:
         return list(DECODER_LORA_TARGETS)

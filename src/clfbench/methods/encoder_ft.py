@@ -1,7 +1,7 @@
 """Encoder fine-tuning: full (`encoder-ft`) or with a LoRA adapter (`encoder-lora`).
 
 Both are `AutoModelForSequenceClassification` on an encoder (BERT, RoBERTa, DeBERTa-v2/v3,
-ModernBERT, DistilBERT, MiniLM, ...) trained by the shared loop in `torch_training.py`;
+ModernBERT, DistilBERT, MiniLM, ...) trained on `transformers.Trainer` by `torch_training.py`;
 text pairs are encoded as tokenizer pairs ([CLS] a [SEP] b [SEP]), truncated longest-first.
 """
 
@@ -124,6 +124,9 @@ class EncoderFineTune(EngineRouted):
         tune_trials: int = 4,
         lr_grid: list[float] | None = None,
         seed: int = 99,
+        grad_accum: int = 1,
+        grad_checkpointing: bool = False,
+        bf16: bool | str = "auto",
     ) -> None:
         self.model = model
         self.lr = lr
@@ -146,7 +149,11 @@ class EncoderFineTune(EngineRouted):
         self.tune_trials = tune_trials
         self.lr_grid = lr_grid
         self.seed = seed
+        self.grad_accum = grad_accum
+        self.grad_checkpointing = grad_checkpointing
+        self.bf16 = bf16
         self._check_tuning()
+        self._check_trainer()
         self._check_engine_settings()
 
 
@@ -190,6 +197,9 @@ class EncoderLoRA(EngineRouted):
         tune_trials: int = 4,
         lr_grid: list[float] | None = None,
         seed: int = 99,
+        grad_accum: int = 1,
+        grad_checkpointing: bool = False,
+        bf16: bool | str = "auto",
     ) -> None:
         self.model = model
         self.r = r
@@ -216,7 +226,11 @@ class EncoderLoRA(EngineRouted):
         self.tune_trials = tune_trials
         self.lr_grid = lr_grid
         self.seed = seed
+        self.grad_accum = grad_accum
+        self.grad_checkpointing = grad_checkpointing
+        self.bf16 = bf16
         self._check_tuning()
+        self._check_trainer()
         self._check_engine_settings()
 
     def _default_targets(self, model: Any) -> Any:

@@ -79,7 +79,11 @@ class LlmApi(Classifier):
         backoff_max_s: float = 30.0,
         prompt: dict | None = None,
         template: str | None = None,
+        descriptions: str = "auto",
+        label_descriptions: str | None = None,
     ) -> None:
+        self.descriptions = descriptions
+        self.label_descriptions = label_descriptions
         self.model = model
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -109,11 +113,11 @@ class LlmApi(Classifier):
     # --- fit ----------------------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LlmApi:
         """Record labels and few-shot examples, check the configuration, resolve `auto`."""
-        from clfbench.prompts import PromptBuilder, sample_shots
+        from clfbench.prompts import sample_shots
 
         self._check_params()
         self.labels = list(train.label_names)
-        self.builder_ = PromptBuilder(self.prompt or {}, self.labels, self.template)
+        self.builder_ = self._builder(self.template)
         idx = sample_shots(train, int(self.shots), int(self.seed))
         self.shots_ = [
             (train.texts[i], None if train.pairs is None else train.pairs[i], int(train.labels[i]))
@@ -134,31 +138,42 @@ class LlmApi(Classifier):
         }
         return self
 
+    def _builder(self, template: str | None):
+        """The PromptBuilder of this run (labels known): template, descriptions on or off."""
+        from clfbench.prompts import PromptBuilder
+
+        return PromptBuilder(self.prompt or {}, self.labels, template,
+                             getattr(self, "descriptions", "auto"), getattr(self, "label_descriptions", None))
+
     def _check_params(self) -> None:
+        if getattr(self, "label_descriptions", None):  # a missing or malformed file fails here
+            from clfbench.prompts import read_label_descriptions
+
+            read_label_descriptions(self.label_descriptions)
         if not self.model:
-            raise ClfbenchError("llm-api: give the API model name with --model (e.g. gpt-4o-mini)")
+            raise ClfbenchError(f"{self.name}: give the API model name with --model (e.g. gpt-4o-mini)")
         if self.decision not in DECISIONS:
-            raise ClfbenchError(f"llm-api: decision={self.decision!r}; expected one of {', '.join(DECISIONS)}")
+            raise ClfbenchError(f"{self.name}: decision={self.decision!r}; expected one of {', '.join(DECISIONS)}")
         checks = {
             "concurrency": (self.concurrency, 1), "max_retries": (self.max_retries, 0),
             "shots": (self.shots, 0), "top_logprobs": (self.top_logprobs, 1),
         }
         for name, (value, low) in checks.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ClfbenchError(f"llm-api: {name}={value!r}; expected an integer >= {low}")
+                raise ClfbenchError(f"{self.name}: {name}={value!r}; expected an integer >= {low}")
         for name in ("timeout_s", "backoff_base_s", "backoff_max_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ClfbenchError(f"llm-api: {name}={value!r}; expected a positive number")
+                raise ClfbenchError(f"{self.name}: {name}={value!r}; expected a positive number")
         if self.budget_usd is not None and (
             isinstance(self.budget_usd, bool) or not isinstance(self.budget_usd, (int, float))
             or self.budget_usd < 0
         ):
-            raise ClfbenchError(f"llm-api: budget_usd={self.budget_usd!r}; expected a USD amount >= 0")
+            raise ClfbenchError(f"{self.name}: budget_usd={self.budget_usd!r}; expected a USD amount >= 0")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise ClfbenchError(f"llm-api: max_tokens={self.max_tokens!r}; expected an integer >= 1")
+            raise ClfbenchError(f"{self.name}: max_tokens={self.max_tokens!r}; expected an integer >= 1")
         if not str(self.base_url).startswith(("http://", "https://")):
-            raise ClfbenchError(f"llm-api: base_url={self.base_url!r}; expected an http(s):// URL")
+            raise ClfbenchError(f"{self.name}: base_url={self.base_url!r}; expected an http(s):// URL")
 
     def _probe(self, client: Any, data: LabeledTexts) -> dict[str, Any]:
         """One request with logprobs asked for: 'logprobs' if they come back, else 'generate'."""
@@ -202,7 +217,7 @@ class LlmApi(Classifier):
             check_api_key(key, f"environment variable {self.api_key_env}")
         if key is None and not is_loopback(self.base_url):
             raise ClfbenchError(
-                f"llm-api: environment variable {self.api_key_env} is not set; it must hold the "
+                f"{self.name}: environment variable {self.api_key_env} is not set; it must hold the "
                 f"API key for {self.base_url} (or set api_key_env to the variable that does)"
             )
         table = load_prices(self.prices)
@@ -210,7 +225,7 @@ class LlmApi(Classifier):
         if self.budget_usd is not None and self.price_ is None:
             where = self.prices or "the shipped price table"
             raise ClfbenchError(
-                f"llm-api: budget_usd is set but model {self.model!r} has no price in {where}; "
+                f"{self.name}: budget_usd is set but model {self.model!r} has no price in {where}; "
                 "give one with --param prices=FILE (USD per 1M input/output tokens)"
             )
         model = str(self.model)
@@ -403,13 +418,14 @@ class LlmApi(Classifier):
         state = {"decision": self.decision_, "shots": [list(s) for s in self.shots_],
                  "fit_info": self.fit_info_}
         (path / "llm_api.json").write_text(json.dumps(state, ensure_ascii=False, indent=2))
+        from clfbench.prompts import inline_descriptions_file
+
+        inline_descriptions_file(path, self.builder_)  # reloads without the file
 
     def _load_state(self, path: Path) -> None:
-        from clfbench.prompts import PromptBuilder
-
         state = json.loads((path / "llm_api.json").read_text())
         self.decision_ = state["decision"]
         self.shots_ = [(t, p, int(y)) for t, p, y in state["shots"]]
         self.fit_info_ = state.get("fit_info", {})
-        self.builder_ = PromptBuilder(self.prompt or {}, self.labels, str(path / "template.yaml"))
+        self.builder_ = self._builder(str(path / "template.yaml"))
         self._reset_counters()

@@ -26,6 +26,8 @@ class LLMPrompt(Classifier):
     `bos`: "auto" (as the tokenizer does, like lm-evaluation-harness), "always" or "never".
     `complete_answers`: score each answer followed by the token that ends it (None: only when
     one label's answer is a prefix of another's, which is warned about and recorded).
+    `descriptions`: "on" renders the labels' one-line descriptions (task YAML
+    `label_descriptions`, or the file `label_descriptions`) into the prompt, "off" leaves them out.
     Few-shot examples: `shots` from the training split, balanced over classes, seeded by
     `seed`, shuffled, the same for every query. `draws=N` is expanded by the runner into N
     runs per seed, draw d getting seed `config.draw_seed(seed, d)` (each a different shot set),
@@ -54,7 +56,11 @@ class LLMPrompt(Classifier):
         dtype: str | None = None,
         bos: str = "auto",
         complete_answers: bool | None = None,
+        descriptions: str = "auto",
+        label_descriptions: str | None = None,
     ) -> None:
+        self.descriptions = descriptions
+        self.label_descriptions = label_descriptions
         self.model = model
         self.shots = shots
         self.decision = decision
@@ -77,6 +83,10 @@ class LLMPrompt(Classifier):
     def _check_params(self) -> None:
         if self.decision not in DECISIONS:
             raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
+        if getattr(self, "label_descriptions", None):  # a missing or malformed file fails here
+            from clfbench.prompts import read_label_descriptions
+
+            read_label_descriptions(self.label_descriptions)
         bos = getattr(self, "bos", "auto")
         if bos not in ("auto", "always", "never"):
             raise ClfbenchError(f"{self.name}: bos must be one of auto, always, never, got {bos!r}")
@@ -96,6 +106,7 @@ class LLMPrompt(Classifier):
         from clfbench.prompts import sample_shots
 
         self.labels = list(train.label_names)
+        self._builder()  # bad descriptions (unknown labels) fail before the model is loaded
         idx = sample_shots(train, self.shots, self.seed)
         self.shot_examples_ = shots_from(train, idx)
         self.is_pair_ = train.pairs is not None
@@ -116,9 +127,8 @@ class LLMPrompt(Classifier):
     def _build(self, template: str | None = None) -> None:
         """PromptBuilder + PromptEncoder + scorer from the fitted state."""
         from clfbench.llm import CausalLMClassifier, PromptEncoder
-        from clfbench.prompts import PromptBuilder
 
-        builder = PromptBuilder(self.prompt or {}, self.labels, template or self.template)
+        builder = self._builder(template)
         # A tuned model (llm-sft) learnt "answer + eos": eos is what ends its answers.
         answer_end = self.tokenizer_.eos_token if self.needs_training else None
         self.encoder_ = PromptEncoder(
@@ -130,6 +140,13 @@ class LLMPrompt(Classifier):
             self.lm_, self.encoder_, self.batch_size, self.prefix_cache, self.length_normalize
         )
         self._info: dict[str, Any] = {}
+
+    def _builder(self, template: str | None = None):
+        """The PromptBuilder of this run (labels known): template, descriptions on or off."""
+        from clfbench.prompts import PromptBuilder
+
+        return PromptBuilder(self.prompt or {}, self.labels, template or self.template,
+                             getattr(self, "descriptions", "auto"), getattr(self, "label_descriptions", None))
 
     # --- predict ---------------------------------------------------------------------------
     def _check_input(self, X: Texts) -> None:
@@ -187,6 +204,9 @@ class LLMPrompt(Classifier):
         (path / "template.yaml").write_text(self.encoder_.builder.template_text, encoding="utf-8")
         state = {"shots": self.shot_examples_, "is_pair": self.is_pair_, "fit_info": self.fit_info_}
         (path / "prompt_state.json").write_text(json.dumps(state, indent=2, ensure_ascii=False))
+        from clfbench.prompts import inline_descriptions_file
+
+        inline_descriptions_file(path, self.encoder_.builder)  # reloads without the file
 
     def _load_state(self, path: Path) -> None:
         from clfbench.llm import load_causal_lm

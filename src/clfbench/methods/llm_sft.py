@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.llm_prompt import LLMPrompt
+from clfbench.methods.torch_training import check_trainer_options, resolve_bf16, training_device
 from clfbench.methods.tuning import EpochCallback, Tunable
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -63,7 +63,14 @@ class LLMSFT(Tunable, LLMPrompt):
         tune: str = "auto",
         tune_trials: int = 4,
         lr_grid: list[float] | None = None,
+        descriptions: str = "off",
+        label_descriptions: str | None = None,
+        grad_accum: int = 1,
+        grad_checkpointing: bool = False,
+        bf16: bool | str = "auto",
     ) -> None:
+        self.descriptions = descriptions
+        self.label_descriptions = label_descriptions
         self.model = model
         self.decision = decision
         self.epochs = epochs
@@ -89,7 +96,11 @@ class LLMSFT(Tunable, LLMPrompt):
         self.tune = tune
         self.tune_trials = tune_trials
         self.lr_grid = lr_grid
+        self.grad_accum = grad_accum
+        self.grad_checkpointing = grad_checkpointing
+        self.bf16 = bf16
         self._check_tuning()
+        check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16)
         self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
         self.draws = 1
         self._check_params()
@@ -115,15 +126,16 @@ class LLMSFT(Tunable, LLMPrompt):
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels}
 
-    def example_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def example_losses(self, batch: dict[str, torch.Tensor], model: Any = None) -> torch.Tensor:
         """Mean cross-entropy over each example's answer tokens (B,).
 
         Answers sit at the end of every left-padded row, so only the last K+1 positions'
-        logits are computed (K = longest answer + eos in the batch).
+        logits are computed (K = longest answer + eos in the batch). `model`: the module to
+        run (the Trainer's, possibly DDP-wrapped); default the fitted LM.
         """
         labels = batch["labels"]
         K = int((labels != -100).sum(1).max())
-        out = self.lm_(
+        out = (model if model is not None else self.lm_)(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
             position_ids=batch["position_ids"], logits_to_keep=K + 1,
         )
@@ -138,20 +150,17 @@ class LLMSFT(Tunable, LLMPrompt):
     # --- fit -------------------------------------------------------------------------------
     def _fit_once(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
                   on_epoch: EpochCallback | None) -> float | None:
-        """One LoRA training run at learning rate `lr`; returns the kept epoch's validation
-        macro-F1 (None without validation data)."""
-        from peft import (
-            LoraConfig,
-            get_peft_model,
-            get_peft_model_state_dict,
-            set_peft_model_state_dict,
-        )
+        """One LoRA training run at learning rate `lr` on `transformers.Trainer` (see
+        `hf_trainer`); returns the kept epoch's validation macro-F1 (None without validation)."""
+        from peft import LoraConfig, get_peft_model
         from sklearn.metrics import accuracy_score, f1_score
-        from transformers import get_linear_schedule_with_warmup
 
-        from clfbench.device import autocast
         from clfbench.llm import load_causal_lm
+        from clfbench.methods import hf_trainer
 
+        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16)
+        device = training_device(self.device)
+        bf16 = resolve_bf16(self.name, self.bf16, device)
         self.labels = list(train.label_names)
         self.shot_examples_ = []
         self.is_pair_ = train.pairs is not None
@@ -166,70 +175,61 @@ class LLMSFT(Tunable, LLMPrompt):
         except ValueError as e:
             raise ClfbenchError(f"{self.name}: LoRA target_modules {self.target_modules}: {str(e).splitlines()[0]}") from None
         self._build()
-        dev = next(self.lm_.parameters()).device
-        data = [self.training_example(train.texts[i], train.pairs[i] if train.pairs is not None else None,
-                                      int(train.labels[i])) for i in range(len(train))]
+        data = [(*self.training_example(train.texts[i], train.pairs[i] if train.pairs is not None else None,
+                                        int(train.labels[i])), int(train.labels[i])) for i in range(len(train))]
         counts = np.bincount(train.labels, minlength=len(self.labels)).astype(float)
         weights = np.ones(len(self.labels))
         if self.class_weight == "balanced":
             weights = np.where(counts > 0, counts.sum() / (len(self.labels) * np.maximum(counts, 1)), 0.0)
-        w = torch.tensor(weights, dtype=torch.float32, device=dev)
-        params = [p for p in self.lm_.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
-        steps = self.epochs * math.ceil(len(data) / self.batch_size)
-        sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * steps), steps)
-        rng = np.random.default_rng(self.seed)
-        history: list[dict[str, Any]] = []
-        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-        for epoch in range(1, self.epochs + 1):
-            self.lm_.train()
-            order = rng.permutation(len(data))
-            total, n = 0.0, 0
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                batch = {k: v.to(dev) for k, v in self.collate([data[i] for i in idx]).items()}
-                with autocast(dev):
-                    losses = self.example_losses(batch)
-                yw = w[torch.as_tensor(train.labels[idx], device=dev)]
-                loss = (losses * yw).sum() / yw.sum().clamp(min=1e-8)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                total += float(losses.detach().sum())
-                n += len(idx)
+        w = torch.tensor(weights, dtype=torch.float32)
+
+        def collate(items: list[tuple[list[int], list[int], int]]) -> dict[str, torch.Tensor]:
+            batch = self.collate([(ids, labels) for ids, labels, _ in items])
+            batch["classes"] = torch.tensor([c for _, _, c in items])
+            return batch
+
+        def loss_fn(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
+            classes = batch.pop("classes")
+            losses = self.example_losses(batch, model)
+            yw = w.to(losses.device)[classes]
+            loss = (losses * yw).sum() / yw.sum().clamp(min=1e-8)
+            return loss, losses.sum(), len(classes)  # train loss: the unweighted example mean
+
+        def validate(epoch: int) -> tuple[dict[str, Any], float]:
             self.lm_.eval()
             self.scorer_.reset_cache()
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, n)}
-            if validation is not None and len(validation):
-                # Label scoring whatever `decision` is (predict_proba refuses decision=generate).
-                pred = self.scorer_.score(validation)[0].argmax(1)
-                labels = list(range(len(self.labels)))
-                row["validation_macro_f1"] = float(f1_score(validation.labels, pred, labels=labels, average="macro", zero_division=0))
-                row["validation_accuracy"] = float(accuracy_score(validation.labels, pred))
-                if best is None or row["validation_macro_f1"] > best[0]:
-                    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.lm_).items()}
-                    best = (row["validation_macro_f1"], epoch, state)
-            history.append(row)
-            if best is not None and on_epoch is not None and on_epoch(epoch, row["validation_macro_f1"]):
-                break
-        best_epoch = len(history)
-        if best is not None:
-            best_epoch = best[1]
-            set_peft_model_state_dict(self.lm_, best[2])
+            # Label scoring whatever `decision` is (predict_proba refuses decision=generate).
+            pred = self.scorer_.score(validation)[0].argmax(1)
+            labels = list(range(len(self.labels)))
+            f1 = float(f1_score(validation.labels, pred, labels=labels, average="macro", zero_division=0))
+            return ({"validation_macro_f1": f1,
+                     "validation_accuracy": float(accuracy_score(validation.labels, pred))}, f1)
+
+        has_val = validation is not None and len(validation) > 0
+        record = hf_trainer.train(
+            self.lm_, data, collate, loss_fn, hf_trainer.PermutationSampler(len(data), self.seed),
+            lr=lr, batch_size=self.batch_size, epochs=self.epochs,
+            warmup=lambda total: int(self.warmup_ratio * total), weight_decay=self.weight_decay,
+            decay_all=True, max_grad_norm=1.0, seed=self.seed, device=device,
+            grad_accum=self.grad_accum, grad_checkpointing=self.grad_checkpointing, bf16=bf16,
+            validate=validate if has_val else None, keep="best", on_epoch=on_epoch,
+            verbose=self.verbose,
+        )
         self.lm_.eval()
         self.scorer_.reset_cache()
         self._info = {}
         total_p, trainable = self.n_parameters()
         self.fit_info_ = {
-            "best_epoch": best_epoch,
-            "selection": "validation macro-F1 (label scoring)" if best is not None else "last epoch (no validation split)",
-            "history": history,
+            "best_epoch": record["best_epoch"],
+            "selection": "validation macro-F1 (label scoring)" if has_val else "last epoch (no validation split)",
+            "history": record["history"],
             "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": self.weight_decay,
-                          "schedule": "linear", "epochs": self.epochs, "batch_size": self.batch_size},
+                          "schedule": "linear", **record["schedule"], "epochs": self.epochs,
+                          "batch_size": self.batch_size, "max_grad_norm": 1.0},
+            "trainer": record["trainer"],
+            "precision": "bf16-autocast" if bf16 else "fp32",
             "train_examples": len(data),
-            "train_tokens_mean": float(np.mean([len(i) for i, _ in data])) if data else 0.0,
+            "train_tokens_mean": float(np.mean([len(i) for i, _, _ in data])) if data else 0.0,
             "class_weights": dict(zip(self.labels, map(float, weights))),
             "lora": {"r": self.r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
                      "target_modules": list(self.target_modules)},
@@ -237,7 +237,7 @@ class LLMSFT(Tunable, LLMPrompt):
             "decision": self.decision,
             "prompt": self.encoder_.describe(),
         }
-        return best[0] if best is not None else None
+        return record["score"]
 
     def n_parameters(self) -> tuple[int, int]:
         total = sum(p.numel() for p in self.lm_.parameters())

@@ -1,21 +1,19 @@
-"""The one training loop for every fine-tuned neural method, and the estimator built on it.
+"""The training of every fine-tuned sequence classifier, and the estimator built on it.
 
 `encoder-ft`, `encoder-lora` and `decoder-head` are all `AutoModelForSequenceClassification`
-trained with the same loop: AdamW, linear schedule with warm-up, dynamic padding,
-gradient clipping, bf16 autocast on CUDA, cross-entropy (optionally class-weighted), an
-optional class-balanced sampler, and per-epoch validation that keeps the best epoch's
-weights. They differ only in the backbone and in whether a LoRA adapter is trained, which
-`HFSequenceClassifier` takes as hooks. Prediction always goes through
-`clfbench.inference.predict_logits`, so training-time validation and the timed evaluation
-run the very same code.
+trained the same way, on `transformers.Trainer` (`hf_trainer`): AdamW, linear schedule with
+warm-up, dynamic padding, gradient clipping, bf16 mixed precision on GPUs that support it,
+cross-entropy (optionally class-weighted), an optional class-balanced sampler, and per-epoch
+validation that keeps the best epoch's weights; gradient accumulation, gradient checkpointing
+and multi-GPU (torchrun/accelerate) come with the Trainer. The methods differ only in the
+backbone and in whether a LoRA adapter is trained, which `HFSequenceClassifier` takes as
+hooks. Prediction always goes through `clfbench.inference.predict_logits`, so training-time
+validation and the timed evaluation run the very same code.
 """
-
 from __future__ import annotations
 
 import json
 import math
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,13 +23,12 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from clfbench.data import LabeledTexts, Texts, stratified_indices
-from clfbench.device import autocast, pick_device, precision_name
+from clfbench.device import autocast, autocast_dtype, pick_device, precision_name
 from clfbench.errors import ClfbenchError
 from clfbench.inference import model_input_names, predict_logits, tokenize
 from clfbench.methods.base import Classifier
 from clfbench.methods.tuning import EpochCallback, Tunable
 from clfbench.models import ModelRef, hub_revision, load, resolve_model
-from clfbench.progress import estimate_line
 
 SELECTIONS = ("f1", "gap", "last")
 TRUNCATION = "longest_first"  # what `inference.tokenize` does for pairs (transformers' default)
@@ -81,19 +78,20 @@ def balanced_sampler(labels: np.ndarray, generator: torch.Generator):
     )
 
 
-def make_loader(features: list[dict], tokenizer: Any, batch_size: int, sampling: str | None,
-                generator: torch.Generator):
-    """Shuffled (or class-balanced) batches, each padded only to its own longest example."""
-    from torch.utils.data import DataLoader
+def make_sampler(labels: np.ndarray, sampling: str | None, generator: torch.Generator):
+    """The training sampler: class-balanced draws, or a seeded shuffle (the Trainer batches it)."""
+    from torch.utils.data import RandomSampler
+
+    if sampling == "balanced":
+        return balanced_sampler(labels, generator)
+    return RandomSampler(range(len(labels)), generator=generator)
+
+
+def make_collator(tokenizer: Any):
+    """Each batch padded only to its own longest example."""
     from transformers import DataCollatorWithPadding
 
-    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    if sampling == "balanced":
-        labels = np.array([f["labels"] for f in features])
-        sampler = balanced_sampler(labels, generator)
-        return DataLoader(features, batch_size=batch_size, sampler=sampler, collate_fn=collate)
-    return DataLoader(features, batch_size=batch_size, shuffle=True, generator=generator,
-                      collate_fn=collate)
+    return DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
 
 def scores(gold: np.ndarray, logits: np.ndarray, n_labels: int) -> dict[str, float]:
@@ -113,15 +111,38 @@ def check_options(class_weight: str | None, sampling: str | None, selection: str
         raise ClfbenchError(f"parameter selection: {selection!r} (expected one of {', '.join(SELECTIONS)})")
 
 
+def check_trainer_options(name: str, grad_accum: Any, grad_checkpointing: Any, bf16: Any) -> None:
+    """Reject impossible Trainer settings when the method is built, not after training."""
+    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
+        raise ClfbenchError(f"{name}: parameter grad_accum={grad_accum!r} (expected an integer >= 1)")
+    if not isinstance(grad_checkpointing, bool):
+        raise ClfbenchError(f"{name}: parameter grad_checkpointing={grad_checkpointing!r} (expected true or false)")
+    if bf16 != "auto" and not isinstance(bf16, bool):
+        raise ClfbenchError(f"{name}: parameter bf16={bf16!r} (expected auto, true or false)")
+
+
+def resolve_bf16(name: str, bf16: bool | str, device: torch.device) -> bool:
+    """bf16 mixed precision: "auto" = on a GPU that supports it, off elsewhere (CPU, MPS)."""
+    if bf16 == "auto":
+        return autocast_dtype(device) is torch.bfloat16
+    if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ClfbenchError(f"{name}: parameter bf16=true: this GPU does not support bf16")
+    return bool(bf16)
+
+
+def training_device(requested: str | None) -> torch.device:
+    """The device the Trainer will train on (`pick_device`'s choice). One process trains on
+    the first visible GPU (torchrun: one per process), so `cuda:N` needs CUDA_VISIBLE_DEVICES."""
+    from clfbench.methods.hf_trainer import world_size
+
+    dev = pick_device(requested)
+    if dev.type == "cuda" and dev.index not in (None, 0) and world_size() == 1:
+        raise ClfbenchError(f"device {requested!r}: training uses the first visible GPU; "
+                            f"select this one with CUDA_VISIBLE_DEVICES={dev.index} and device=cuda")
+    return dev
+
+
 # --- the loop -----------------------------------------------------------------------------
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
-    """One readable line per epoch: `epoch 2/3: train loss 0.4123, validation macro-F1 0.8512 ...`."""
-    names = {"train_loss": "train loss", "val_macro_f1": "validation macro-F1",
-             "val_accuracy": "validation accuracy", "train_macro_f1": "train macro-F1"}
-    parts = [f"{label} {record[key]:.4f}" for key, label in names.items() if key in record]
-    return f"epoch {record['epoch']}/{epochs}: " + ", ".join(parts) + f" ({record['train_seconds']:.0f} s)"
-
-
 def train_loop(
     model: Any,
     tokenizer: Any,
@@ -143,8 +164,12 @@ def train_loop(
     device: torch.device,
     verbose: bool,
     on_epoch: Callable[[int, float], bool] | None = None,
+    grad_accum: int = 1,
+    grad_checkpointing: bool = False,
+    bf16: bool = False,
 ) -> dict[str, Any]:
-    """Train `model` in place; leave it holding the selected epoch's weights; return the record.
+    """Train `model` in place with `transformers.Trainer` (see `hf_trainer`); leave it
+    holding the selected epoch's weights; return the record.
 
     `predict(X) -> logits` is the estimator's own prediction path. Selection: "f1" keeps the
     epoch with the best validation macro-F1; "gap" the best F1_val - |F1_val - F1_train|
@@ -154,102 +179,59 @@ def train_loop(
     and early stopping); training stops when it returns True. The record's `score` is the
     selection score of the weights kept (None without validation data).
     """
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    from clfbench.methods import hf_trainer
 
     check_options(class_weight, sampling, selection)
     n_labels = len(train.label_names)
     generator = torch.Generator().manual_seed(seed)
-    loader = make_loader(encode(model, tokenizer, train, max_length), tokenizer, batch_size,
-                         sampling, generator)
-    params = [p for p in model.parameters() if p.requires_grad]
-    # Weight decay on matrices only (not biases or norm scales), as transformers' Trainer does.
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
-    total_steps = max(1, epochs * len(loader))
-    warmup = math.ceil(warmup_ratio * total_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    sampler = make_sampler(np.asarray(train.labels), sampling, generator)
     weight = None
     if class_weight == "balanced":
-        weight = torch.as_tensor(balanced_class_weights(train.labels, n_labels), dtype=torch.float32,
-                                 device=device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        weight = torch.as_tensor(balanced_class_weights(train.labels, n_labels), dtype=torch.float32)
+
+    def loss_fn(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        w = weight.to(logits.device) if weight is not None else None
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=w)
+        return loss, loss, 1  # train loss: the mean of the batch losses
 
     has_val = validation is not None and len(validation) > 0
     if selection == "gap" and has_val:
         train_probe = train.subset(stratified_indices(train.labels, len(validation), seed))
-    history: list[dict[str, Any]] = []
-    best: dict[str, torch.Tensor] | None = None
-    best_epoch, best_score = epochs, -math.inf
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not verbose, leave=False)
-        step_seconds = 0.0
-        for step, batch in enumerate(bar):
-            if epoch == 1 and step == 2 and verbose:  # from the 2nd step: the 1st has one-off costs
-                tqdm.write(estimate_line(len(train), batch_size, epochs, step_seconds), file=sys.stderr)
-            t_step = time.perf_counter()
-            labels = batch.pop("labels").to(device)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast(device):
-                logits = model(**batch).logits
-            loss = loss_fn(logits.float(), labels)
-            loss.backward()
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            step_seconds = time.perf_counter() - t_step
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                                  "train_seconds": time.perf_counter() - t0}
-        if has_val:
-            val = scores(validation.labels, predict(validation), n_labels)
-            record.update({"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"]})
-            score = val["macro_f1"]
-            if selection == "gap":
-                f1_train = scores(train_probe.labels, predict(train_probe), n_labels)["macro_f1"]
-                score = val["macro_f1"] - abs(val["macro_f1"] - f1_train)
-                record["train_macro_f1"] = f1_train
-            record["selection_score"] = score
-            if selection == "last":
-                best_epoch = epoch  # no snapshots: the last epoch's weights stay in the model
-            elif score > best_score:
-                best_score, best_epoch = score, epoch
-                # A snapshot, unless this is the final epoch (its weights stay in the model).
-                best = ({n: p.detach().to("cpu", copy=True)
-                         for n, p in model.named_parameters() if p.requires_grad}
-                        if epoch < epochs else None)
-        history.append(record)
-        if verbose:
-            tqdm.write(epoch_line(record, epochs), file=sys.stderr)
-        if has_val and on_epoch is not None and on_epoch(epoch, record["selection_score"]):
-            break
-    if has_val and best_epoch != len(history) and best is not None:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in best:
-                    p.copy_(best[n].to(p.device))
-    model.eval()
-    kept = history[-1] if (not has_val or selection == "last") else history[best_epoch - 1]
+
+    def validate(epoch: int) -> tuple[dict[str, Any], float]:
+        val = scores(validation.labels, predict(validation), n_labels)
+        fields: dict[str, Any] = {"val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"]}
+        score = val["macro_f1"]
+        if selection == "gap":
+            f1_train = scores(train_probe.labels, predict(train_probe), n_labels)["macro_f1"]
+            score = val["macro_f1"] - abs(val["macro_f1"] - f1_train)
+            fields["train_macro_f1"] = f1_train
+        fields["selection_score"] = score
+        return fields, score
+
+    record = hf_trainer.train(
+        model, encode(model, tokenizer, train, max_length), make_collator(tokenizer), loss_fn, sampler,
+        lr=lr, batch_size=batch_size, epochs=epochs,
+        warmup=lambda total: math.ceil(warmup_ratio * total), weight_decay=weight_decay,
+        decay_all=False, max_grad_norm=max_grad_norm, seed=seed, device=device,
+        grad_accum=grad_accum, grad_checkpointing=grad_checkpointing, bf16=bf16,
+        validate=validate if has_val else None, keep="last" if selection == "last" else "best",
+        on_epoch=on_epoch, verbose=verbose,
+    )
     return {
-        "history": history,
-        "epochs_run": len(history),
-        "score": kept.get("selection_score"),
-        "best_epoch": best_epoch if has_val else len(history),
+        "history": record["history"],
+        "epochs_run": record["epochs_run"],
+        "score": record["score"],
+        "best_epoch": record["best_epoch"],
         "selection": selection if has_val else "last (no validation data)",
         "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": weight_decay,
-                      "schedule": "linear", "warmup_steps": warmup, "total_steps": total_steps,
+                      "schedule": "linear", **record["schedule"],
                       "batch_size": batch_size, "epochs": epochs, "max_grad_norm": max_grad_norm},
         "class_weight": class_weight,
         "sampling": sampling,
+        "trainer": record["trainer"],
     }
 
 
@@ -331,6 +313,14 @@ class HFSequenceClassifier(Tunable, Classifier):
     eval_batch_size: int
     device: str | None
     seed: int
+    # The Trainer's extras (see `hf_trainer`); subclasses may leave them at these defaults.
+    grad_accum: int = 1
+    grad_checkpointing: bool = False
+    bf16: bool | str = "auto"
+
+    def _check_trainer(self) -> None:
+        """Fail on impossible Trainer settings when the method is built, not after training."""
+        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16)
 
     # --- hooks ----------------------------------------------------------------------------
     def _default_targets(self, model: Any) -> Any:
@@ -369,6 +359,9 @@ class HFSequenceClassifier(Tunable, Classifier):
                   on_epoch: EpochCallback | None) -> float | None:
         """One training run at learning rate `lr`; returns the kept weights' validation score."""
         check_options(self.class_weight, self.sampling, self.selection)
+        self._check_trainer()
+        self.device_ = training_device(self.device)
+        bf16 = resolve_bf16(self.name, self.bf16, self.device_)
         if on_epoch is not None and self.selection == "last":  # report (pruning), never stop
             report = on_epoch
 
@@ -391,8 +384,7 @@ class HFSequenceClassifier(Tunable, Classifier):
             model = peft_model.get_base_model()
         else:
             total = trainable = sum(p.numel() for p in model.parameters())
-        self.device_ = pick_device(self.device)
-        self.model_ = model.to(self.device_)
+        self.model_ = model  # the Trainer puts it on the device
         train_x = self._prepared(train)
         val_x = self._prepared(validation) if validation is not None else None
         record = train_loop(
@@ -401,7 +393,8 @@ class HFSequenceClassifier(Tunable, Classifier):
             warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
             max_grad_norm=self.max_grad_norm, class_weight=self.class_weight,
             sampling=self.sampling, selection=self.selection, seed=self.seed, device=self.device_,
-            verbose=self.verbose, on_epoch=on_epoch,
+            verbose=self.verbose, on_epoch=on_epoch, grad_accum=self.grad_accum,
+            grad_checkpointing=self.grad_checkpointing, bf16=bf16,
         )
         if peft_model is not None:
             self.model_ = peft_model.merge_and_unload().eval()
@@ -419,7 +412,7 @@ class HFSequenceClassifier(Tunable, Classifier):
                                          if val_x is not None else 0),
                 "validation_total": len(val_x) if val_x is not None else 0,
             },
-            "device": str(self.device_), "precision": precision_name(self.device_),
+            "device": str(self.device_), "precision": "bf16-autocast" if bf16 else "fp32",
             "parameters": {"total": int(total), "trainable": int(trainable),
                            "trainable_share": trainable / total if total else None},
             **({"lora": {**lora_info, "merged_after_training": True}} if lora_info else {}),

@@ -65,7 +65,10 @@ def build_report(
     mlflow: bool = False,
     title: str | None = None,
 ) -> ReportOutput:
-    """Write all_results.csv, the Markdown tables, PNG plots and report.html; optionally log to MLflow."""
+    """Write all_results.csv, the Markdown tables, PNG plots and report.html; optionally log to MLflow.
+
+    With runs at training sizes (`--train-sizes`): learning-curve plots, crossovers and
+    learning_curves.md."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -102,6 +105,9 @@ def build_report(
     tuning = [t for a in analyses if (t := T.tuning_table(a)) is not None]
     if tuning:
         tables["tuning"] = write("tuning_table.md", tuning, "Hyper-parameter tuning")
+    prompts = [t for a in analyses if (t := T.prompt_table(a)) is not None]
+    if prompts:
+        tables["prompts"] = write("prompt_table.md", prompts, "Optimised prompts (llm-dspy)")
 
     from clfbench.report import plots as P
 
@@ -110,12 +116,17 @@ def build_report(
     overview = P.quality_plot(analyses, plot_dir / "quality_per_task.png")
     per_task = {a.task: P.task_plots(a, plot_dir) for a in analyses}
     all_plots = [overview] + [p for d in per_task.values() for p in d.values()]
+    learning = _learning_curves(runs, out, plot_dir, n_boot, seed)
+    if learning:
+        tables["learning_curves"] = out / "learning_curves.md"
+        all_plots += [lc["png"] for lc in learning]
 
     from clfbench.report.html import render_html
 
     html_path = out / "report.html"
     html_path.write_text(
-        render_html(analyses, per_task, overview, title or results_dir.resolve().name, profile.name, len(runs)),
+        render_html(analyses, per_task, overview, title or results_dir.resolve().name, profile.name, len(runs),
+                    learning=learning),
         encoding="utf-8",
     )
     mlflow_uri = None
@@ -125,6 +136,34 @@ def build_report(
         log_to_mlflow(results_dir, runs)
         mlflow_uri = f"sqlite:///{results_dir.resolve() / 'mlflow.db'}"
     return ReportOutput(out, html_path, csv_path, tables, all_plots, analyses, mlflow_uri)
+
+
+def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
+    """Plot and crossover statements of each task's learning curves (none without sized runs);
+    their points also go to learning_curves.md."""
+    from clfbench.learning_curve import learning_curves, plot_learning_curves
+    from clfbench.report.plots import _file_stem
+
+    if not any(r.spec.get("train_size") for r in runs):
+        return []
+    found = learning_curves(runs, seed=seed)
+    md = ["# Learning curves\n"]
+    shown = []
+    for lc in found:
+        png = plot_learning_curves(lc, plot_dir / f"learning_curve_{_file_stem(lc.task)}.png")
+        shown.append({"task": lc.task, "png": png, "statements": [lc.statement(c) for c in lc.curves],
+                      "notes": lc.notes})
+        md += [f"## {lc.task} ({lc.n_test} test examples)\n", *(f"- {lc.statement(c)}" for c in lc.curves),
+               "", "| configuration | size | labelled examples | runs | macro-F1 | 95% CI | vs best reference | Holm p |",
+               "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r.label} | no training | 0 | {r.runs} | {r.mean:.4f} | {r.low:.4f}-{r.high:.4f} | reference | - |"
+               for r in lc.references]
+        md += [f"| {c.label} | {p.size} | {p.n:.0f} | {p.runs} | {p.mean:.4f} | {p.low:.4f}-{p.high:.4f} | "
+               f"{'-' if p.delta is None else f'{p.delta:+.4f}'} | {'-' if p.p_holm is None else f'{p.p_holm:.3g}'} |"
+               for c in lc.curves for p in c.points]
+        md += [*(f"\nNote: {n}" for n in lc.notes), ""]
+    (out / "learning_curves.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return shown
 
 
 def results_frame(

@@ -52,6 +52,7 @@ def render_html(
     title: str,
     hardware: str,
     n_runs: int,
+    learning: list[dict[str, Any]] | None = None,
 ) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -83,6 +84,7 @@ def render_html(
             "n_disagreements": e.n_disagreements,
             "per_class": T.per_class_table(ta),
             "tuning": T.tuning_table(ta),
+            "prompts": T.prompt_table(ta),
             "degenerate": [f"{c.label}: {'; '.join(c.degenerate_reasons)}" for c in ta.configs if c.degenerate],
             "warnings": [n for n in [ta.group_note, *ta.warnings] if n],
         })
@@ -90,5 +92,7 @@ def render_html(
     return template.render(
         title=title, tasks=tasks, summary=T.summary_table(analyses), hardware=hardware, n_runs=n_runs,
         n_tasks=len(analyses), overview_png=data_uri(overview_png) if overview_png else None,
-        quiz=quiz_items(analyses), generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        quiz=quiz_items(analyses),
+        learning=[{**lc, "src": data_uri(lc["png"])} for lc in learning or []],
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

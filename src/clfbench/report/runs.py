@@ -307,6 +307,8 @@ def _assign_configs(runs: list[Run]) -> None:
         name = r.method + (f"/{_short_model(r.model)}" if r.model else "")
         extra = " ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(params.items()))
         r.label = name + (f" {extra}" if extra else "")
+        if spec.get("train_size"):  # a learning-curve point (`--train-sizes`)
+            r.label += f" [train {spec['train_size']}]"
     # Where two configurations of a task share a label (e.g. different --max-train), add sizes.
     by_task_label: dict[tuple[str, str], set[str]] = {}
     for r in runs:

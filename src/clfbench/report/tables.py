@@ -364,3 +364,32 @@ def _params(params: Any) -> str:
         return "-"
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in sorted(params.items()) if v is not None)
+
+
+def prompt_table(ta: TaskAnalysis) -> Table | None:
+    """The default prompt next to the optimised program (instruction, demonstrations) of each
+    run that optimised its prompt (llm-dspy: fit_info.program); None when no run did."""
+    rows: list[list[str]] = []
+    for c in ta.configs:
+        for r in c.runs:
+            fit = r.metrics.get("fit_info") or {}
+            program, default = fit.get("program"), fit.get("default_prompt") or {}
+            if not isinstance(program, dict):
+                continue
+            seed = "" if len(c.runs) == 1 else f" (seed {r.seed})"
+            demos = program.get("demos") or []
+            clip = lambda v: str(v) if len(str(v)) <= 80 else str(v)[:77] + "..."  # noqa: E731
+            shown = "; ".join(" / ".join(clip(v) for k, v in d.items() if k != "label") + f" -> {d.get('label')}"
+                              for d in demos[:3]) + (f"; ... ({len(demos)} in all)" if len(demos) > 3 else "")
+            opt = (fit.get("optimisation") or {})
+            rows.append([name(ta, c.label) + seed, str(fit.get("optimizer", "-")), str(default.get("instruction", "-")),
+                         str(program.get("instruction", "-")), shown or "none",
+                         f"{opt.get('calls', '-')} calls, {opt.get('input_tokens', '-')}+{opt.get('output_tokens', '-')} tokens"])
+    if not rows:
+        return None
+    notes = ["The optimiser learnt from the training split and chose on the validation split; "
+             "the full program (every demonstration, the label field's description) is in each run's "
+             "metrics.json (fit_info.program) and, with --save-model, model/program.json."]
+    return Table(f"{ta.task}: optimised prompts", ["configuration", "optimizer", "default instruction",
+                                                   "optimised instruction", "demonstrations", "optimisation"],
+                 rows, notes)

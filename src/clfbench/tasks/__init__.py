@@ -8,6 +8,8 @@ Keys of a task YAML:
   name, description, labels (in order; names are the classes' identity), text and, for
   pair tasks, text_pair (the fields' names), sizes (official labeled split sizes),
   prompt: {instruction, verbalizers: label -> answer word, text_name, pair_name};
+  label_descriptions: label -> one-line description (optional; rendered into LLM prompts,
+        `--param descriptions=off` leaves them out);
   hub: {path, name, revision, splits: {train|validation|test: hub split}, text, pair,
         label, label_map, id, transform}  -> `datasets.load_dataset(path, name, split=...)`;
   local: {dir, format, quoting, header, names, reader, transform, text, pair, label,
@@ -42,6 +44,7 @@ class Task:
     local: dict[str, Any] = field(default_factory=dict)
     prompt: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # official labeled split sizes
+    label_descriptions: dict[str, str] = field(default_factory=dict)  # label -> one line
     source: Path | None = None
 
     def __post_init__(self) -> None:
@@ -58,6 +61,12 @@ class Task:
         words = [str(v) for v in verbalizers.values()]
         if len(set(words)) != len(words):
             raise ClfbenchError(f"{where}: two labels share a prompt verbalizer")
+        if self.label_descriptions:
+            from clfbench.prompts import check_label_descriptions
+
+            check_label_descriptions(self.label_descriptions, self.labels, f"{where}: label_descriptions")
+            # The prompt block is what every LLM method receives: the descriptions travel in it.
+            self.prompt = {"label_descriptions": dict(self.label_descriptions), **self.prompt}
 
     @property
     def is_pair(self) -> bool:

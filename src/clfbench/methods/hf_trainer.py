@@ -1,0 +1,289 @@
+"""Training on `transformers.Trainer`, shared by every fine-tuned neural method.
+
+The Trainer runs the loop: device placement, mixed precision (bf16), gradient accumulation,
+gradient checkpointing, clipping, and data-parallel training when the script is launched
+with `torchrun` or `accelerate launch` (one process per GPU; `batch_size` is per device).
+clfbench adds what its methods need, as the Trainer's documented extension points:
+
+- `ClfbenchTrainer.compute_loss` calls the method's own loss (class-weighted cross-entropy,
+  llm-sft's answer-only LM loss) and sums it for the per-epoch training loss;
+- `_get_train_sampler` returns the method's seeded sampler (plain shuffling or
+  class-balanced draws);
+- `create_optimizer` / `create_scheduler`: AdamW (decay on matrices only, or on everything,
+  as each method always did) and a linear schedule with the method's warm-up rounding;
+- `EpochSelection`, a `TrainerCallback`: after every epoch, validation through the method's
+  own prediction path, the best epoch's trainable weights kept in memory (restored after
+  training), the tuning hook (early stopping / pruning via `control.should_training_stop`),
+  and our progress lines (the Trainer's own tqdm and log printing are off).
+
+Nothing is written: no checkpoints, logs or reports (the Trainer's output folder is a
+temporary one, deleted after training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from clfbench.progress import estimate_line
+
+#: (model, batch) -> (loss to back-propagate, summed loss to report, examples it sums over)
+LossFn = Callable[[Any, dict[str, Any]], tuple[torch.Tensor, torch.Tensor, int]]
+#: epoch -> (record fields, selection score)
+Validate = Callable[[int], tuple[dict[str, Any], float]]
+
+
+class OneDeviceArgs(TrainingArguments):
+    """TrainingArguments whose single process uses one device: no `nn.DataParallel`, so
+    `batch_size` stays the batch. Several GPUs are used through torchrun/accelerate (DDP)."""
+
+    @property
+    def n_gpu(self) -> int:
+        return min(super().n_gpu, 1)
+
+
+class PermutationSampler(torch.utils.data.Sampler):
+    """A fresh numpy permutation per epoch from one seeded generator (llm-sft's data order)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.rng = n, np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.rng.permutation(self.n).tolist())
+
+
+class ClfbenchTrainer(Trainer):
+    """`Trainer` with the method's loss, sampler, optimizer groups and warm-up rounding."""
+
+    # The loss is a batch mean: the Trainer divides it by the accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, loss_fn: LossFn, sampler: torch.utils.data.Sampler,
+                 warmup: Callable[[int], int], decay_all: bool, **kwargs: Any) -> None:
+        self.loss_fn, self.sampler, self.warmup, self.decay_all = loss_fn, sampler, warmup, decay_all
+        self.loss_sum: torch.Tensor | None = None
+        self.loss_n = 0
+        self.schedule: dict[str, int] = {}
+        super().__init__(*args, **kwargs)
+        # loss_fn takes no `num_items_in_batch`: the Trainer need not count label tokens, and
+        # (older transformers, which lack `loss_is_scaled_for_ga`) still divides by accumulation.
+        self.model_accepts_loss_kwargs = False
+        self.remove_callback(PrinterCallback)  # our own epoch lines instead
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
+        return self.sampler
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> torch.Tensor:
+        loss, summed, n = self.loss_fn(model, inputs)
+        summed = summed.detach().float()  # summed on the device: no sync per step
+        self.loss_sum = summed if self.loss_sum is None else self.loss_sum + summed
+        self.loss_n += n
+        return loss
+
+    def take_epoch_loss(self) -> float:
+        """The mean training loss since the last call."""
+        value = float(self.loss_sum) / max(1, self.loss_n) if self.loss_sum is not None else math.nan
+        self.loss_sum, self.loss_n = None, 0
+        return value
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            params = [p for p in (model if model is not None else self.model).parameters()
+                      if p.requires_grad]
+            wd = self.args.weight_decay
+            if self.decay_all:
+                groups = [{"params": params, "weight_decay": wd}]
+            else:  # matrices only, not biases or norm scales
+                groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": wd},
+                          {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+            self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        if self.lr_scheduler is None:
+            import transformers  # looked up at call time (tests spy on the schedule built)
+
+            warmup = self.warmup(num_training_steps)
+            self.lr_scheduler = transformers.get_linear_schedule_with_warmup(
+                optimizer if optimizer is not None else self.optimizer, warmup, num_training_steps)
+            self.schedule = {"warmup_steps": warmup, "total_steps": num_training_steps}
+        return self.lr_scheduler
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """One readable line per epoch: `epoch 2/3: train loss 0.4123, validation macro-F1 0.8512 ...`."""
+    names = {"train_loss": "train loss", "val_macro_f1": "validation macro-F1",
+             "validation_macro_f1": "validation macro-F1", "val_accuracy": "validation accuracy",
+             "validation_accuracy": "validation accuracy", "train_macro_f1": "train macro-F1"}
+    parts = [f"{label} {record[key]:.4f}" for key, label in names.items() if key in record]
+    return f"epoch {record['epoch']}/{epochs}: " + ", ".join(parts) + f" ({record['train_seconds']:.0f} s)"
+
+
+class EpochSelection(TrainerCallback):
+    """Per-epoch validation, best-epoch snapshots, the tuning hook and progress lines."""
+
+    def __init__(self, trainer: ClfbenchTrainer, model: Any, epochs: int, validate: Validate | None,
+                 keep: str, on_epoch: Callable[[int, float], bool] | None, verbose: bool,
+                 n_examples: int) -> None:
+        self.trainer, self.model, self.epochs, self.validate = trainer, model, epochs, validate
+        self.keep, self.on_epoch, self.verbose, self.n_examples = keep, on_epoch, verbose, n_examples
+        self.history: list[dict[str, Any]] = []
+        self.scores: list[float] = []
+        self.best: dict[str, torch.Tensor] | None = None
+        self.best_epoch, self.best_score = epochs, -math.inf
+        self.gradient_checkpointing = False
+        self._t_epoch = self._t_step = 0.0
+        self._bar: Any = None
+
+    def _say(self, state: Any, line: str) -> None:
+        if self.verbose and state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.gradient_checkpointing = bool(_model_call(self.model, "is_activation_checkpointing",
+                                                       "is_gradient_checkpointing"))
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self._t_epoch = time.perf_counter()
+        epoch = len(self.history) + 1
+        self._bar = tqdm(total=state.max_steps // max(1, self.epochs), desc=f"epoch {epoch}/{self.epochs}",
+                         disable=not (self.verbose and state.is_world_process_zero), leave=False)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._t_step = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._bar.update(1)
+        if state.global_step == 2:  # the 2nd step: the 1st has one-off costs
+            step_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+            self._say(state, estimate_line(self.n_examples, step_batch, self.epochs,
+                                           time.perf_counter() - self._t_step))
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._bar.close()
+        epoch = len(self.history) + 1
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": self.trainer.take_epoch_loss(),
+                                  "train_seconds": time.perf_counter() - self._t_epoch}
+        score = None
+        if self.validate is not None:
+            fields, score = self.validate(epoch)
+            record.update(fields)
+            self.scores.append(score)
+            if self.keep == "last":
+                self.best_epoch = epoch  # no snapshots: the last epoch's weights stay in the model
+            elif score > self.best_score:
+                self.best_score, self.best_epoch = score, epoch
+                # A snapshot, unless this is the final epoch (its weights stay in the model).
+                self.best = ({n: p.detach().to("cpu", copy=True)
+                              for n, p in self.model.named_parameters() if p.requires_grad}
+                             if epoch < self.epochs else None)
+        self.history.append(record)
+        self._say(state, epoch_line(record, self.epochs))
+        if score is not None and self.on_epoch is not None and self.on_epoch(epoch, score):
+            control.should_training_stop = True
+
+    def restore_best(self) -> None:
+        """Put the kept epoch's weights back into the model (a no-op when it is the last)."""
+        if self.best is not None and self.best_epoch != len(self.history):
+            with torch.no_grad():
+                for n, p in self.model.named_parameters():
+                    if n in self.best:
+                        p.copy_(self.best[n].to(p.device))
+
+
+def checkpointing_args(on: bool) -> dict[str, Any]:
+    """TrainingArguments for activation (gradient) checkpointing, non-reentrant (gradients
+    also reach LoRA layers behind frozen embeddings). transformers 5.24 renamed
+    `gradient_checkpointing` to `activation_checkpointing`; older 5.x only have the former."""
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: on, f"{key}_kwargs": {"use_reentrant": False} if on else None}
+
+
+def _model_call(model: Any, new: str, old: str) -> Any:
+    """`model.<new>` (a property or a method) where this transformers has it, else `<old>`."""
+    for name in (new, old):
+        try:
+            value = getattr(model, name)
+        except AttributeError:
+            continue
+        return value() if callable(value) else value
+    return None
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], loss_fn: LossFn,
+          sampler: torch.utils.data.Sampler, *, lr: float, batch_size: int, epochs: int,
+          warmup: Callable[[int], int], weight_decay: float, decay_all: bool, max_grad_norm: float,
+          seed: int, device: torch.device, grad_accum: int, grad_checkpointing: bool, bf16: bool,
+          validate: Validate | None, keep: str, on_epoch: Callable[[int, float], bool] | None,
+          verbose: bool) -> dict[str, Any]:
+    """Train `model` in place with the Trainer; leave it holding the kept epoch's weights.
+
+    `keep`: "best" (the highest selection score; ties keep the earlier epoch) or "last".
+    Without `validate` the last epoch is kept. Returns the history, the kept epoch, the
+    schedule and what the Trainer ran with.
+    """
+    with tempfile.TemporaryDirectory(prefix="clfbench-trainer-") as out:
+        args = OneDeviceArgs(
+            output_dir=out, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=grad_accum, learning_rate=lr, weight_decay=weight_decay,
+            max_grad_norm=max_grad_norm, seed=seed, bf16=bf16, use_cpu=device.type == "cpu",
+            **checkpointing_args(grad_checkpointing),
+            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
+            disable_tqdm=True, remove_unused_columns=False,
+            dataloader_pin_memory=device.type == "cuda",
+            # our sampler's own seeded generator decides the order, as before the Trainer
+            accelerator_config={"use_seedable_sampler": False},
+        )
+        trainer = ClfbenchTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
+                                  loss_fn=loss_fn, sampler=sampler, warmup=warmup, decay_all=decay_all)
+        selection = EpochSelection(trainer, model, epochs, validate, keep, on_epoch, verbose, len(dataset))
+        trainer.add_callback(selection)
+        try:
+            trainer.train()
+        finally:
+            if grad_checkpointing:  # prediction needs no recomputation
+                _model_call(model, "activation_checkpointing_disable", "gradient_checkpointing_disable")
+        selection.restore_best()
+        model.eval()
+        history = selection.history
+        best_epoch = selection.best_epoch if validate is not None else len(history)
+        return {
+            "history": history,
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "score": selection.scores[best_epoch - 1] if validate is not None else None,
+            "schedule": dict(trainer.schedule),
+            "trainer": {
+                "engine": "transformers.Trainer",
+                "gradient_accumulation_steps": grad_accum,
+                "gradient_checkpointing": selection.gradient_checkpointing,
+                "mixed_precision": str(trainer.accelerator.mixed_precision),
+                "world_size": args.world_size,
+                "device": str(args.device),
+                "seed": seed,
+            },
+        }

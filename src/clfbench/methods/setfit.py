@@ -1,0 +1,249 @@
+"""`setfit`: SetFit (Tunstall et al. 2022): contrastive fine-tuning of a sentence encoder on
+pairs drawn from the few labelled examples, then a logistic-regression head on its embeddings.
+
+The `setfit` library (the `setfit` extra) does the body's training: it was checked with this
+project's transformers 5 / sentence-transformers 6 (pip check clean, a tiny model trains) so
+it is used rather than a copy of its pair sampler. Its pair sampling: with `num_iterations`
+(the paper's recipe, 20) each training text gets `num_iterations` positive pairs (same label)
+and as many negative pairs (another label), cycled from a shuffled list of all combinations;
+without it, `sampling_strategy` ("oversampling", "undersampling", "unique") sizes the pair set.
+Pairs are trained with sentence-transformers' CosineSimilarityLoss (target 1 / 0).
+
+Differences from `setfit.Trainer.train` and why:
+- `train` would also train the body on the evaluation set when one is given; here only the
+  training split makes pairs, and validation is used for one choice only: the head's `C`
+  (from `c_grid`, by validation macro-F1, as embed-probe does), unless `C` is given.
+- The head is scikit-learn's LogisticRegression fitted here on the tuned embeddings (what
+  SetFit's default head is), so `C` can be chosen and the head saved with joblib.
+- Nothing is written to disk during training (no checkpoints folder in the working directory).
+
+Text pairs are joined with the tokenizer's separator token (SetFit embeds one text). The
+library's pair shuffle has its own fixed seed (42); `seed` seeds the body's training (batch
+order, dropout) and the head.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+
+from clfbench.data import LabeledTexts, Texts
+from clfbench.device import pick_device
+from clfbench.errors import ClfbenchError
+from clfbench.methods.base import Classifier
+from clfbench.methods.c_choice import check_c, choose_c
+from clfbench.models import ModelRef, resolve_model
+
+DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
+
+
+def check_setfit_installed() -> None:
+    """The `setfit` extra, checked when the method is built (not after data is loaded)."""
+    if importlib.util.find_spec("setfit") is None:
+        raise ClfbenchError("method 'setfit' needs the setfit library, not installed: "
+                            "pip install 'clfbench[setfit]'")
+
+
+class SetFit(Classifier):
+    """SetFit: contrastive fine-tuning of a sentence encoder on label pairs, then a logistic
+    regression on the tuned embeddings (C fixed, or chosen on validation from c_grid)."""
+
+    name = "setfit"
+    verbose: ClassVar[bool] = True
+    param_help: ClassVar[dict[str, str]] = {
+        "model": "sentence encoder: hub id, local folder or the offline alias minilm (also --model)",
+        "num_iterations": "positive and negative pairs per training text (null: sampling_strategy sizes the pairs)",
+        "sampling_strategy": "with num_iterations=null: oversampling, undersampling or unique pairs",
+        "epochs": "passes over the pairs (also --epochs)",
+        "batch_size": "pairs per batch (also --batch-size)",
+        "lr": "learning rate of the encoder's contrastive training",
+        "max_steps": "stop the contrastive training after this many steps (null: all pairs x epochs)",
+        "warmup_ratio": "share of the steps with a linear learning-rate warm-up",
+    }
+
+    def __init__(
+        self,
+        model: str | None = "minilm",
+        num_iterations: int | None = 20,
+        sampling_strategy: str = "oversampling",
+        epochs: int = 1,
+        batch_size: int = 16,
+        lr: float = 2e-5,
+        max_steps: int | None = None,
+        warmup_ratio: float = 0.1,
+        C: float | None = None,
+        c_grid: tuple[float, ...] = DEFAULT_C_GRID,
+        max_iter: int = 5000,
+        max_length: int = 128,
+        device: str | None = None,
+        seed: int = 99,
+    ) -> None:
+        self.model = model
+        self.num_iterations = num_iterations
+        self.sampling_strategy = sampling_strategy
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.max_steps = max_steps
+        self.warmup_ratio = warmup_ratio
+        self.C = C
+        self.c_grid = check_c(self.name, C, c_grid, DEFAULT_C_GRID)
+        self.max_iter = max_iter
+        self.max_length = max_length
+        self.device = device
+        self.seed = seed
+        self._check_params()
+        check_setfit_installed()
+
+    def _check_params(self) -> None:
+        if self.sampling_strategy not in SAMPLING_STRATEGIES:
+            raise ClfbenchError(f"setfit: sampling_strategy={self.sampling_strategy!r}; expected one "
+                                f"of {', '.join(SAMPLING_STRATEGIES)}")
+        for key in ("num_iterations", "max_steps"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ClfbenchError(f"setfit: {key}={v!r}; expected an integer >= 1 or null")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise ClfbenchError(f"setfit: lr={self.lr!r}; expected a positive number")
+
+    # --- encoder ----------------------------------------------------------------------------
+    def _load_body(self, source: str) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        self.device_ = pick_device(self.device)
+        try:
+            body = SentenceTransformer(source, device=str(self.device_))
+        except OSError as e:
+            raise ClfbenchError(f"setfit: cannot load sentence encoder {self.model!r}: "
+                                f"{(str(e).strip().splitlines() or [''])[0]}") from None
+        body.max_seq_length = self.max_length
+        return body
+
+    def _inputs(self, X: Texts) -> list[str]:
+        """One string per example; a text pair joined by the tokenizer's separator token."""
+        if X.pairs is None:
+            return list(X.texts)
+        sep = getattr(self.body_.tokenizer, "sep_token", None)
+        return X.joined(f" {sep} " if sep else "\n")
+
+    def embed(self, X: Texts) -> np.ndarray:
+        """(n, dim) embeddings of the tuned encoder (SetFit's head input: not re-normalised)."""
+        return np.asarray(self.body_.encode(self._inputs(X), batch_size=64, convert_to_numpy=True,
+                                            show_progress_bar=False), dtype=np.float64)
+
+    # --- fit / predict ------------------------------------------------------------------------
+    def _lr(self, C: float) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=C, max_iter=self.max_iter, random_state=self.seed)
+
+    def _train_body(self, train: LabeledTexts) -> dict[str, Any]:
+        """Contrastive training of `body_` with setfit's pair sampler and trainer."""
+        from setfit import SetFitModel, Trainer, TrainingArguments
+        from setfit import logging as setfit_logging
+
+        if not self.verbose:
+            setfit_logging.set_verbosity_warning()
+        logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+        wrapper = SetFitModel(model_body=self.body_, model_head=self._lr(1.0))
+        with tempfile.TemporaryDirectory(prefix="clfbench-setfit-") as tmp:
+            args = TrainingArguments(
+                output_dir=tmp, batch_size=self.batch_size, num_epochs=self.epochs,
+                num_iterations=self.num_iterations, sampling_strategy=self.sampling_strategy,
+                body_learning_rate=float(self.lr), max_steps=self.max_steps or -1,
+                warmup_proportion=self.warmup_ratio, max_length=self.max_length, seed=self.seed,
+                report_to="none", save_strategy="no", show_progress_bar=self.verbose,
+                logging_strategy="no", logging_first_step=False,
+            )
+            trainer = Trainer(model=wrapper, args=args)
+            if not self.verbose:  # no progress bar, no printed log lines
+                from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+                for callback in (PrinterCallback, ProgressCallback):
+                    trainer.st_trainer.remove_callback(callback)
+            trainer.train_embeddings(self._inputs(train), [int(y) for y in train.labels], args=args)
+            st = trainer.st_trainer
+            state = st.state
+            optimizer = {"lr": st.optimizer.defaults["lr"] if st.optimizer is not None else None,
+                         "batch_size": st.args.per_device_train_batch_size,
+                         "epochs": st.args.num_train_epochs,
+                         "warmup_steps": st.args.get_warmup_steps(state.max_steps)}
+        return {"steps": int(state.global_step), "optimizer": optimizer,
+                "pairs": len(st.train_dataset),
+                "train_loss": next((h["train_loss"] for h in reversed(state.log_history)
+                                    if "train_loss" in h), None)}
+
+    def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> SetFit:
+        import torch
+
+        self.labels = list(train.label_names)
+        self.ref_ = resolve_model(self.model, self.name)
+        torch.manual_seed(self.seed)
+        self.body_ = self._load_body(self.ref_.source)
+        body = self._train_body(train)
+        self.body_.eval()
+        x_train = self.embed(train)
+        x_val = functools.cache(lambda: self.embed(validation))  # only when C is chosen
+        self.C_, self.lr_, by_c = choose_c(
+            self.name, self.C, self.c_grid,
+            fit=lambda c: self._lr(c).fit(x_train, train.labels),
+            predict=lambda lr: self._decode(lr, lr.predict_proba(x_val())).argmax(1),
+            validation=validation, n_labels=len(self.labels), verbose=self.verbose,
+        )
+        self.fit_info_ = {
+            **body, "C": self.C_, "validation_macro_f1_by_C": by_c,
+            "num_iterations": self.num_iterations,
+            "sampling_strategy": None if self.num_iterations else self.sampling_strategy,
+            "loss": "CosineSimilarityLoss", "embedding_dim": int(x_train.shape[1]),
+            "model": {"name": self.ref_.name, "kind": self.ref_.kind},
+            "device": str(self.device_), "library": f"setfit {_version('setfit')}",
+        }
+        return self
+
+    def _decode(self, lr: Any, proba: np.ndarray) -> np.ndarray:
+        """Map sklearn's columns (classes seen in train) onto all labels."""
+        out = np.zeros((proba.shape[0], len(self.labels)))
+        out[:, lr.classes_] = proba
+        return out
+
+    def predict_proba(self, X: Texts) -> np.ndarray:
+        return self._decode(self.lr_, self.lr_.predict_proba(self.embed(X)))
+
+    def n_parameters(self) -> tuple[int, int]:
+        head = int(self.lr_.coef_.size + self.lr_.intercept_.size)
+        body = sum(p.numel() for p in self.body_.parameters())
+        return body + head, body + head  # the encoder is fine-tuned in full
+
+    def inference_info(self) -> dict[str, Any]:
+        return {"device": str(self.device_), "batch_size": 64, "max_length": self.max_length}
+
+    # --- persistence: the tuned encoder (sentence-transformers folder) and the head ---------
+    def _save_state(self, path: Path) -> None:
+        self.body_.save(str(path / "body"))
+        joblib.dump(self.lr_, path / "logreg.joblib")
+        state = {"C": self.C_, "encoder": {"name": self.ref_.name, "kind": self.ref_.kind},
+                 "fit_info": self.fit_info_}
+        (path / "state.json").write_text(json.dumps(state, indent=2, default=str))
+
+    def _load_state(self, path: Path) -> None:
+        state = json.loads((path / "state.json").read_text())
+        self.body_ = self._load_body(str(path / "body")).eval()
+        self.ref_ = ModelRef(state["encoder"]["name"], str(path / "body"), state["encoder"]["kind"])
+        self.lr_ = joblib.load(path / "logreg.joblib")
+        self.C_ = state["C"]
+        self.fit_info_ = state.get("fit_info", {})
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)

@@ -1,0 +1,373 @@
+"""`clfbench recommend`: one configuration to deploy under measured constraints, with its evidence.
+
+For each task (configurations scored on the same test examples), every configuration (runs
+pooled over seeds and draws) is an *option*, and:
+
+1. Filters, each on measured numbers: degenerate runs never qualify; p95 latency <= `p95_ms`
+   (served p95 from `clfbench loadtest --attach` at its first load level where a run has
+   one, else the in-process p95 of one request at a time; the output says which); labels
+   needed (training examples: the realised learning-curve size, the training split, or a
+   prompt's shots) <= `labels_available`; monthly cost <= `budget_usd_month`.
+2. Quality: the leader is the highest mean macro-F1; each other option is tested against it
+   with the paired bootstrap of macro-F1 on the same test examples (`stats.paired_bootstrap`,
+   Holm-corrected over the family). Options not significantly behind the leader are *tied*.
+3. Pick: the cheapest per month of the leader and the options tied with it (equal quality as
+   far as the test set can tell, so cost decides); the runner-up is the next cheapest tied
+   option, else the next best by quality.
+4. Cost per month at `volume` (requests per day x 30 days): serving (`cost.run_cost` on the
+   hardware profile: p50 one request at a time, or batch throughput; API models by tokens)
+   plus the one-off training cost (train seconds x machine price) and labelling (labels x
+   `price_per_label`) spread over `amortize_months`.
+5. What would change the decision: the volume multiplier, the p95 limit and the number of
+   labels at which the pick changes, found by re-deciding at every point where an option's
+   eligibility or cost order changes.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clfbench import cost as costs
+from clfbench import stats
+from clfbench.errors import ClfbenchError
+
+DAYS_PER_MONTH = 30
+ALPHA = 0.05
+_PER_DAY = {"s": 86400, "sec": 86400, "second": 86400, "min": 1440, "minute": 1440, "h": 24, "hour": 24,
+            "d": 1, "day": 1, "week": 1 / 7, "month": 1 / DAYS_PER_MONTH}
+_VOLUME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
+
+
+def parse_volume(text: str) -> float:
+    """Requests per day from `1e6/day`, `50/s`, `2000/hour`, `3e7/month` (a bare number: per day)."""
+    m = _VOLUME.match(str(text).lower())
+    if m is None or (m.group(2) and m.group(2).rstrip("s") not in _PER_DAY and m.group(2) not in _PER_DAY):
+        raise ClfbenchError(f"--volume: {text!r} is not a request volume (expected e.g. 1e6/day, 50/s, "
+                            "2000/hour, 3e7/month)")
+    unit = m.group(2) or "day"
+    unit = unit if unit in _PER_DAY else unit.rstrip("s")
+    value = float(m.group(1)) * _PER_DAY[unit]
+    if value <= 0:
+        raise ClfbenchError(f"--volume: {text!r} must be more than 0 requests")
+    return value
+
+
+@dataclass(frozen=True)
+class Constraints:
+    volume_per_day: float
+    p95_ms: float | None = None
+    budget_usd_month: float | None = None
+    labels_available: float | None = None
+    price_per_label: float = 0.0
+    amortize_months: float = 12.0
+
+
+@dataclass
+class Option:
+    """One configuration with what the decision needs."""
+
+    task: str
+    label: str
+    runs: list[Any]  # report.runs.Run, the configuration's scored runs
+    quality: float  # mean macro-F1
+    p95_ms: float | None
+    latency_source: str
+    usd_per_1m: float | None
+    train_usd: float
+    labels: float
+    degenerate: bool
+
+    def serving_month(self, c: Constraints) -> float | None:
+        if self.usd_per_1m is None:
+            return None
+        return self.usd_per_1m * c.volume_per_day * DAYS_PER_MONTH / 1e6
+
+    def one_off(self, c: Constraints) -> float:
+        return self.train_usd + self.labels * c.price_per_label
+
+    def monthly(self, c: Constraints) -> float | None:
+        serving = self.serving_month(c)
+        return None if serving is None else serving + self.one_off(c) / c.amortize_months
+
+    def why_not(self, c: Constraints) -> str | None:
+        """Why the option does not meet `c`, or None."""
+        if self.degenerate:
+            return "degenerate"
+        if c.p95_ms is not None and (self.p95_ms is None or self.p95_ms > c.p95_ms):
+            return "no p95 measured" if self.p95_ms is None else f"p95 {self.p95_ms:.3g} ms > {c.p95_ms:g} ms"
+        if c.labels_available is not None and self.labels > c.labels_available:
+            return f"needs {self.labels:.0f} labels > {c.labels_available:.0f}"
+        monthly = self.monthly(c)
+        if monthly is None:
+            return "cost unknown"
+        if c.budget_usd_month is not None and monthly > c.budget_usd_month:
+            return f"${monthly:,.2f}/month > budget ${c.budget_usd_month:,.2f}"
+        return None
+
+
+@dataclass
+class Decision:
+    pick: Option | None
+    runner_up: Option | None
+    eligible: list[Option]
+    tied: list[Option]  # tied with the leader on quality (the leader included)
+    p_vs_leader: dict[str, tuple[float, float]]  # label -> (delta leader - option, Holm p)
+    excluded: dict[str, str]  # label -> reason
+
+
+@dataclass
+class Recommendation:
+    task: str
+    constraints: Constraints
+    options: list[Option]
+    decision: Decision
+    changes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        c, d = self.constraints, self.decision
+        head = (f"{self.task}: {c.volume_per_day:,.0f} requests/day"
+                + (f", p95 <= {c.p95_ms:g} ms" if c.p95_ms is not None else "")
+                + (f", budget ${c.budget_usd_month:,.2f}/month" if c.budget_usd_month is not None else "")
+                + (f", {c.labels_available:,.0f} labels available" if c.labels_available is not None else "")
+                + (f", ${c.price_per_label:g} per label" if c.price_per_label else ""))
+        out = [head]
+        if d.pick is None:
+            out.append(f"  no configuration meets the constraints ({len(self.options)} measured): "
+                       + "; ".join(f"{k}: {v}" for k, v in d.excluded.items()))
+            out += [f"  {x}" for x in self.changes]
+            return out
+        out.append(f"  recommend: {d.pick.label}: {self._describe(d.pick)}")
+        leader = max(d.eligible, key=lambda o: o.quality)
+        if len(d.tied) > 1:
+            others = [o.label for o in d.tied if o is not d.pick]
+            out.append(f"  evidence: tied on quality with {', '.join(others)} (not significantly different from "
+                       f"the best, {leader.label}; paired bootstrap, Holm, alpha {ALPHA}); cheapest of the tie")
+        else:
+            ahead = [f"{k} (-{v[0]:.3f}, p={v[1]:.2g})" for k, v in d.p_vs_leader.items()]
+            out.append("  evidence: best macro-F1 of the options meeting the constraints"
+                       + (f", significantly ahead of {', '.join(ahead)}" if ahead else " (the only one)"))
+        if d.runner_up is not None:
+            rel = "tied" if d.runner_up in d.tied else "significantly worse"
+            out.append(f"  runner-up ({rel}): {d.runner_up.label}: {self._describe(d.runner_up)}")
+        if d.excluded:
+            out.append("  excluded: " + "; ".join(f"{k} ({v})" for k, v in d.excluded.items()))
+        out += [f"  what would change it: {x}" for x in self.changes]
+        return out
+
+    def _describe(self, o: Option) -> str:
+        c = self.constraints
+        return (f"macro-F1 {o.quality:.4f}, p95 {_ms(o.p95_ms)} ({o.latency_source}), "
+                f"${o.monthly(c):,.2f}/month = serving ${o.serving_month(c):,.2f} + one-off "
+                f"${o.one_off(c):,.2f} (training ${o.train_usd:,.2f} + {o.labels:,.0f} labels x "
+                f"${c.price_per_label:g}) / {c.amortize_months:g} months")
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g} ms"
+
+
+# --- building options from a results folder --------------------------------------------------
+def _served_p95(metrics: dict[str, Any]) -> float | None:
+    levels = (metrics.get("served") or {}).get("levels") or []
+    return _num(levels[0].get("p95_ms")) if levels else None
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        return None
+    return float(v)
+
+
+def labels_needed(run: Any) -> float:
+    """Labelled examples a run needed: its training size (realised), the training split for a
+    trained method, a prompt's shots (0 zero-shot) for one without training."""
+    from clfbench.learning_curve import trains
+
+    m = run.metrics
+    if _num(m.get("n_train")) is not None:
+        return float(m["n_train"])
+    if not trains(run.method):
+        fit = m.get("fit_info") or {}
+        shots = fit.get("shots", (run.spec.get("params") or {}).get("shots", 0))
+        return float(_num(shots) or 0.0)
+    sizes = (m.get("splits") or {}).get("sizes") or {}
+    return float(_num(sizes.get("train")) or 0.0)
+
+
+def options_of(config: Any, profile: costs.HardwareProfile, basis: str) -> Option:
+    """An option from a report Config (its runs pooled)."""
+    runs = config.scored_runs
+    served = [p for p in (_served_p95(r.metrics) for r in config.runs) if p is not None]
+    if served:
+        p95, source = float(np.mean(served)), "served"
+    else:
+        vals = [v for v in (_num(r.metrics.get("latency_ms_p95")) for r in runs) if v is not None]
+        p95, source = (float(np.mean(vals)) if vals else None), "in-process"
+    priced = [costs.run_cost(r.metrics, profile, basis) for r in runs]
+    per_1m = [p["usd_per_1m"] for p in priced if p["usd_per_1m"] is not None]
+    return Option(
+        task=config.task, label=config.label, runs=runs, quality=float(config.mean("macro_f1") or 0.0),
+        p95_ms=p95, latency_source=source, usd_per_1m=float(np.mean(per_1m)) if per_1m else None,
+        train_usd=float(np.mean([p.get("train_usd") or 0.0 for p in priced])),
+        labels=float(np.mean([labels_needed(r) for r in runs])), degenerate=config.degenerate)
+
+
+# --- the decision --------------------------------------------------------------------------------
+class _Significance:
+    """Paired tests of a leader against options, cached per (leader, eligible set)."""
+
+    def __init__(self, n_boot: int | None, seed: int) -> None:
+        self.n_boot, self.seed = n_boot, seed
+        self._cache: dict[tuple, dict[str, tuple[float, float]]] = {}
+
+    def against(self, leader: Option, others: list[Option]) -> dict[str, tuple[float, float]]:
+        from clfbench.report.runs import common_ids
+
+        key = (leader.label, tuple(sorted(o.label for o in others)))
+        if key not in self._cache:
+            ids = common_ids([r for o in [leader, *others] for r in o.runs])
+            gold = leader.runs[0].encoded(ids)[0]
+            a = np.stack([r.encoded(ids)[1] for r in leader.runs])
+            k = len(leader.runs[0].labels)
+            boot = self.n_boot or stats.resamples_for_family(len(others), ALPHA)
+            tests = [stats.paired_bootstrap(gold, a, np.stack([r.encoded(ids)[1] for r in o.runs]), k,
+                                            "macro_f1", boot, seed=self.seed) for o in others]
+            adjusted = stats.holm([t.p_value for t in tests])
+            self._cache[key] = {o.label: (t.delta, p) for o, t, p in zip(others, tests, adjusted)}
+        return self._cache[key]
+
+
+def decide(options: list[Option], c: Constraints, sig: _Significance) -> Decision:
+    excluded = {o.label: why for o in options if (why := o.why_not(c))}
+    eligible = [o for o in options if o.label not in excluded]
+    if not eligible:
+        return Decision(None, None, [], [], {}, excluded)
+    leader = max(eligible, key=lambda o: (o.quality, -(o.monthly(c) or 0.0)))
+    others = [o for o in eligible if o is not leader]
+    tests = sig.against(leader, others) if others else {}
+    tied = [leader] + [o for o in others if not (tests[o.label][0] > 0 and tests[o.label][1] < ALPHA)]
+    by_cost = sorted(tied, key=lambda o: (o.monthly(c), -o.quality))
+    pick = by_cost[0]
+    if len(by_cost) > 1:
+        runner = by_cost[1]
+    else:
+        rest = sorted((o for o in eligible if o is not pick), key=lambda o: -o.quality)
+        runner = rest[0] if rest else None
+    ahead = {k: v for k, v in tests.items() if k not in {o.label for o in tied}}
+    return Decision(pick, runner, eligible, tied, ahead, excluded)
+
+
+def _changes(options: list[Option], c: Constraints, base: Decision, sig: _Significance) -> list[str]:
+    """The nearest changes of volume, p95 limit and labels available that change the pick."""
+    current = base.pick.label if base.pick else None
+    out = []
+
+    def picked(cc: Constraints) -> Decision:
+        return decide(options, cc, sig)
+
+    # Volume: breakpoints where two options' monthly costs cross, or one meets the budget.
+    points = set()
+    for a in options:
+        for b in options:
+            sa, sb = a.serving_month(c), b.serving_month(c)
+            if a is b or sa is None or sb is None or sa == sb:
+                continue
+            m = (b.one_off(c) - a.one_off(c)) / c.amortize_months / (sa - sb)
+            if m > 0:
+                points.add(m)
+        if c.budget_usd_month is not None and (s := a.serving_month(c)):
+            m = (c.budget_usd_month - a.one_off(c) / c.amortize_months) / s
+            if m > 0:
+                points.add(m)
+    for direction in (1, -1):
+        cands = sorted(m for m in points if m > 1) if direction > 0 else sorted((m for m in points if m < 1),
+                                                                                 reverse=True)
+        for m in cands:
+            probe = m * (1.0001 if direction > 0 else 0.9999)
+            d = picked(replace(c, volume_per_day=c.volume_per_day * probe))
+            now = d.pick.label if d.pick else None
+            if now != current:
+                what = f"{now} would be recommended" if now else "nothing would meet the constraints"
+                out.append(f"at {m:.3g}x the volume ({c.volume_per_day * m:,.0f}/day) {what}"
+                           + (f" ({_cheaper(d, c, probe)})" if d.pick and d.runner_up else ""))
+                break
+        else:
+            out.append(f"no {'higher' if direction > 0 else 'lower'} volume changes the pick")
+    # p95 limit: each option's p95 is where it enters or leaves.
+    lat = sorted({o.p95_ms for o in options if o.p95_ms is not None})
+    if c.p95_ms is not None or lat:
+        limit = c.p95_ms if c.p95_ms is not None else max(lat)
+        for v in sorted((v for v in lat if v < limit or (c.p95_ms is None and v <= limit)), reverse=True):
+            d = picked(replace(c, p95_ms=v * 0.9999))
+            if (d.pick.label if d.pick else None) != current:
+                out.append(f"with a p95 limit under {v:.3g} ms "
+                           + (f"{d.pick.label} would be recommended" if d.pick else "nothing qualifies"))
+                break
+        if c.p95_ms is not None:
+            for v in sorted(v for v in lat if v > limit):
+                d = picked(replace(c, p95_ms=v))
+                if (d.pick.label if d.pick else None) != current:
+                    out.append(f"with a p95 limit of {v:.3g} ms or more "
+                               + (f"{d.pick.label} would be recommended" if d.pick else "nothing qualifies"))
+                    break
+    # Labels available: each option's label count.
+    if c.labels_available is not None:
+        for v in sorted({o.labels for o in options if o.labels > c.labels_available}):
+            d = picked(replace(c, labels_available=v))
+            if (d.pick.label if d.pick else None) != current:
+                out.append(f"with {v:,.0f} labels available {d.pick.label if d.pick else 'nothing'} would be recommended")
+                break
+    return out
+
+
+def _cheaper(d: Decision, c: Constraints, m: float) -> str:
+    cc = replace(c, volume_per_day=c.volume_per_day * m)
+    return f"${d.pick.monthly(cc):,.2f}/month vs {d.runner_up.label} ${d.runner_up.monthly(cc):,.2f}"
+
+
+def recommend(results: str | Path, constraints: Constraints, hardware: str | None = None,
+              hardware_file: str | Path | None = None, basis: str = "request", n_boot: int | None = None,
+              seed: int = 0) -> list[Recommendation]:
+    """One recommendation per task (comparison group) of a results folder."""
+    from clfbench.report.runs import comparison_groups, group_configs, load_runs
+
+    for name, v in (("--p95-ms", constraints.p95_ms), ("--budget-usd-month", constraints.budget_usd_month),
+                    ("--labels-available", constraints.labels_available),
+                    ("--price-per-label", constraints.price_per_label)):
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise ClfbenchError(f"{name}: expected a non-negative number, got {v!r}")
+    if not constraints.amortize_months > 0:
+        raise ClfbenchError(f"--amortize-months: expected a positive number, got {constraints.amortize_months!r}")
+    profile = costs.get_profile(hardware, hardware_file)
+    out = []
+    for group in comparison_groups(group_configs(load_runs(results))):
+        options = [options_of(cfg, profile, basis) for cfg in group.configs]
+        sig = _Significance(n_boot, seed)
+        decision = decide(options, constraints, sig)
+        rec = Recommendation(group.name, constraints, options, decision)
+        rec.changes = _changes(options, constraints, decision, sig)
+        out.append(rec)
+    return out
+
+
+def render_html(recs: list[Recommendation], title: str = "clfbench recommendation") -> str:
+    """A self-contained page with the recommendation of every task (all text escaped)."""
+    body = "".join("<section>" + "".join(f"<p>{html.escape(line.strip())}</p>" for line in r.lines()) + "</section>"
+                   for r in recs)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto}section{border-top:1px solid #ccc}"
+            f"</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+
+
+__all__ = ["Constraints", "Decision", "Option", "Recommendation", "decide", "parse_volume", "recommend",
+           "render_html"]
