@@ -1,6 +1,8 @@
 """Learning curves on real tasks: trained methods at several training sizes vs a prompting reference.
 
-Runs tfidf-lr, embed-probe (MiniLM) and encoder-ft (MiniLM, 3 epochs, lr 5e-5, batch 16, no learning-rate search) at each size
+Runs tfidf-lr, embed-probe (MiniLM), setfit (MiniLM, `--setfit-iterations` pairs per text) and
+encoder-ft (MiniLM, batch 16, up to `--epochs` epochs; its learning-rate search on validation
+unless `--encoder-lr` fixes the rate) at each size
 of `--sizes` (nested, seeded, stratified subsets; `--size-draws` draws below 100 examples), and llm-prompt
 zero-shot once as the reference, through `clfbench run --train-sizes` (one grid), then builds
 the report (learning-curve plot and crossover statements). No real instruction-tuned LLM is
@@ -8,8 +10,8 @@ available offline here: the reference is a *tiny random-weight* decoder (from
 tests/tiny_models.py), which shows the mechanics, not a real prompting baseline.
 
     HF_HUB_OFFLINE=1 nice python benchmarks/learning_curves.py --data-dir DATASETS \
-        --out /tmp/lc-bench --tasks sst2 trec-coarse --sizes 0,8/class,64,all --size-draws 3 \
-        --max-train 256 --max-eval 150
+        --out lc-bench --tasks sst2 trec-coarse --sizes 0,8/class,64,all --size-draws 3 \
+        --max-train 256 --max-eval 150  # + --encoder-lr 5e-5 --setfit-iterations 0: the first run
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def main() -> int:
     ap.add_argument("--max-eval", type=int, default=150)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--encoder-lr", type=float, default=None, help="fix encoder-ft's rate (tune=off)")
+    ap.add_argument("--setfit-iterations", type=int, default=5, help="0: leave setfit out")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,11 +56,15 @@ def main() -> int:
         "methods": [
             "tfidf-lr",
             {"name": "embed-probe", "models": ["minilm"]},
-            {"name": "encoder-ft", "models": ["minilm"], "params": {"epochs": args.epochs, "batch_size": 16,
-                                                                          "tune": "off", "lr": 5e-5}},
+            {"name": "encoder-ft", "models": ["minilm"], "params": {
+                "epochs": args.epochs, "batch_size": 16,
+                **({"tune": "off", "lr": args.encoder_lr} if args.encoder_lr else {"tune": "auto"})}},
             {"name": "llm-prompt", "models": [str(tiny)]},
         ],
     }
+    if args.setfit_iterations:
+        grid["methods"].insert(2, {"name": "setfit", "models": ["minilm"],
+                                   "params": {"num_iterations": args.setfit_iterations}})
     (out / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     os.environ.setdefault("CLFBENCH_ISOLATE", "0")  # one process: no per-run model reloads
     from clfbench.cli import main as cli
