@@ -74,3 +74,11 @@ def choose_c(
         if best is None or by_c[str(c)] > by_c[str(best[0])]:
             best = (c, model)
     return best[0], best[1], by_c
+
+
+def all_label_proba(estimator: Any, proba: np.ndarray, n_labels: int) -> np.ndarray:
+    """sklearn's predict_proba columns (the classes seen in train) mapped onto all labels:
+    a class missing from a small training draw gets probability 0, not a shifted column."""
+    out = np.zeros((proba.shape[0], n_labels))
+    out[:, estimator.classes_] = proba
+    return out

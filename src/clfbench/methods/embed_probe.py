@@ -24,7 +24,7 @@ from clfbench.device import autocast, pick_device, precision_name
 from clfbench.errors import ClfbenchError
 from clfbench.inference import predict_logits
 from clfbench.methods.base import Classifier
-from clfbench.methods.c_choice import check_c, choose_c
+from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
 from clfbench.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
 from clfbench.progress import progress
 
@@ -151,11 +151,8 @@ class EmbeddingProbe(Classifier):
         }
         return self
 
-    def _decode(self, lr, proba: np.ndarray) -> np.ndarray:
-        """Map sklearn's columns (classes seen in train) onto all labels."""
-        out = np.zeros((proba.shape[0], len(self.labels)))
-        out[:, lr.classes_] = proba
-        return out
+    def _decode(self, estimator: Any, proba: np.ndarray) -> np.ndarray:
+        return all_label_proba(estimator, proba, len(self.labels))
 
     def predict_proba(self, X: Texts) -> np.ndarray:
         return self._decode(self.lr_, self.lr_.predict_proba(self.embed(X)))

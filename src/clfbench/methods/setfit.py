@@ -39,7 +39,7 @@ from clfbench.data import LabeledTexts, Texts
 from clfbench.device import pick_device
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
-from clfbench.methods.c_choice import check_c, choose_c
+from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
 from clfbench.models import ModelRef, resolve_model
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -209,11 +209,8 @@ class SetFit(Classifier):
         }
         return self
 
-    def _decode(self, lr: Any, proba: np.ndarray) -> np.ndarray:
-        """Map sklearn's columns (classes seen in train) onto all labels."""
-        out = np.zeros((proba.shape[0], len(self.labels)))
-        out[:, lr.classes_] = proba
-        return out
+    def _decode(self, estimator: Any, proba: np.ndarray) -> np.ndarray:
+        return all_label_proba(estimator, proba, len(self.labels))
 
     def predict_proba(self, X: Texts) -> np.ndarray:
         return self._decode(self.lr_, self.lr_.predict_proba(self.embed(X)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import joblib
 import numpy as np
@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier, load_file
-from clfbench.methods.c_choice import check_c, choose_c
+from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
 
 DEFAULT_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 
@@ -80,11 +80,8 @@ class TfidfLogReg(Classifier):
         self.fit_info_ = {"C": best_c, "validation_macro_f1_by_C": by_c}
         return self
 
-    def _decode(self, pipe, proba: np.ndarray) -> np.ndarray:
-        """Map the columns of sklearn's proba (classes seen in train) onto all labels."""
-        out = np.zeros((proba.shape[0], len(self.labels)))
-        out[:, pipe.classes_] = proba
-        return out
+    def _decode(self, estimator: Any, proba: np.ndarray) -> np.ndarray:
+        return all_label_proba(estimator, proba, len(self.labels))
 
     def predict_proba(self, X: Texts) -> np.ndarray:
         return self._decode(self.pipeline_, self.pipeline_.predict_proba(X.joined(" [SEP] ")))
