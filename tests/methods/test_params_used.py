@@ -170,6 +170,8 @@ USED: dict[str, dict[str, Use]] = {
     },
     "llm-sft": {
         **_llm_prompt_table(trained=True),
+        "bos": Use("always", lambda m, p: fi(m, "prompt", "bos")["policy"] == "always"),
+        "complete_answers": Use(True, lambda m, p: fi(m, "prompt", "complete_answers") is True),
         # llm-sft leaves descriptions out by default (they would lengthen every training example)
         "label_descriptions": Use(DESCRIPTIONS, lambda m, p: "- positive: LDESC liked it" in fi(
             m, "prompt", "rendered_example"), alone={"descriptions": "on"}),

@@ -68,6 +68,8 @@ class LLMSFT(Tunable, LLMPrompt):
         grad_accum: int = 1,
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
+        bos: str = "auto",
+        complete_answers: bool | None = None,
     ) -> None:
         self.descriptions = descriptions
         self.label_descriptions = label_descriptions
@@ -99,6 +101,8 @@ class LLMSFT(Tunable, LLMPrompt):
         self.grad_accum = grad_accum
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
+        self.bos = bos  # as llm-prompt: the same prompt at training and scoring time
+        self.complete_answers = complete_answers
         self._check_tuning()
         check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16)
         self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
