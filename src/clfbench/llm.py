@@ -464,25 +464,32 @@ class CausalLMClassifier:
     def reset_cache(self) -> None:
         self._prefix_cache = None
 
+    def _shared_prefix(self, prompts: list[list[int]], cached: bool):
+        """(P, cache): the number of prefix tokens every prompt of the batch starts with (each
+        keeps at least one query token), and the prefix cache cut to them (None when P = 0)."""
+        prefix = self.enc.prefix_ids
+        P = min(min(_common_prefix(q, prefix) for q in prompts), min(map(len, prompts)) - 1) if cached else 0
+        if P <= 0:
+            return 0, None
+        cache = copy.deepcopy(self.prefix_cache())
+        if P < len(prefix):
+            cache.crop(P - len(prefix))
+        return P, cache
+
     def batch_inputs(self, prompts: list[list[int]], cached: bool) -> dict[str, Any]:
         """Model inputs for a batch of whole prompts: left-padded ids, attention mask, position
         ids, and the prefix cache cut to the tokens every prompt of the batch starts with."""
-        prefix = self.enc.prefix_ids
-        P = min(min(_common_prefix(q, prefix) for q in prompts), min(map(len, prompts)) - 1) if cached else 0
+        P, cache = self._shared_prefix(prompts, cached)
         B = len(prompts)
         queries = [q[P:] for q in prompts]
         T = max(len(q) for q in queries)
         ids = [[self.pad_id] * (T - len(q)) + q for q in queries]
         qmask = torch.tensor([[0] * (T - len(q)) + [1] * len(q) for q in queries])
-        cache = None
-        if P > 0:
+        if cache is not None:
             mask = torch.cat([torch.ones(B, P, dtype=torch.long), qmask], dim=1)
             pos = (P + qmask.cumsum(1) - 1).clamp(min=P)
-            cache = copy.deepcopy(self.prefix_cache())
-            if P < len(prefix):
-                cache.crop(P - len(prefix))
             cache.batch_repeat_interleave(B)
-            full_ids = [prefix[:P] + row for row in ids]
+            full_ids = [self.enc.prefix_ids[:P] + row for row in ids]
         else:
             mask = qmask
             pos = (mask.cumsum(1) - 1).clamp(min=0)
@@ -531,8 +538,7 @@ class CausalLMClassifier:
         """One row: the queries (after the prefix tokens they all share) back to back, a 4D
         block-diagonal causal mask over [shared prefix | queries], each query's own positions,
         and the index of each query's last token."""
-        prefix = self.enc.prefix_ids
-        P = min(min(_common_prefix(q, prefix) for q in prompts), min(map(len, prompts)) - 1) if cached else 0
+        P, cache = self._shared_prefix(prompts, cached)
         queries = [q[P:] for q in prompts]
         lengths = torch.tensor([len(q) for q in queries])
         N = int(lengths.sum())
@@ -545,11 +551,6 @@ class CausalLMClassifier:
             mask = allowed
         else:
             mask = torch.zeros(allowed.shape, dtype=kind).masked_fill(~allowed, torch.finfo(kind).min)
-        cache = None
-        if P > 0:
-            cache = copy.deepcopy(self.prefix_cache())
-            if P < len(prefix):
-                cache.crop(P - len(prefix))
         dev = self.device
         return {
             "input_ids": torch.tensor([[t for q in queries for t in q]], device=dev),

@@ -103,6 +103,19 @@ LORA = {
     "lora_alpha": Use(8, lambda m, p: fi(m, "lora", "alpha") == 8),
     "lora_dropout": Use(0.2, lambda m, p: fi(m, "lora", "dropout") == 0.2),
 }
+CLIENT = {  # the OpenAI-compatible client's parameters (llm-api, llm-dspy)
+    "model": Use("test-model", lambda m, p: all(r["body"]["model"] == "test-model" for r in p.requests)),
+    "base_url": Use(SERVER, lambda m, p: len(p.requests) > 0),
+    "api_key_env": Use("CLFBENCH_TEST_PARAMS_KEY", lambda m, p: all(
+        r["headers"].get("Authorization") == "Bearer sk-params-test-123" for r in p.requests)),
+    "concurrency": Use(3, lambda m, p: m._client().concurrency == 3),
+    "max_retries": Use(2, lambda m, p: m._client().max_retries == 2),
+    "timeout_s": Use(5.0, lambda m, p: m._client().timeout_s == 5.0),
+    "backoff_base_s": Use(0.02, lambda m, p: m._client().backoff_base_s == 0.02),
+    "backoff_max_s": Use(0.04, lambda m, p: m._client().backoff_max_s == 0.04),
+    "budget_usd": Use(5.0, lambda m, p: m._client().budget.limit_usd == 5.0),
+    "prices": Use("<prices>", lambda m, p: m.price_ == {"input": 1.0, "output": 2.0}),
+}
 ENGINE = {  # encoder inference settings
     "eval_dtype": Use("bf16", lambda m, p: info(m, "dtype") == "bfloat16"),
     "recheck": Use(0.25, lambda m, p: info(m, "recheck")["margin"] == 0.25),
@@ -192,19 +205,9 @@ USED: dict[str, dict[str, Use]] = {
         "seed": Use(7, lambda m, p: 7 in p.manual_seeds),
     },
     "llm-api": {
-        "model": Use("test-model", lambda m, p: all(r["body"]["model"] == "test-model" for r in p.requests)),
-        "base_url": Use(SERVER, lambda m, p: len(p.requests) > 0),
-        "api_key_env": Use("CLFBENCH_TEST_PARAMS_KEY", lambda m, p: all(
-            r["headers"].get("Authorization") == "Bearer sk-params-test-123" for r in p.requests)),
+        **CLIENT,
         "shots": Use(2, lambda m, p: fi(m, "shots") == 2 and len(p.requests[-1]["body"]["messages"]) == 5),
         "seed": Use(7, lambda m, p: fi(m, "shot_ids") == [TRAIN.ids[i] for i in sample_shots(TRAIN, 2, 7)]),
-        "concurrency": Use(3, lambda m, p: m._client().concurrency == 3),
-        "max_retries": Use(2, lambda m, p: m._client().max_retries == 2),
-        "timeout_s": Use(5.0, lambda m, p: m._client().timeout_s == 5.0),
-        "backoff_base_s": Use(0.02, lambda m, p: m._client().backoff_base_s == 0.02),
-        "backoff_max_s": Use(0.04, lambda m, p: m._client().backoff_max_s == 0.04),
-        "budget_usd": Use(5.0, lambda m, p: m._client().budget.limit_usd == 5.0),
-        "prices": Use("<prices>", lambda m, p: m.price_ == {"input": 1.0, "output": 2.0}),
         "decision": Use("generate", lambda m, p: not m.has_probabilities
                         and all("logprobs" not in r["body"] for r in p.requests)),
         "max_tokens": Use(4, lambda m, p: all(r["body"]["max_tokens"] == 4 for r in p.requests)),
@@ -220,10 +223,7 @@ USED: dict[str, dict[str, Use]] = {
                             and fi(m, "prompt", "descriptions") == "off", alone={"label_descriptions": DESCRIPTIONS}),
     },
     "llm-dspy": {
-        "model": Use("test-model", lambda m, p: all(r["body"]["model"] == "test-model" for r in p.requests)),
-        "base_url": Use(SERVER, lambda m, p: len(p.requests) > 0),
-        "api_key_env": Use("CLFBENCH_TEST_PARAMS_KEY", lambda m, p: all(
-            r["headers"].get("Authorization") == "Bearer sk-params-test-123" for r in p.requests)),
+        **CLIENT,
         "optimizer": Use("mipro", lambda m, p: fi(m, "search", "method") == "MIPROv2"
                          and fi(m, "search", "proposer_calls") > 0, alone={"trials": 2}),
         "trials": Use(2, lambda m, p: fi(m, "search", "candidates") == 2, alone={}),
@@ -231,13 +231,6 @@ USED: dict[str, dict[str, Use]] = {
         "proposal_max_tokens": Use(77, lambda m, p: any(r["body"]["max_tokens"] == 77 for r in p.requests),
                                    alone={"optimizer": "mipro", "trials": 2}),
         "seed": Use(7, lambda m, p: fi(m, "program", "demos")[0]["text"] == TRAIN.texts[_shuffled(30, 7)[0]]),
-        "concurrency": Use(3, lambda m, p: m._client().concurrency == 3),
-        "max_retries": Use(2, lambda m, p: m._client().max_retries == 2),
-        "timeout_s": Use(5.0, lambda m, p: m._client().timeout_s == 5.0),
-        "backoff_base_s": Use(0.02, lambda m, p: m._client().backoff_base_s == 0.02),
-        "backoff_max_s": Use(0.04, lambda m, p: m._client().backoff_max_s == 0.04),
-        "budget_usd": Use(5.0, lambda m, p: m._client().budget.limit_usd == 5.0),
-        "prices": Use("<prices>", lambda m, p: m.price_ == {"input": 1.0, "output": 2.0}),
         "max_tokens": Use(40, lambda m, p: all(r["body"]["max_tokens"] == 40 for r in p.requests)),
         "temperature": Use(0.3, lambda m, p: all(r["body"]["temperature"] == 0.3 for r in p.requests)),
         "stream": Use(False, lambda m, p: all(r["body"]["stream"] is False for r in p.requests)),

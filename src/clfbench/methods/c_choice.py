@@ -76,7 +76,7 @@ def choose_c(
     return best[0], best[1], by_c
 
 
-def all_label_proba(estimator: Any, proba: np.ndarray, n_labels: int) -> np.ndarray:
+def all_label_proba(estimator: Any, n_labels: int, proba: np.ndarray) -> np.ndarray:
     """sklearn's predict_proba columns (the classes seen in train) mapped onto all labels:
     a class missing from a small training draw gets probability 0, not a shifted column."""
     out = np.zeros((proba.shape[0], n_labels))

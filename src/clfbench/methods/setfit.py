@@ -196,7 +196,7 @@ class SetFit(Classifier):
         self.C_, self.lr_, by_c = choose_c(
             self.name, self.C, self.c_grid,
             fit=lambda c: self._lr(c).fit(x_train, train.labels),
-            predict=lambda lr: self._decode(lr, lr.predict_proba(x_val())).argmax(1),
+            predict=lambda lr: all_label_proba(lr, len(self.labels), lr.predict_proba(x_val())).argmax(1),
             validation=validation, n_labels=len(self.labels), verbose=self.verbose,
         )
         self.fit_info_ = {
@@ -209,11 +209,8 @@ class SetFit(Classifier):
         }
         return self
 
-    def _decode(self, estimator: Any, proba: np.ndarray) -> np.ndarray:
-        return all_label_proba(estimator, proba, len(self.labels))
-
     def predict_proba(self, X: Texts) -> np.ndarray:
-        return self._decode(self.lr_, self.lr_.predict_proba(self.embed(X)))
+        return all_label_proba(self.lr_, len(self.labels), self.lr_.predict_proba(self.embed(X)))
 
     def n_parameters(self) -> tuple[int, int]:
         head = int(self.lr_.coef_.size + self.lr_.intercept_.size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -74,17 +74,14 @@ class TfidfLogReg(Classifier):
         best_c, self.pipeline_, by_c = choose_c(
             self.name, self.C, self.c_grid,
             fit=lambda c: self._pipeline(c).fit(x_train, train.labels),
-            predict=lambda pipe: self._decode(pipe, pipe.predict_proba(x_val)).argmax(1),
+            predict=lambda pipe: all_label_proba(pipe, len(self.labels), pipe.predict_proba(x_val)).argmax(1),
             validation=validation, n_labels=len(self.labels), verbose=self.verbose,
         )
         self.fit_info_ = {"C": best_c, "validation_macro_f1_by_C": by_c}
         return self
 
-    def _decode(self, estimator: Any, proba: np.ndarray) -> np.ndarray:
-        return all_label_proba(estimator, proba, len(self.labels))
-
     def predict_proba(self, X: Texts) -> np.ndarray:
-        return self._decode(self.pipeline_, self.pipeline_.predict_proba(X.joined(" [SEP] ")))
+        return all_label_proba(self.pipeline_, len(self.labels), self.pipeline_.predict_proba(X.joined(" [SEP] ")))
 
     def n_parameters(self) -> tuple[int, int]:
         lr = self.pipeline_[-1]
