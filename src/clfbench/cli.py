@@ -25,10 +25,15 @@ _FLAG_NAMES = {"train_file": "--train", "validation_file": "--validation", "test
 def _param(value: str) -> tuple[str, object]:
     import yaml
 
+    from clfbench.io import yaml_load
+
     if "=" not in value:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
     key, _, raw = value.partition("=")
-    return key.strip().replace("-", "_"), yaml.safe_load(raw)
+    try:
+        return key.strip().replace("-", "_"), yaml_load(raw)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{value!r}: the value is not valid YAML") from None
 
 
 DESCRIPTION = """\

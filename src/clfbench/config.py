@@ -49,6 +49,8 @@ from clfbench.errors import ClfbenchError
 from clfbench.io import read_yaml
 
 MAX_SIZE_DRAWS = 100
+#: Method parameters that say where files go, not what is computed: not part of a run's identity.
+NOT_FINGERPRINTED = frozenset({"checkpoint_dir"})
 #: numpy's legacy seeding (and scikit-learn's random_state) takes 0 .. 2**32 - 1.
 Seed = Annotated[int, Ge(0), Le(2**32 - 1)]
 Column = Annotated[str, MinLen(1)]
@@ -106,6 +108,8 @@ class RunSpec:
         if d["train_size"] is None:  # likewise runs without a learning-curve size
             del d["train_size"]
         del d["size_draws"]  # how many draws were asked for, not what this run is
+        # where a training saves its checkpoints changes nothing it computes
+        d["params"] = {k: v for k, v in d["params"].items() if k not in NOT_FINGERPRINTED}
         for key in ("data_dir", "train_file", "validation_file", "test_file"):
             if d[key] is not None:
                 d[key] = str(Path(d[key]).resolve())

@@ -27,10 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clfbench.errors import ClfbenchError
-from clfbench.io import read_yaml
+from clfbench.io import read_yaml, yaml_load
 
 DEFAULT_HARDWARE = Path(__file__).with_name("pricing") / "hardware.yaml"
 DEFAULT_PROFILE = "serverless-cpu-2vcpu-2gib"
@@ -140,7 +138,7 @@ def _api_prices() -> dict[str, dict[str, float]]:
         from clfbench.pricing import load_prices
     except ImportError:  # pragma: no cover - pricing.py ships with the package
         path = Path(__file__).with_name("pricing") / "api_prices.yaml"
-        raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        raw = yaml_load(path.read_text()) if path.is_file() else {}
         return dict((raw or {}).get("models", {}))
     return load_prices()
 

@@ -110,7 +110,9 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
     with memory.track():
         t0 = time.perf_counter()
         method.fit(splits.train, splits.validation)
-        train_seconds = time.perf_counter() - t0
+        # A training resumed from checkpoints also counts what the interrupted process spent.
+        train_seconds = (time.perf_counter() - t0
+                         + float(method.fit_info().get("train_seconds_before_resume") or 0.0))
         test = splits.test
         # One timed pass over the whole test split gives both the predictions and throughput.
         predictions: dict[str, Any] = {}

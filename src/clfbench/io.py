@@ -11,6 +11,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,37 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".p
 TEXT_FORMATS = {"csv", "tsv", "jsonl", "json"}
 
 
+def yaml_load(text: str) -> Any:
+    """Parse YAML with YAML 1.2's booleans and floats: only true/false are booleans, so
+    `tune: off`, `--param descriptions=on` and label names yes/no stay strings, and `1e-4` is
+    a number (PyYAML follows YAML 1.1: yes/no/on/off are booleans, 1e-4 a string)."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml12_loader())  # noqa: S506 - a SafeLoader subclass
+
+
+@cache
+def _yaml12_loader() -> type:
+    import re
+
+    import yaml
+
+    bool_tag = "tag:yaml.org,2002:bool"
+
+    class Yaml12Loader(yaml.SafeLoader):
+        pass
+
+    Yaml12Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Yaml12Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                       list("tTfF"))
+    # YAML 1.2 floats may have an exponent without a dot: lr: 1e-4 is a number, not a string
+    Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                                       list("-+0123456789"))
+    return Yaml12Loader
+
+
 def read_yaml(path: str | Path, what: str) -> Any:
     """Parse a YAML file; a missing file or bad YAML is one ClfbenchError naming file and line.
 
@@ -35,7 +67,7 @@ def read_yaml(path: str | Path, what: str) -> Any:
     if not path.is_file():
         raise ClfbenchError(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise ClfbenchError(f"{path}: not valid UTF-8 ({e.reason})") from None
     except yaml.YAMLError as e:

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from jinja2 import Environment, StrictUndefined, TemplateError
 
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
-from clfbench.io import read_yaml
+from clfbench.io import read_yaml, yaml_load
 from clfbench.methods.base import INVALID
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
@@ -63,7 +62,7 @@ def load_template(path: str | Path | None = None) -> tuple[dict[str, str], str, 
         raise ClfbenchError(
             f"{path}: unknown template key(s) {', '.join(unknown)}; known: {', '.join(TEMPLATE_KEYS)}"
         )
-    defaults = data if path == DEFAULT_TEMPLATE else yaml.safe_load(DEFAULT_TEMPLATE.read_text("utf-8"))
+    defaults = data if path == DEFAULT_TEMPLATE else yaml_load(DEFAULT_TEMPLATE.read_text("utf-8"))
     fields = {k: data.get(k, defaults.get(k)) for k in TEMPLATE_KEYS}
     for k, v in fields.items():
         if v is None:

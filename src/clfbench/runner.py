@@ -43,6 +43,7 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
     if isolate is None:
         isolate = isolate_default()
     specs = unique(expand_draws(specs))  # --draws N: N runs per seed, one per few-shot draw
+    specs = [absolute_checkpoint_dir(s) for s in specs]
     for spec in specs:  # unknown methods and parameters fail here, before any work
         build_method(spec)
     store = Store(out)
@@ -56,6 +57,15 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
     folders = _drive(todo, data, store, executor or SequentialExecutor(isolate), quiet, console)
     _print_draws(specs, store, console)
     return folders
+
+
+def absolute_checkpoint_dir(spec: RunSpec) -> RunSpec:
+    """A relative `checkpoint_dir` taken from this working folder: a worker process or Ray
+    node elsewhere then checkpoints, and resumes, in the same place."""
+    folder = spec.params.get("checkpoint_dir")
+    if not isinstance(folder, str) or Path(folder).is_absolute():
+        return spec
+    return replace(spec, params={**spec.params, "checkpoint_dir": str(Path(folder).expanduser().resolve())})
 
 
 def not_complete(specs: list[RunSpec], out: str | Path) -> list[RunSpec]:

@@ -32,6 +32,8 @@ TUNING = {"tune", "tune_trials", "lr_grid"}
 # Placeholders resolved when the test runs.
 MODEL, TEMPLATE, SERVER = "<model>", "<template>", "<server>"
 DESCRIPTIONS = "<descriptions>"  # a label descriptions file: positive -> "LDESC liked it"
+CHECKPOINTS = "<checkpoints>"  # an empty folder for checkpoint_dir
+A_FILE = "<a file>"  # an existing file (not a folder)
 
 TRAIN = toy_data(30, 0, long_every=5, proportions=(2, 1, 1))
 VALIDATION = toy_data(12, 1)
@@ -97,6 +99,9 @@ TRAINER = {
                       and fi(m, "optimizer", "total_steps") == 1, alone={}),
     "grad_checkpointing": Use(True, lambda m, p: fi(m, "trainer", "gradient_checkpointing") is True),
     "bf16": Use(True, lambda m, p: fi(m, "trainer", "mixed_precision") == "bf16"),
+    # checkpoints were saved under the folder; the completed fit deleted them
+    "checkpoint_dir": Use(CHECKPOINTS, lambda m, p: fi(m, "trainer", "checkpoint")["folder"].startswith(
+        m.checkpoint_dir) and not Path(fi(m, "trainer", "checkpoint")["folder"]).exists()),
 }
 LORA = {
     "r": Use(4, lambda m, p: fi(m, "lora", "r") == 4),
@@ -290,7 +295,8 @@ BAD: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "encoder-ft": [("backend", "tpu", {}), ("quantize", True, {"backend": "torch"}),
                    ("eval_dtype", "fp8", {}), ("recheck", -1, {}), ("selection", "best", {}),
                    ("sampling", "weird", {}), ("class_weight", "weird", {}), ("eval_batch_size", 0, {}),
-                   ("grad_accum", 0, {}), ("grad_checkpointing", "yes", {}), ("bf16", "maybe", {})],
+                   ("grad_accum", 0, {}), ("grad_checkpointing", "yes", {}), ("bf16", "maybe", {}),
+                   ("checkpoint_dir", A_FILE, {})],
     "encoder-lora": [("backend", "tpu", {}), ("quantize", True, {"backend": "torch"}),
                      ("target_modules", ["no_such_layer"], {})],
     "decoder-head": [("target_modules", ["no_such_layer"], {}), ("selection", "best", {})],
@@ -366,12 +372,14 @@ def resolve(zoo, tmp_path, monkeypatch):
     descriptions.write_text("positive: LDESC liked it\n")
     monkeypatch.setenv("CLFBENCH_TEST_PARAMS_KEY", "sk-params-test-123")
     pool = tmp_path / "pool.csv"  # distill's pool file: the texts are in column `review`
+    (tmp_path / "a-file.txt").write_text("x")
     pool.write_text("text,review\n" + "".join(f"x,POOLTEXT {w} movie\n" for w in ("good", "bad", "fun", "awful")))
 
     def _resolve(method: str, params: dict[str, Any], server_url: str | None) -> dict[str, Any]:
         values = {MODEL: zoo(SETUP[method]["arch"]) if "arch" in SETUP[method] else None,
                   TEMPLATE: str(template), SERVER: server_url, "<prices>": str(prices),
-                  DESCRIPTIONS: str(descriptions), "<pool>": str(pool)}
+                  DESCRIPTIONS: str(descriptions), "<pool>": str(pool), CHECKPOINTS: str(tmp_path / "ckpt"),
+                  A_FILE: str(tmp_path / "a-file.txt")}
         sub = lambda v: values.get(v, v) if isinstance(v, str) else v  # noqa: E731
         return {k: {kk: sub(vv) for kk, vv in v.items()} if isinstance(v, dict) else sub(v)
                 for k, v in params.items()}

@@ -55,6 +55,7 @@ class DecoderHead(HFSequenceClassifier):
         grad_accum: int = 1,
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.model = model
         self.r = r
@@ -80,6 +81,7 @@ class DecoderHead(HFSequenceClassifier):
         self.grad_accum = grad_accum
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
+        self.checkpoint_dir = checkpoint_dir
         self._check_tuning()
         self._check_trainer()
 

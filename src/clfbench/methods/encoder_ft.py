@@ -127,6 +127,7 @@ class EncoderFineTune(EngineRouted):
         grad_accum: int = 1,
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.model = model
         self.lr = lr
@@ -152,6 +153,7 @@ class EncoderFineTune(EngineRouted):
         self.grad_accum = grad_accum
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
+        self.checkpoint_dir = checkpoint_dir
         self._check_tuning()
         self._check_trainer()
         self._check_engine_settings()
@@ -200,6 +202,7 @@ class EncoderLoRA(EngineRouted):
         grad_accum: int = 1,
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.model = model
         self.r = r
@@ -229,6 +232,7 @@ class EncoderLoRA(EngineRouted):
         self.grad_accum = grad_accum
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
+        self.checkpoint_dir = checkpoint_dir
         self._check_tuning()
         self._check_trainer()
         self._check_engine_settings()

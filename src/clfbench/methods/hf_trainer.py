@@ -16,12 +16,15 @@ clfbench adds what its methods need, as the Trainer's documented extension point
   training), the tuning hook (early stopping / pruning via `control.should_training_stop`),
   and our progress lines (the Trainer's own tqdm and log printing are off).
 
-Nothing is written: no checkpoints, logs or reports (the Trainer's output folder is a
-temporary one, deleted after training).
+Nothing is written unless `checkpoint` names a folder: no logs or reports, and without
+`checkpoint` no checkpoints either (the Trainer's output folder is then a temporary one,
+deleted after training). With it, a checkpoint is saved after every epoch and a training
+found there is resumed (see `checkpoints`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +40,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from clfbench.methods import checkpoints
 from clfbench.progress import estimate_line
 
 #: (model, batch) -> (loss to back-propagate, summed loss to report, examples it sums over)
@@ -147,11 +152,18 @@ class EpochSelection(TrainerCallback):
         self.best: dict[str, torch.Tensor] | None = None
         self.best_epoch, self.best_score = epochs, -math.inf
         self.gradient_checkpointing = False
+        # Training seconds spent before this process resumed (an interrupted run's), and when
+        # this process began: a checkpoint records the sum, so a resumed run's cost is whole.
+        self.seconds_before, self.started = 0.0, time.perf_counter()
         self._t_epoch = self._t_step = 0.0
         self._bar: Any = None
 
+    def say(self, line: str) -> None:
+        self._say(None, line)
+
     def _say(self, state: Any, line: str) -> None:
-        if self.verbose and state.is_world_process_zero:
+        first = state.is_world_process_zero if state is not None else is_main_process()
+        if self.verbose and first:
             from tqdm.auto import tqdm
 
             tqdm.write(line, file=sys.stderr)
@@ -201,6 +213,35 @@ class EpochSelection(TrainerCallback):
         if score is not None and self.on_epoch is not None and self.on_epoch(epoch, score):
             control.should_training_stop = True
 
+    # --- checkpoints (see `checkpoints`) ---------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed training needs beyond the Trainer's own checkpoint."""
+        return {"history": self.history, "scores": self.scores, "best": self.best,
+                "best_epoch": self.best_epoch, "best_score": self.best_score,
+                "sampler": checkpoints.sampler_state(self.trainer.sampler),
+                "schedule": dict(self.trainer.schedule),
+                "gradient_checkpointing": self.gradient_checkpointing,
+                "seconds": self.seconds_before + time.perf_counter() - self.started}
+
+    def resume(self, state: dict[str, Any]) -> bool:
+        """Restore a checkpoint's state and replay the tuning hook over its epochs (pruning
+        and early stopping decide as they did); True when training had already ended."""
+        self.history, self.scores, self.best = list(state["history"]), list(state["scores"]), state["best"]
+        self.best_epoch, self.best_score = state["best_epoch"], state["best_score"]
+        self.gradient_checkpointing = state["gradient_checkpointing"]
+        checkpoints.set_sampler_state(self.trainer.sampler, state["sampler"])
+        self.trainer.schedule = dict(state["schedule"])
+        self.seconds_before = float(state["seconds"])
+        stopped = False
+        for epoch, score in enumerate(self.scores, start=1):
+            stopped = self.on_epoch is not None and bool(self.on_epoch(epoch, score))
+        return stopped or len(self.history) >= self.epochs
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """After the Trainer's files: ours, which mark the checkpoint complete."""
+        if state.is_world_process_zero:
+            checkpoints.save_state(Path(args.output_dir) / f"checkpoint-{state.global_step}", self.state_dict())
+
     def restore_best(self) -> None:
         """Put the kept epoch's weights back into the model (a no-op when it is the last)."""
         if self.best is not None and self.best_epoch != len(self.history):
@@ -234,25 +275,38 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def is_main_process() -> bool:
+    """False in every data-parallel process but the first (which writes and prints)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], loss_fn: LossFn,
           sampler: torch.utils.data.Sampler, *, lr: float, batch_size: int, epochs: int,
           warmup: Callable[[int], int], weight_decay: float, decay_all: bool, max_grad_norm: float,
           seed: int, device: torch.device, grad_accum: int, grad_checkpointing: bool, bf16: bool,
           validate: Validate | None, keep: str, on_epoch: Callable[[int, float], bool] | None,
-          verbose: bool) -> dict[str, Any]:
+          verbose: bool, checkpoint: Path | None = None) -> dict[str, Any]:
     """Train `model` in place with the Trainer; leave it holding the kept epoch's weights.
 
     `keep`: "best" (the highest selection score; ties keep the earlier epoch) or "last".
-    Without `validate` the last epoch is kept. Returns the history, the kept epoch, the
-    schedule and what the Trainer ran with.
+    Without `validate` the last epoch is kept. `checkpoint`: this configuration's folder
+    (`checkpoints.configuration_folder`): save after every epoch, and resume the newest
+    complete checkpoint found there. Returns the history, the kept epoch, the schedule and
+    what the Trainer ran with.
     """
-    with tempfile.TemporaryDirectory(prefix="clfbench-trainer-") as out:
+    if checkpoint is not None:
+        checkpoints.sampler_state(sampler)  # a sampler that cannot be resumed fails now
+        out_dir: Any = contextlib.nullcontext(str(checkpoint))
+    else:
+        out_dir = tempfile.TemporaryDirectory(prefix="clfbench-trainer-")
+    with out_dir as out:
         args = OneDeviceArgs(
             output_dir=out, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
             gradient_accumulation_steps=grad_accum, learning_rate=lr, weight_decay=weight_decay,
             max_grad_norm=max_grad_norm, seed=seed, bf16=bf16, use_cpu=device.type == "cpu",
             **checkpointing_args(grad_checkpointing),
-            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
+            save_strategy="epoch" if checkpoint is not None else "no", save_total_limit=None,
+            eval_strategy="no", logging_strategy="no", report_to="none",
             disable_tqdm=True, remove_unused_columns=False,
             dataloader_pin_memory=device.type == "cuda",
             # our sampler's own seeded generator decides the order, as before the Trainer
@@ -262,8 +316,20 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
                                   loss_fn=loss_fn, sampler=sampler, warmup=warmup, decay_all=decay_all)
         selection = EpochSelection(trainer, model, epochs, validate, keep, on_epoch, verbose, len(dataset))
         trainer.add_callback(selection)
+        resume = checkpoints.latest(checkpoint) if checkpoint is not None else None
+        saved = checkpoints.load_state(resume) if resume is not None else None
+        resumed_from = len(saved["history"]) if saved is not None else None
         try:
-            trainer.train()
+            if saved is None:
+                trainer.train()
+            elif selection.resume(saved):
+                selection.say(f"resuming {resume}: training had ended after epoch {resumed_from}")
+                # the weights only, nothing left to train: the Trainer's own loader (the one
+                # `train(resume_from_checkpoint=...)` calls) knows full models and adapters
+                trainer._load_from_checkpoint(str(resume))
+            else:
+                selection.say(f"resuming {resume}: {resumed_from} of {epochs} epoch(s) done")
+                trainer.train(resume_from_checkpoint=str(resume))
         finally:
             if grad_checkpointing:  # prediction needs no recomputation
                 _model_call(model, "activation_checkpointing_disable", "gradient_checkpointing_disable")
@@ -285,5 +351,8 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
                 "world_size": args.world_size,
                 "device": str(args.device),
                 "seed": seed,
+                "checkpoint": None if checkpoint is None else {
+                    "folder": str(checkpoint), "resumed_after_epoch": resumed_from,
+                    "seconds_before_resume": selection.seconds_before},
             },
         }

@@ -68,6 +68,7 @@ class LLMSFT(Tunable, LLMPrompt):
         grad_accum: int = 1,
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
+        checkpoint_dir: str | None = None,
         bos: str = "auto",
         complete_answers: bool | None = None,
     ) -> None:
@@ -101,10 +102,11 @@ class LLMSFT(Tunable, LLMPrompt):
         self.grad_accum = grad_accum
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
+        self.checkpoint_dir = checkpoint_dir
         self.bos = bos  # as llm-prompt: the same prompt at training and scoring time
         self.complete_answers = complete_answers
         self._check_tuning()
-        check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16)
+        check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16, checkpoint_dir)
         self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
         self.draws = 1
         self._check_params()
@@ -162,7 +164,8 @@ class LLMSFT(Tunable, LLMPrompt):
         from clfbench.llm import load_causal_lm
         from clfbench.methods import hf_trainer
 
-        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16)
+        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16,
+                              self.checkpoint_dir)
         device = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, device)
         self.labels = list(train.label_names)
@@ -217,7 +220,7 @@ class LLMSFT(Tunable, LLMPrompt):
             decay_all=True, max_grad_norm=1.0, seed=self.seed, device=device,
             grad_accum=self.grad_accum, grad_checkpointing=self.grad_checkpointing, bf16=bf16,
             validate=validate if has_val else None, keep="best", on_epoch=on_epoch,
-            verbose=self.verbose,
+            verbose=self.verbose, checkpoint=self._checkpoint(train, validation, lr),
         )
         self.lm_.eval()
         self.scorer_.reset_cache()

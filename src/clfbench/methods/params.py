@@ -56,6 +56,8 @@ PARAM_HELP: dict[str, str] = {
     "grad_accum": "gradient accumulation: batches of batch_size summed into one optimizer step",
     "grad_checkpointing": "recompute activations in the backward pass: less memory, more compute",
     "bf16": "bf16 mixed-precision training: auto (on a GPU that supports it, off on CPU), true, false",
+    "checkpoint_dir": "save a checkpoint every epoch here and resume an interrupted training from it "
+                      "(one subfolder per configuration, deleted when the fit completes)",
     "r": _LORA + "adapter rank",
     "lora_alpha": _LORA + "scaling alpha",
     "lora_dropout": _LORA + "dropout on the adapter's input",

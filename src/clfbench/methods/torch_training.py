@@ -111,8 +111,12 @@ def check_options(class_weight: str | None, sampling: str | None, selection: str
         raise ClfbenchError(f"parameter selection: {selection!r} (expected one of {', '.join(SELECTIONS)})")
 
 
-def check_trainer_options(name: str, grad_accum: Any, grad_checkpointing: Any, bf16: Any) -> None:
+def check_trainer_options(name: str, grad_accum: Any, grad_checkpointing: Any, bf16: Any,
+                          checkpoint_dir: Any = None) -> None:
     """Reject impossible Trainer settings when the method is built, not after training."""
+    from clfbench.methods.checkpoints import check_checkpoint_dir
+
+    check_checkpoint_dir(name, checkpoint_dir)
     if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
         raise ClfbenchError(f"{name}: parameter grad_accum={grad_accum!r} (expected an integer >= 1)")
     if not isinstance(grad_checkpointing, bool):
@@ -167,6 +171,7 @@ def train_loop(
     grad_accum: int = 1,
     grad_checkpointing: bool = False,
     bf16: bool = False,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place with `transformers.Trainer` (see `hf_trainer`); leave it
     holding the selected epoch's weights; return the record.
@@ -177,7 +182,8 @@ def train_loop(
     final epoch. Ties keep the earlier epoch. Without validation data the last epoch is kept.
     `on_epoch(epoch, selection score)` is called after each validated epoch (tuning: pruning
     and early stopping); training stops when it returns True. The record's `score` is the
-    selection score of the weights kept (None without validation data).
+    selection score of the weights kept (None without validation data). `checkpoint`: the
+    configuration's checkpoint folder (save every epoch, resume what is found there).
     """
     from clfbench.methods import hf_trainer
 
@@ -218,7 +224,7 @@ def train_loop(
         decay_all=False, max_grad_norm=max_grad_norm, seed=seed, device=device,
         grad_accum=grad_accum, grad_checkpointing=grad_checkpointing, bf16=bf16,
         validate=validate if has_val else None, keep="last" if selection == "last" else "best",
-        on_epoch=on_epoch, verbose=verbose,
+        on_epoch=on_epoch, verbose=verbose, checkpoint=checkpoint,
     )
     return {
         "history": record["history"],
@@ -317,10 +323,12 @@ class HFSequenceClassifier(Tunable, Classifier):
     grad_accum: int = 1
     grad_checkpointing: bool = False
     bf16: bool | str = "auto"
+    checkpoint_dir: str | None = None
 
     def _check_trainer(self) -> None:
         """Fail on impossible Trainer settings when the method is built, not after training."""
-        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16)
+        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16,
+                              self.checkpoint_dir)
 
     # --- hooks ----------------------------------------------------------------------------
     def _default_targets(self, model: Any) -> Any:
@@ -395,6 +403,7 @@ class HFSequenceClassifier(Tunable, Classifier):
             sampling=self.sampling, selection=self.selection, seed=self.seed, device=self.device_,
             verbose=self.verbose, on_epoch=on_epoch, grad_accum=self.grad_accum,
             grad_checkpointing=self.grad_checkpointing, bf16=bf16,
+            checkpoint=self._checkpoint(train, validation, lr),
         )
         if peft_model is not None:
             self.model_ = peft_model.merge_and_unload().eval()

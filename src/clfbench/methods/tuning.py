@@ -13,6 +13,9 @@ trial's fitted model is kept as it is (no re-training), and every trial is recor
 A method opts in by inheriting `Tunable` (before its other bases) and implementing
 `_fit_once(train, validation, lr, on_epoch) -> float`, which fits and returns the
 validation score of the weights it keeps; `on_epoch(epoch, score)` returns True to stop.
+With `checkpoint_dir`, `_fit_once` passes `self._checkpoint(train, validation, lr)` to the
+Trainer: every trial checkpoints into a folder of its own and resumes from it when a fit is
+re-run after an interruption (`checkpoints`); the folders are deleted once `fit` completes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from clfbench.data import LabeledTexts
@@ -82,7 +86,10 @@ class Tunable:
     epochs: int
     seed: int
     verbose: bool = True
+    checkpoint_dir: str | None = None
     fit_info_: dict[str, Any]
+    _checkpoints_used: list[Path]
+    _seconds_before_resume: dict[float, float]  # learning rate -> seconds of a resumed trial
 
     def _check_tuning(self) -> None:
         check_tuning(self.name, self.tune, self.tune_trials, self.lr, self.lr_grid)
@@ -93,15 +100,37 @@ class Tunable:
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> Any:
         self._check_tuning()
+        self._checkpoints_used, self._seconds_before_resume = [], {}
         if self.tune == "off" or validation is None or len(validation) == 0:
             lr = self.lr if self.lr is not None else self.default_lr
             self._fit_once(train, validation, lr, None)
             reason = "tune=off" if self.tune == "off" else "no validation split"
             self.fit_info_["tuning"] = {"enabled": False, "reason": reason, "lr": lr}
-            return self
-        tuning = self._search(train, validation)  # leaves the best trial's fitted state in self
-        self.fit_info_["tuning"] = tuning
+        else:  # leaves the best trial's fitted state in self
+            self.fit_info_["tuning"] = self._search(train, validation)
+        if self.checkpoint_dir is not None:
+            from clfbench.methods.checkpoints import remove
+            from clfbench.methods.hf_trainer import is_main_process
+
+            if is_main_process():  # data-parallel: the first process owns the files
+                remove(self._checkpoints_used)  # the fit completed: nothing left to resume
+            # training time spent in the interrupted process(es): evaluation adds it
+            self.fit_info_["train_seconds_before_resume"] = sum(self._seconds_before_resume.values())
         return self
+
+    def _checkpoint(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float) -> Path | None:
+        """This trial's checkpoint folder under `checkpoint_dir` (None: no checkpoints)."""
+        if self.checkpoint_dir is None:
+            return None
+        from clfbench.methods.checkpoints import configuration_folder, seconds_spent
+        from clfbench.methods.hf_trainer import world_size
+
+        params = self.get_params()  # type: ignore[attr-defined]
+        folder = configuration_folder(self.checkpoint_dir, self.name, params, lr, train, validation,
+                                      world_size())
+        self._checkpoints_used.append(folder)
+        self._seconds_before_resume[lr] = seconds_spent(folder)  # what an interrupted run spent
+        return folder
 
     def search_space(self) -> list[float]:
         if self.lr is not None:
@@ -137,7 +166,8 @@ class Tunable:
             try:
                 score = self._fit_once(train, validation, lr, on_epoch)
             finally:
-                seconds[trial.number] = time.perf_counter() - t0
+                # a resumed trial's whole cost: this process's time and the interrupted one's
+                seconds[trial.number] = time.perf_counter() - t0 + self._seconds_before_resume.get(lr, 0.0)
             score = -math.inf if score is None or math.isnan(score) else float(score)
             if score > kept["score"]:  # ties keep the earlier trial
                 kept.update(score=score, number=trial.number, state=self._fitted_state())

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from clfbench.errors import ClfbenchError
+from clfbench.io import yaml_load
 
 TASK_DIR = Path(__file__).parent
 
@@ -77,7 +78,7 @@ class Task:
 def all_tasks() -> dict[str, Task]:
     tasks = {}
     for path in sorted(TASK_DIR.glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_load(path.read_text())
         for spec in raw if isinstance(raw, list) else [raw]:
             task = Task(**spec, source=path)
             tasks[task.name] = task
@@ -95,7 +96,7 @@ def task_from_yaml(path: str | Path) -> Task:
     """A user's own task described in a YAML file of the same form as the built-in ones."""
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml_load(path.read_text())
         return Task(**spec, source=path)
     except (OSError, yaml.YAMLError, TypeError) as e:
         raise ClfbenchError(f"{path}: not a valid task file: {str(e).splitlines()[0]}") from None
