@@ -13,12 +13,13 @@ and a rerun resumes exactly the configurations that were interrupted; a changed 
 gets a folder of its own instead of someone else's weights.
 
 A checkpoint is saved after every epoch: the Trainer's own files (weights or adapter,
-optimizer, scheduler, RNG states, `trainer_state.json`) plus `clfbench_state.pt`, clfbench's
-training state: the per-epoch history and selection scores, the kept epoch's weights, the
-schedule and the data-order sampler's generator (the Trainer does not replay skipped epochs
-through the sampler, so its state must be saved). `clfbench_state.pt` is written last and
-atomically: a checkpoint without it was cut short and is ignored. Only the newest complete
-checkpoint is kept, and a fit that completes deletes its folders.
+optimizer, scheduler, RNG states, `trainer_state.json`) plus clfbench's training state:
+`clfbench_tensors.pt` (the kept epoch's weights; the data-order sampler's generator, since the
+Trainer does not replay skipped epochs through the sampler) and `clfbench_state.json` (the
+per-epoch history and selection scores, the kept epoch, the schedule, the training seconds so
+far). The JSON file is written last and atomically: a checkpoint without it was cut short and
+is ignored. Only the newest complete checkpoint is kept, and a fit that completes deletes its
+folders.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ import torch
 from clfbench.config import NOT_FINGERPRINTED
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
+from clfbench.methods.base import load_file
 
 STATE_FILE = "clfbench_state.json"  # history, scores, seconds...: written last, marks complete
 TENSORS_FILE = "clfbench_tensors.pt"  # the kept epoch's weights, the sampler's generator
 _TENSOR_KEYS = ("best", "sampler")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_START_OVER = "delete {} to train this configuration from the start"
 
 
 def check_checkpoint_dir(name: str, checkpoint_dir: Any) -> None:
@@ -89,7 +92,7 @@ def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def latest(folder: Path) -> Path | None:
-    """The newest complete checkpoint in `folder` (one with `clfbench_state.pt`), or None."""
+    """The newest complete checkpoint in `folder` (one with `clfbench_state.json`), or None."""
     complete = [p for _, p in _checkpoints(folder) if (p / STATE_FILE).is_file()]
     return complete[-1] if complete else None
 
@@ -109,7 +112,7 @@ def save_state(checkpoint: Path, state: dict[str, Any]) -> None:
 def load_state(checkpoint: Path) -> dict[str, Any]:
     """clfbench's state saved in `checkpoint`; a corrupted file is one clear error."""
     tensors = _read(checkpoint / TENSORS_FILE,
-                    lambda p: torch.load(p, map_location="cpu", weights_only=False))
+                    lambda p: torch.load(p, map_location="cpu", weights_only=True))
     return {**_json_state(checkpoint), **{k: tensors[k] for k in _TENSOR_KEYS}}
 
 
@@ -128,14 +131,13 @@ def _json_state(checkpoint: Path) -> dict[str, Any]:
 
 def _read(path: Path, loader: Any) -> Any:
     try:
-        return loader(path)
-    except Exception as e:  # noqa: BLE001 - unpicklers and parsers raise anything
-        raise _corrupted(path, f"cannot be loaded, truncated or corrupted ({type(e).__name__})") from None
+        return load_file(path, loader)
+    except ClfbenchError as e:
+        raise ClfbenchError(f"{e}; {_START_OVER.format(path.parent.parent)}") from None
 
 
 def _corrupted(path: Path, why: str) -> ClfbenchError:
-    return ClfbenchError(f"{path}: {why}; delete {path.parent.parent} to train this configuration "
-                         "from the start")
+    return ClfbenchError(f"{path}: {why}; {_START_OVER.format(path.parent.parent)}")
 
 
 def remove(folders: list[Path]) -> None:
