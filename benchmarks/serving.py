@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from machine import uptime  # benchmarks/machine.py (the script's folder is on sys.path)
 
 from clfbench.config import RunSpec
 from clfbench.runner import run_grid
@@ -42,10 +43,6 @@ CASES = {
     "minilm-ft": dict(method="encoder-ft", model="minilm", params={"tune": "off", "epochs": 1}),
 }
 MODES = {"batching on": 32, "batching off": 1}
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def free_port() -> int:

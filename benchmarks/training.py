@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import uptime  # benchmarks/machine.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_COMMIT = "7c76b09"
@@ -132,10 +133,6 @@ def equivalence(modules: dict[str, object]) -> None:
               f"before {[round(h['train_loss'], 3) for h in rb['history']]}, after "
               f"{[round(h['train_loss'], 3) for h in ra['history']]}; best epoch "
               f"{rb['best_epoch']} / {ra['best_epoch']}", flush=True)
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
