@@ -26,8 +26,8 @@ def load_task(
 ) -> TaskSplits:
     """Labeled splits for `task`: local files when `data_dir` is given, else the hub.
 
-    `data_dir` may be the task's own folder (`../shared/datasets/sst2`) or a folder of
-    dataset folders (`../shared/datasets`).
+    `data_dir` may be the task's own folder (`DATASETS/sst2`) or a folder of
+    dataset folders (`DATASETS`).
     """
     if data_dir is not None:
         available = load_local(task, Path(data_dir))
