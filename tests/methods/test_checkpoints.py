@@ -197,19 +197,23 @@ def test_a_cut_short_checkpoint_is_ignored_and_a_corrupted_one_is_named(zoo, tmp
         build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
 
 
-def test_each_configuration_has_its_own_folder():
+def test_each_configuration_has_its_own_folder(monkeypatch):
     """Anything that changes the training changes the folder; where checkpoints go does not."""
-    def folder(params=None, lr=1e-3, train=TRAIN, validation=VALIDATION, world=1):
+    def folder(params=None, lr=1e-3, train=TRAIN, validation=VALIDATION, world=1, device="cpu"):
         base = {"seed": 1, "epochs": 3, "checkpoint_dir": "a"}
         return checkpoints.configuration_folder("root", "encoder-ft", {**base, **(params or {})}, lr,
-                                                train, validation, world).name
+                                                train, validation, world, device).name
 
     same = folder()
     assert folder({"checkpoint_dir": "b"}) == same
     others = [folder({"seed": 2}), folder(lr=2e-3), folder(train=toy_data(30, 5)),
-              folder(validation=None), folder(world=2), folder({"epochs": 4})]
+              folder(validation=None), folder(world=2), folder({"epochs": 4}), folder(device="cuda:0")]
     assert same not in others and len(set(others)) == len(others)
     assert same.startswith("encoder-ft-")
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "0.0.1")  # an upgrade starts over
+    assert folder() != same
 
 
 def test_checkpoint_dir_is_not_part_of_a_runs_identity():

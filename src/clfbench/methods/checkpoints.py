@@ -7,8 +7,9 @@ compared as if it were the same configuration when it is not).
 
 Layout: `DIR/<method>-<fingerprint>/checkpoint-<step>/`, one folder per configuration. The
 fingerprint covers the method's parameters (except `checkpoint_dir`), the learning rate of the
-trial, the number of data-parallel processes, and the training and validation data (texts,
-pairs, labels, label names). So one `DIR` serves a whole grid and every learning-rate trial,
+trial, the number of data-parallel processes, the device type, the versions of clfbench,
+transformers and torch, and the training and validation data (texts, pairs, labels, label
+names). So one `DIR` serves a whole grid and every learning-rate trial,
 and a rerun resumes exactly the configurations that were interrupted; a changed configuration
 gets a folder of its own instead of someone else's weights.
 
@@ -70,13 +71,22 @@ def data_digest(data: LabeledTexts | None) -> str | None:
 
 def configuration_folder(root: str | os.PathLike, method: str, params: dict[str, Any], lr: float,
                          train: LabeledTexts, validation: LabeledTexts | None,
-                         world_size: int) -> Path:
-    """`root/<method>-<16 hex digits>`: the folder of this configuration's checkpoints."""
+                         world_size: int, device: str) -> Path:
+    """`root/<method>-<16 hex digits>`: the folder of this configuration's checkpoints.
+
+    Also fingerprinted: the device type (a training begun on a GPU is not finished on the
+    CPU) and the versions of clfbench, transformers and torch (nor across an upgrade)."""
+    import transformers
+
+    from clfbench import __version__
+
     identity = {
         "method": method,
         "params": {k: v for k, v in sorted(params.items()) if k not in NOT_FINGERPRINTED},
         "lr": float(lr),
         "world_size": world_size,
+        "device": torch.device(device).type,
+        "versions": [__version__, transformers.__version__, torch.__version__],
         "train": data_digest(train),
         "validation": data_digest(validation),
     }

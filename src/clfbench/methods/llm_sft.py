@@ -220,7 +220,7 @@ class LLMSFT(Tunable, LLMPrompt):
             decay_all=True, max_grad_norm=1.0, seed=self.seed, device=device,
             grad_accum=self.grad_accum, grad_checkpointing=self.grad_checkpointing, bf16=bf16,
             validate=validate if has_val else None, keep="best", on_epoch=on_epoch,
-            verbose=self.verbose, checkpoint=self._checkpoint(train, validation, lr),
+            verbose=self.verbose, checkpoint=self._checkpoint(train, validation, lr, device),
         )
         self.lm_.eval()
         self.scorer_.reset_cache()

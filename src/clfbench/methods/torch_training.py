@@ -403,7 +403,7 @@ class HFSequenceClassifier(Tunable, Classifier):
             sampling=self.sampling, selection=self.selection, seed=self.seed, device=self.device_,
             verbose=self.verbose, on_epoch=on_epoch, grad_accum=self.grad_accum,
             grad_checkpointing=self.grad_checkpointing, bf16=bf16,
-            checkpoint=self._checkpoint(train, validation, lr),
+            checkpoint=self._checkpoint(train, validation, lr, self.device_),
         )
         if peft_model is not None:
             self.model_ = peft_model.merge_and_unload().eval()

@@ -13,7 +13,7 @@ trial's fitted model is kept as it is (no re-training), and every trial is recor
 A method opts in by inheriting `Tunable` (before its other bases) and implementing
 `_fit_once(train, validation, lr, on_epoch) -> float`, which fits and returns the
 validation score of the weights it keeps; `on_epoch(epoch, score)` returns True to stop.
-With `checkpoint_dir`, `_fit_once` passes `self._checkpoint(train, validation, lr)` to the
+With `checkpoint_dir`, `_fit_once` passes `self._checkpoint(train, validation, lr, device)` to the
 Trainer: every trial checkpoints into a folder of its own and resumes from it when a fit is
 re-run after an interruption (`checkpoints`); the folders are deleted once `fit` completes.
 """
@@ -118,8 +118,10 @@ class Tunable:
             self.fit_info_["train_seconds_before_resume"] = sum(self._seconds_before_resume.values())
         return self
 
-    def _checkpoint(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float) -> Path | None:
-        """This trial's checkpoint folder under `checkpoint_dir` (None: no checkpoints)."""
+    def _checkpoint(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
+                    device: Any) -> Path | None:
+        """This trial's checkpoint folder under `checkpoint_dir` (None: no checkpoints);
+        `device`: the one it trains on."""
         if self.checkpoint_dir is None:
             return None
         from clfbench.methods.checkpoints import configuration_folder, seconds_spent
@@ -127,7 +129,7 @@ class Tunable:
 
         params = self.get_params()  # type: ignore[attr-defined]
         folder = configuration_folder(self.checkpoint_dir, self.name, params, lr, train, validation,
-                                      world_size())
+                                      world_size(), str(device))
         self._checkpoints_used.append(folder)
         self._seconds_before_resume[lr] = seconds_spent(folder)  # what an interrupted run spent
         return folder
