@@ -113,3 +113,33 @@ def test_parse_volume_units():
     assert parse_volume("1e6/day") == 1e6 and parse_volume("50/s") == 50 * 86400
     assert parse_volume("2000/hour") == 48000 and parse_volume("3e7/month") == pytest.approx(1e6)
     assert parse_volume("1000") == 1000
+
+
+def test_report_with_constraints_shows_the_recommendation(results, tmp_path, capsys):
+    """`clfbench report --volume ...`: recommend's answer, line for line, at the top of
+    report.html and in recommendation.md; without constraints, a hint and no section."""
+    pytest.importorskip("matplotlib")
+    from markupsafe import escape
+
+    rc = main(["report", str(results), "--out", str(tmp_path / "rep"), "--bootstrap", "200",
+               "--volume", "1e6/day", "--p95-ms", "200", "--price-per-label", "0.1"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "recommend: encoder-ft/minilm [train 200]" in printed
+    (rec,) = recommend(results, Constraints(1e6, p95_ms=200, price_per_label=0.1))
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert 'id="recommendation"' in page
+    assert all(str(escape(line.strip())) in page for line in rec.lines())
+    md = (tmp_path / "rep" / "recommendation.md").read_text(encoding="utf-8")
+    assert "- recommend: encoder-ft/minilm [train 200]" in md and "- runner-up (tied): tfidf-lr" in md
+
+    assert main(["report", str(results), "--out", str(tmp_path / "plain"), "--bootstrap", "200"]) == 0
+    plain = (tmp_path / "plain" / "report.html").read_text(encoding="utf-8")
+    assert 'id="recommendation"' not in plain and "--volume 1e6/day" in plain
+    assert not (tmp_path / "plain" / "recommendation.md").exists()
+
+
+def test_report_with_a_bad_constraint_fails_before_any_work(results, tmp_path, capsys):
+    assert main(["report", str(results), "--out", str(tmp_path / "rep"), "--volume", "1e6/day",
+                 "--p95-ms", "-5"]) == 2
+    assert "--p95-ms: expected a non-negative number" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()

@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from clfbench.errors import ClfbenchError
 
@@ -34,6 +35,31 @@ def _param(value: str) -> tuple[str, object]:
         return key.strip().replace("-", "_"), yaml_load(raw)
     except yaml.YAMLError:
         raise argparse.ArgumentTypeError(f"{value!r}: the value is not valid YAML") from None
+
+
+def _constraint_args(p: argparse.ArgumentParser, required: bool, what: str = "") -> None:
+    """The deployment constraints of `recommend` (and of `report --volume`)."""
+    g = p.add_argument_group("deployment constraints" + (f" ({what})" if what else ""))
+    g.add_argument("--volume", required=required,
+                   help="requests, e.g. 1e6/day, 50/s, 2000/hour (a bare number: per day)")
+    g.add_argument("--p95-ms", type=float, help="p95 latency limit in ms (served p95 where measured, else in-process)")
+    g.add_argument("--budget-usd-month", type=float, help="monthly budget: serving + amortised training and labelling")
+    g.add_argument("--labels-available", type=float, help="labelled examples you have (or can get)")
+    g.add_argument("--price-per-label", type=float, default=0.0, help="USD per labelled example (default 0)")
+    g.add_argument("--amortize-months", type=float, default=12.0,
+                   help="months over which training and labelling are spread (default 12)")
+
+
+def _constraints(args: argparse.Namespace) -> Any:
+    """The `Constraints` of the parsed flags; None without --volume (report)."""
+    from clfbench.recommend import Constraints, parse_volume
+
+    if args.volume is None:
+        return None
+    c = Constraints(parse_volume(args.volume), args.p95_ms, args.budget_usd_month, args.labels_available,
+                    args.price_per_label, args.amortize_months)
+    c.check()  # before any work
+    return c
 
 
 DESCRIPTION = """\
@@ -113,17 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     rep.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     rep.add_argument("--mlflow", action="store_true", help="also log every run to MLflow (sqlite:///DIR/mlflow.db)")
+    _constraint_args(rep, required=False, what="with --volume: the `recommend` section in the report")
 
     rc = sub.add_parser("recommend", help="one configuration to deploy under volume, latency, budget and label "
                         "constraints, with its evidence, runner-up and what would change the decision")
     rc.add_argument("dir", help="a results folder written by `clfbench run`")
-    rc.add_argument("--volume", required=True, help="requests, e.g. 1e6/day, 50/s, 2000/hour (a bare number: per day)")
-    rc.add_argument("--p95-ms", type=float, help="p95 latency limit in ms (served p95 where measured, else in-process)")
-    rc.add_argument("--budget-usd-month", type=float, help="monthly budget: serving + amortised training and labelling")
-    rc.add_argument("--labels-available", type=float, help="labelled examples you have (or can get)")
-    rc.add_argument("--price-per-label", type=float, default=0.0, help="USD per labelled example (default 0)")
-    rc.add_argument("--amortize-months", type=float, default=12.0,
-                    help="months over which training and labelling are spread (default 12)")
+    _constraint_args(rc, required=True)
     rc.add_argument("--hardware", help="hardware profile for cost (default serverless-cpu-2vcpu-2gib)")
     rc.add_argument("--hardware-file", help="your own hardware profiles YAML")
     rc.add_argument("--cost-basis", choices=["request", "batch"], default="request",
@@ -293,12 +314,16 @@ def cmd_report(args) -> int:
 
     from clfbench.report import build_report
 
+    constraints = _constraints(args)
     with Console(stderr=True).status(f"building the report of {escape(args.dir)} (bootstrap, plots, HTML)"):
         out = build_report(args.dir, args.out, tau=args.tau, hardware=args.hardware,
                            hardware_file=args.hardware_file, basis=args.cost_basis,
-                           n_boot=args.bootstrap, seed=args.seed, mlflow=args.mlflow)
+                           n_boot=args.bootstrap, seed=args.seed, mlflow=args.mlflow,
+                           constraints=constraints)
     print(f"report written to {out.out_dir}: {out.html.name}, {out.csv.name}, "
           f"{len(out.tables)} tables, {len(out.plots)} plots")
+    if out.recommendations:
+        print("\n\n".join(r.text() for r in out.recommendations))
     if "learning_curves" in out.tables:
         print("\n".join(ln for ln in out.tables["learning_curves"].read_text(encoding="utf-8").splitlines()
                         if ln.startswith(("## ", "- ", "Note"))))
@@ -308,11 +333,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from clfbench.recommend import Constraints, parse_volume, recommend, render_html
+    from clfbench.recommend import recommend, render_html
 
-    c = Constraints(parse_volume(args.volume), args.p95_ms, args.budget_usd_month, args.labels_available,
-                    args.price_per_label, args.amortize_months)
-    recs = recommend(args.dir, c, args.hardware, args.hardware_file, args.cost_basis, seed=args.seed)
+    recs = recommend(args.dir, _constraints(args), args.hardware, args.hardware_file, args.cost_basis,
+                     seed=args.seed)
     print("\n\n".join(r.text() for r in recs))
     if args.html:
         Path(args.html).write_text(render_html(recs, f"clfbench recommendation: {Path(args.dir).name}"),

@@ -68,6 +68,16 @@ class Constraints:
     price_per_label: float = 0.0
     amortize_months: float = 12.0
 
+    def check(self) -> None:
+        """One ClfbenchError naming the flag of the first impossible value."""
+        for name, v in (("--p95-ms", self.p95_ms), ("--budget-usd-month", self.budget_usd_month),
+                        ("--labels-available", self.labels_available),
+                        ("--price-per-label", self.price_per_label)):
+            if v is not None and (not math.isfinite(v) or v < 0):
+                raise ClfbenchError(f"{name}: expected a non-negative number, got {v!r}")
+        if not self.amortize_months > 0:
+            raise ClfbenchError(f"--amortize-months: expected a positive number, got {self.amortize_months!r}")
+
 
 @dataclass
 class Option:
@@ -341,13 +351,7 @@ def recommend(results: str | Path, constraints: Constraints, hardware: str | Non
     """One recommendation per task (comparison group) of a results folder."""
     from clfbench.report.runs import comparison_groups, group_configs, load_runs
 
-    for name, v in (("--p95-ms", constraints.p95_ms), ("--budget-usd-month", constraints.budget_usd_month),
-                    ("--labels-available", constraints.labels_available),
-                    ("--price-per-label", constraints.price_per_label)):
-        if v is not None and (not math.isfinite(v) or v < 0):
-            raise ClfbenchError(f"{name}: expected a non-negative number, got {v!r}")
-    if not constraints.amortize_months > 0:
-        raise ClfbenchError(f"--amortize-months: expected a positive number, got {constraints.amortize_months!r}")
+    constraints.check()
     profile = costs.get_profile(hardware, hardware_file)
     out = []
     for group in comparison_groups(group_configs(load_runs(results))):

@@ -40,6 +40,7 @@ class ReportOutput:
     plots: list[Path]
     analyses: list[TaskAnalysis] = field(default_factory=list)
     mlflow_uri: str | None = None
+    recommendations: list[Any] = field(default_factory=list)  # recommend.Recommendation, with constraints
 
 
 def taus_for(tau: float | None) -> tuple[list[float], float]:
@@ -64,11 +65,14 @@ def build_report(
     seed: int = 0,
     mlflow: bool = False,
     title: str | None = None,
+    constraints: Any = None,
 ) -> ReportOutput:
     """Write all_results.csv, the Markdown tables, PNG plots and report.html; optionally log to MLflow.
 
     With runs at training sizes (`--train-sizes`): learning-curve plots, crossovers and
-    learning_curves.md."""
+    learning_curves.md. With `constraints` (a `recommend.Constraints`: volume, latency, budget,
+    labels): `clfbench recommend`'s answer for every task, in recommendation.md and at the top
+    of the HTML."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -121,12 +125,22 @@ def build_report(
         tables["learning_curves"] = out / "learning_curves.md"
         all_plots += [lc["png"] for lc in learning]
 
+    recs = []
+    if constraints is not None:
+        from clfbench.recommend import recommend
+
+        recs = recommend(results_dir, constraints, hardware, hardware_file, basis, seed=seed)
+        tables["recommendation"] = out / "recommendation.md"
+        tables["recommendation"].write_text("# Recommendation\n\n" + "\n\n".join(
+            "\n".join([f"## {r.lines()[0]}", ""] + [f"- {ln.strip()}" for ln in r.lines()[1:]]) for r in recs) + "\n",
+            encoding="utf-8")
+
     from clfbench.report.html import render_html
 
     html_path = out / "report.html"
     html_path.write_text(
         render_html(analyses, per_task, overview, title or results_dir.resolve().name, profile.name, len(runs),
-                    learning=learning),
+                    learning=learning, recommendations=recs),
         encoding="utf-8",
     )
     mlflow_uri = None
@@ -135,7 +149,7 @@ def build_report(
 
         log_to_mlflow(results_dir, runs)
         mlflow_uri = f"sqlite:///{results_dir.resolve() / 'mlflow.db'}"
-    return ReportOutput(out, html_path, csv_path, tables, all_plots, analyses, mlflow_uri)
+    return ReportOutput(out, html_path, csv_path, tables, all_plots, analyses, mlflow_uri, recs)
 
 
 def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:

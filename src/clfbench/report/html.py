@@ -45,6 +45,13 @@ def quiz_items(analyses: list[TaskAnalysis], per_task: int = 10) -> list[dict[st
     return [item for rnd in zip_longest(*per) for item in rnd if item is not None]
 
 
+def recommendation_view(rec: Any) -> dict[str, Any]:
+    """`recommend.Recommendation` for the template: the constraints as a heading, the pick as
+    a verdict (a warning when nothing qualifies), the evidence and alternatives as lines."""
+    head, *lines = [ln.strip() for ln in rec.lines()]
+    return {"head": head, "verdict": lines[0], "found": rec.decision.pick is not None, "lines": lines[1:]}
+
+
 def render_html(
     analyses: list[TaskAnalysis],
     plots: dict[str, dict[str, Path]],
@@ -53,6 +60,7 @@ def render_html(
     hardware: str,
     n_runs: int,
     learning: list[dict[str, Any]] | None = None,
+    recommendations: list[Any] | None = None,
 ) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -94,5 +102,6 @@ def render_html(
         n_tasks=len(analyses), overview_png=data_uri(overview_png) if overview_png else None,
         quiz=quiz_items(analyses),
         learning=[{**lc, "src": data_uri(lc["png"])} for lc in learning or []],
+        recommendations=[recommendation_view(r) for r in recommendations or []],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
