@@ -1,5 +1,6 @@
 """A run's worker process: results and errors come back, crashes and interruptions are clean."""
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -62,6 +63,26 @@ def test_a_crashed_worker_is_reported_as_such():
     with pytest.raises(WorkerCrashed, match="killed by SIGABRT.*nothing was written") as e:
         call_in_fresh_process(os.abort)
     assert e.value.exit_code == 1
+
+
+def test_ctrl_c_while_the_worker_starts_stops_it(monkeypatch):
+    """SIGINT arriving inside `Process.start` (CI saw it: the handle was lost and the worker
+    left running) is held until the worker can be stopped."""
+    real = multiprocessing.context.SpawnProcess.start
+
+    def start_interrupted(self):
+        real(self)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)  # Python runs the handler here, inside start
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start_interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call_in_fresh_process(time.sleep, 600)
+        assert workers() == []
+    finally:  # a left-over worker would hold up the test process's exit for 10 minutes
+        for w in workers():
+            w.kill()
 
 
 def test_ctrl_c_in_the_driver_stops_the_worker():

@@ -14,13 +14,14 @@ Neither leaves anything in the results store: only the caller writes there.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
 import signal
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,10 @@ def call_in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_worker_main, args=(send, os.getpid(), fn, args, kwargs),
                        name=f"{WORKER_NAME}{getattr(fn, '__name__', 'fn')}")
-    proc.start()
-    send.close()
     try:
+        with _ctrl_c_deferred():  # a Ctrl-C while starting is raised once `proc` can be stopped
+            proc.start()
+        send.close()
         wait([receive, proc.sentinel])
         try:
             message = receive.recv() if receive.poll() else None
@@ -111,6 +113,7 @@ def call_in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         proc.join()
     finally:  # Ctrl-C or any error here: never leave the worker running
         receive.close()
+        send.close()
         _stop(proc)
     if message is None:
         raise WorkerCrashed(f"the worker process died without a result ({_exit_reason(proc.exitcode)}); "
@@ -121,6 +124,27 @@ def call_in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     if isinstance(value, ClfbenchError):
         raise value
     raise value from RemoteTraceback(tb)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold SIGINT back until the block ends, then raise KeyboardInterrupt. Starting a spawned
+    process writes its arguments into a pipe; interrupted half-way, the handle of a process
+    that exists would be lost and the process left running (main thread only: elsewhere
+    Python delivers no signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending and callable(previous):  # the default handler raises KeyboardInterrupt
+        previous(signal.SIGINT, None)
+    elif pending and previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
 
 
 def _worker_main(send: Connection, parent: int, fn: Callable[..., Any], args: tuple,
