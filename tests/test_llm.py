@@ -13,6 +13,10 @@ from clfbench.data import Texts
 from clfbench.llm import CausalLMClassifier, PromptEncoder, load_causal_lm, softmax
 from clfbench.prompts import PromptBuilder
 
+# The key/value cache is passed under the model's own argument name (`cache` since transformers
+# renamed it; `past_key_values` warns and goes in 5.40): no FutureWarning may pass unseen.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
+
 PROMPT = {
     "instruction": "classify the sentiment as negative or positive",
     "verbalizers": {"negative": "negative", "positive": "positive"},

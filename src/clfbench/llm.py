@@ -426,12 +426,28 @@ def _fit(n_t: int, n_p: int | None, budget: int) -> tuple[int, int | None]:
     return n_t, n_p
 
 
+def cache_argument(model: Any) -> str:
+    """The name under which `model.forward` and `generate` take a key/value cache: `cache`
+    since transformers renamed it (`past_key_values` then warns, and goes in 5.40), else
+    `past_key_values`. A peft wrapper passes it on to the model it wraps."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    """The key/value cache a forward pass returned, under either name."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
 class CausalLMClassifier:
     """Scores or generates labels for a batch of queries with one model and PromptEncoder."""
 
     def __init__(self, model, encoder: PromptEncoder, batch_size: int = 8, use_prefix_cache: bool = True,
                  length_normalize: bool = False) -> None:
         self.model = model
+        self.cache_kw = cache_argument(model)
         self.enc = encoder
         self.batch_size = max(1, int(batch_size))
         self.length_normalize = length_normalize
@@ -457,7 +473,7 @@ class CausalLMClassifier:
             ids = torch.tensor([self.enc.prefix_ids], device=self.device)
             cache = DynamicCache(config=self.model.config)
             with torch.inference_mode():
-                self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                self.model(input_ids=ids, **{self.cache_kw: cache}, use_cache=True, logits_to_keep=1)
             self._prefix_cache = cache
         return self._prefix_cache
 
@@ -561,7 +577,7 @@ class CausalLMClassifier:
     def _score_packed(self, prompts: list[list[int]], cached: bool) -> np.ndarray:
         inp = self.packed_inputs(prompts, cached)
         out = self.model(input_ids=inp["input_ids"], attention_mask=inp["attention_mask"],
-                         position_ids=inp["position_ids"], past_key_values=inp["past_key_values"],
+                         position_ids=inp["position_ids"], **{self.cache_kw: inp["past_key_values"]},
                          use_cache=inp["past_key_values"] is not None, logits_to_keep=inp["last"])
         first = torch.log_softmax(out.logits[0].float(), dim=-1)  # (B, V): each query's last token
         return torch.stack([first[:, a[0]] for a in self.enc.score_ids], dim=1).cpu().numpy()
@@ -576,14 +592,14 @@ class CausalLMClassifier:
             cache = DynamicCache(config=self.model.config)
         out = self.model(
             input_ids=inp["input_ids"], attention_mask=inp["attention_mask"],
-            position_ids=inp["position_ids"], past_key_values=cache,
+            position_ids=inp["position_ids"], **{self.cache_kw: cache},
             use_cache=multi or cache is not None, logits_to_keep=1,
         )
         first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
         B = len(prompts)
         scores = torch.stack([first[:, a[0]] for a in answers], dim=1)  # (B, L)
         if multi:
-            scores = scores + self._continuations(out.past_key_values, inp, B)
+            scores = scores + self._continuations(output_cache(out), inp, B)
         if self.length_normalize:
             scores = scores / torch.tensor([len(a) for a in answers], device=scores.device)
         return scores.cpu().numpy()
@@ -608,7 +624,7 @@ class CausalLMClassifier:
             c.batch_repeat_interleave(n)
             m = torch.cat([mask.repeat_interleave(n, 0), torch.ones(B * n, A, dtype=mask.dtype, device=mask.device)], 1)
             pos = last_pos.repeat_interleave(n, 0)[:, None] + torch.arange(1, A + 1, device=self.device)
-            logits = self.model(input_ids=ids, attention_mask=m, position_ids=pos, past_key_values=c,
+            logits = self.model(input_ids=ids, attention_mask=m, position_ids=pos, **{self.cache_kw: c},
                                 use_cache=True).logits.float()
             logp = torch.log_softmax(logits, dim=-1).view(B, n, A, -1)
             for j, lab in enumerate(labs):
@@ -654,7 +670,7 @@ class CausalLMClassifier:
                 inp = self.batch_inputs([prompts[i] for i in idx], cached)
                 gen = self.model.generate(
                     input_ids=inp["full_ids"], attention_mask=inp["attention_mask"],
-                    past_key_values=inp["past_key_values"], generation_config=cfg,
+                    **{self.cache_kw: inp["past_key_values"]}, generation_config=cfg,
                 )
                 new = gen[:, inp["full_ids"].shape[1]:]
                 for j, i in enumerate(idx):

@@ -14,6 +14,10 @@ from clfbench.methods.base import Classifier, make_method
 from clfbench.methods.decoder_head import DecoderHead
 from clfbench.methods.torch_training import apply_lora
 
+# peft's read of a deprecated transformers name is silenced (torch_training.peft_quietly), and
+# the LM's cache goes by its new name (llm.cache_argument): no FutureWarning reaches a user.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
+
 DECODERS = ["qwen2", "llama", "gemma2"]
 
 

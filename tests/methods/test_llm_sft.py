@@ -12,6 +12,10 @@ from clfbench.cli import main
 from clfbench.data import LabeledTexts, Texts
 from clfbench.methods.base import Classifier, make_method
 
+# peft's read of a deprecated transformers name is silenced (torch_training.peft_quietly), and
+# the LM's cache goes by its new name (llm.cache_argument): no FutureWarning reaches a user.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
+
 WORDS = {0: ["bad", "awful", "terrible", "boring"], 1: ["good", "great", "wonderful", "fun"]}
 
 

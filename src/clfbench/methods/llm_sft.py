@@ -12,7 +12,13 @@ import torch
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.llm_prompt import LLMPrompt
-from clfbench.methods.torch_training import check_trainer_options, resolve_bf16, training_device
+from clfbench.methods.torch_training import (
+    check_trainer_options,
+    peft_quietly,
+    peft_wrap,
+    resolve_bf16,
+    training_device,
+)
 from clfbench.methods.tuning import EpochCallback, Tunable
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -158,7 +164,7 @@ class LLMSFT(Tunable, LLMPrompt):
                   on_epoch: EpochCallback | None) -> float | None:
         """One LoRA training run at learning rate `lr` on `transformers.Trainer` (see
         `hf_trainer`); returns the kept epoch's validation macro-F1 (None without validation)."""
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
         from sklearn.metrics import accuracy_score, f1_score
 
         from clfbench.llm import load_causal_lm
@@ -178,7 +184,7 @@ class LLMSFT(Tunable, LLMPrompt):
             lora_dropout=self.lora_dropout, target_modules=list(self.target_modules),
         )
         try:
-            self.lm_ = get_peft_model(base, cfg)
+            self.lm_ = peft_wrap(base, cfg)
         except ValueError as e:
             raise ClfbenchError(f"{self.name}: LoRA target_modules {self.target_modules}: {str(e).splitlines()[0]}") from None
         self._build()
@@ -272,5 +278,6 @@ class LLMSFT(Tunable, LLMPrompt):
         self.fit_info_ = state.get("fit_info", {})
         base, _ = load_causal_lm(self.model, self.device, self.dtype, self.name)
         self.tokenizer_ = load_tokenizer(ModelRef(str(path / "adapter"), str(path / "adapter"), "folder"))
-        self.lm_ = PeftModel.from_pretrained(base, str(path / "adapter")).eval()
+        with peft_quietly():
+            self.lm_ = PeftModel.from_pretrained(base, str(path / "adapter")).eval()
         self._build(str(path / "template.yaml"))

@@ -12,9 +12,10 @@ validation and the timed evaluation run the very same code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -264,13 +265,32 @@ def parse_targets(target_modules: Any) -> str | list[str]:
     return list(target_modules)
 
 
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """peft reads transformers' deprecated `is_gradient_checkpointing` when it wraps or loads
+    a model: a FutureWarning on every fit and load that no user can act on, silenced here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def peft_wrap(model: Any, config: Any) -> Any:
+    """`peft.get_peft_model`, quietly (`peft_quietly`)."""
+    from peft import get_peft_model
+
+    with peft_quietly():
+        return get_peft_model(model, config)
+
+
 def apply_lora(model: Any, r: int, alpha: float, dropout: float, target_modules: Any):
     """Wrap `model` in a peft LoRA adapter with the head in `modules_to_save`.
 
     Returns (peft model, info) where info has total/trainable counts: total = the base
     model's parameters + the adapter's, trainable = adapter + head.
     """
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, TaskType
 
     base_total = sum(p.numel() for p in model.parameters())
     head = head_modules(model)
@@ -278,7 +298,7 @@ def apply_lora(model: Any, r: int, alpha: float, dropout: float, target_modules:
                         lora_dropout=float(dropout), target_modules=parse_targets(target_modules),
                         modules_to_save=list(head))
     try:
-        peft_model = get_peft_model(model, config)
+        peft_model = peft_wrap(model, config)
     except ValueError as e:
         raise ClfbenchError(f"parameter target_modules={target_modules!r}: {str(e).splitlines()[0]}") from None
     lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
