@@ -4,6 +4,7 @@ per-epoch history, the same kept epoch, the same tuning trials."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -107,7 +108,11 @@ def test_a_killed_tuning_resumes_its_trials_and_keeps_the_same_best(zoo, tmp_pat
     kill_at_step(monkeypatch, 12 + 6)  # trial 1: 12 steps; trial 2: epoch 2, step 2
     with pytest.raises(Killed):
         build(zoo, "encoder-ft", checkpoint_dir=str(ckpt), **common).fit(TRAIN, VALIDATION)
-    assert len(list(ckpt.iterdir())) == 2  # one folder per learning rate
+    step = lambda f: int(checkpoints.latest(f).name.split("-")[1])  # noqa: E731
+    ended, cut = sorted(ckpt.iterdir(), key=step, reverse=True)  # trial 1: step 12; trial 2: 4
+    assert json.loads((checkpoints.latest(ended) / checkpoints.STATE_FILE).read_text())["ended"] is True
+    assert not (checkpoints.latest(ended) / "optimizer.pt").exists()  # trial 1 will never train again
+    assert (checkpoints.latest(cut) / "optimizer.pt").exists()  # trial 2, cut in epoch 2, will
     monkeypatch.undo()
 
     steps = {"n": 0}

@@ -19,8 +19,9 @@ optimizer, scheduler, RNG states, `trainer_state.json`) plus clfbench's training
 Trainer does not replay skipped epochs through the sampler) and `clfbench_state.json` (the
 per-epoch history and selection scores, the kept epoch, the schedule, the training seconds so
 far). The JSON file is written last and atomically: a checkpoint without it was cut short and
-is ignored. Only the newest complete checkpoint is kept, and a fit that completes deletes its
-folders.
+is ignored. Only the newest complete checkpoint is kept; once a training has ended (a
+learning-rate trial waiting for the others) its optimizer state is dropped; and a fit that
+completes deletes its folders.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from clfbench.methods.base import load_file
 STATE_FILE = "clfbench_state.json"  # history, scores, seconds...: written last, marks complete
 TENSORS_FILE = "clfbench_tensors.pt"  # the kept epoch's weights, the sampler's generator
 _TENSOR_KEYS = ("best", "sampler")
+#: The Trainer's files needed only to train on (transformers' OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME).
+_TRAINING_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _START_OVER = "delete {} to train this configuration from the start"
 
@@ -111,12 +114,30 @@ def save_state(checkpoint: Path, state: dict[str, Any]) -> None:
     """Write clfbench's state into `checkpoint`, the JSON part last and atomically (it marks
     the checkpoint complete), then delete every other checkpoint of the configuration."""
     torch.save({k: state[k] for k in _TENSOR_KEYS}, checkpoint / TENSORS_FILE)
-    tmp = checkpoint / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({k: v for k, v in state.items() if k not in _TENSOR_KEYS}, indent=1))
-    os.replace(tmp, checkpoint / STATE_FILE)
+    _write_json(checkpoint, {k: v for k, v in state.items() if k not in _TENSOR_KEYS})
     for _, other in _checkpoints(checkpoint.parent):
         if other != checkpoint:
             shutil.rmtree(other, ignore_errors=True)
+
+
+def mark_ended(folder: Path) -> None:
+    """The configuration's training has ended: its newest checkpoint is only ever reloaded
+    (weights, kept epoch) from now on, so the optimizer state (twice the weights, for AdamW)
+    goes, and the state says so. Keeps the disk use of a learning-rate search near one
+    optimizer state, not one per trial."""
+    checkpoint = latest(folder)
+    if checkpoint is None:
+        return
+    state = _json_state(checkpoint)
+    _write_json(checkpoint, {**state, "ended": True})
+    for name in _TRAINING_ONLY:
+        (checkpoint / name).unlink(missing_ok=True)
+
+
+def _write_json(checkpoint: Path, state: dict[str, Any]) -> None:
+    tmp = checkpoint / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, checkpoint / STATE_FILE)
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
@@ -174,5 +195,5 @@ def set_sampler_state(sampler: Any, state: dict[str, Any]) -> None:
 
 
 __all__ = ["STATE_FILE", "TENSORS_FILE", "check_checkpoint_dir", "configuration_folder",
-           "data_digest", "latest", "load_state", "remove", "sampler_state", "save_state",
-           "seconds_spent", "set_sampler_state"]
+           "data_digest", "latest", "load_state", "mark_ended", "remove", "sampler_state",
+           "save_state", "seconds_spent", "set_sampler_state"]

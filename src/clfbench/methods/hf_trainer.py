@@ -235,7 +235,7 @@ class EpochSelection(TrainerCallback):
         stopped = False
         for epoch, score in enumerate(self.scores, start=1):
             stopped = self.on_epoch is not None and bool(self.on_epoch(epoch, score))
-        return stopped or len(self.history) >= self.epochs
+        return bool(state.get("ended")) or stopped or len(self.history) >= self.epochs
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """After the Trainer's files: ours, which mark the checkpoint complete."""
@@ -333,6 +333,8 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
         finally:
             if grad_checkpointing:  # prediction needs no recomputation
                 _model_call(model, "activation_checkpointing_disable", "gradient_checkpointing_disable")
+        if checkpoint is not None and is_main_process():  # training has ended (no exception)
+            checkpoints.mark_ended(checkpoint)
         selection.restore_best()
         model.eval()
         history = selection.history
