@@ -108,3 +108,12 @@ def test_cli_lists_every_task_with_sizes_and_labels(capsys):
     assert "pair" in rows["anli_r1"] and "train 16,946, validation 1,000, test 1,000" in rows["anli_r1"]
     assert "77 labels" in rows["banking77"] and rows["banking77"].endswith(", ...")
     assert all(len(line) < 130 for line in out)
+
+
+def test_unquoted_yes_no_labels_stay_label_names(tmp_path):
+    """YAML 1.2 booleans (`io.yaml_load`): `[no, yes]` is two label names, not False/True."""
+    own = tmp_path / "own.yaml"
+    own.write_text("name: own\ndescription: a yes/no question\nlabels: [no, yes]\n"
+                   "prompt: {verbalizers: {no: No, yes: Yes}}\n")
+    task = task_from_yaml(own)
+    assert task.labels == ["no", "yes"] and task.prompt["verbalizers"] == {"no": "No", "yes": "Yes"}

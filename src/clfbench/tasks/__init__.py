@@ -49,10 +49,11 @@ class Task:
     source: Path | None = None
 
     def __post_init__(self) -> None:
-        """Catch YAML slips (unquoted yes/no/true become booleans) where the task is defined."""
+        """Catch YAML slips (unquoted true/false become booleans, 1 a number; yes/no stay
+        strings, `io.yaml_load`) where the task is defined."""
         where = f"task {self.name}" + (f" ({self.source})" if self.source else "")
         if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
-            raise ClfbenchError(f"{where}: labels must be non-empty strings (quote yes/no/true)")
+            raise ClfbenchError(f"{where}: labels must be non-empty strings (quote true, false and numbers)")
         if len(set(self.labels)) != len(self.labels):
             raise ClfbenchError(f"{where}: repeated label names")
         verbalizers = self.prompt.get("verbalizers", {})
