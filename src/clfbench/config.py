@@ -50,7 +50,7 @@ from clfbench.io import read_yaml
 
 MAX_SIZE_DRAWS = 100
 #: Method parameters that say where files go, not what is computed: not part of a run's identity.
-NOT_FINGERPRINTED = frozenset({"checkpoint_dir"})
+NOT_FINGERPRINTED = frozenset({"checkpoint_dir", "checkpoint_steps"})
 #: numpy's legacy seeding (and scikit-learn's random_state) takes 0 .. 2**32 - 1.
 Seed = Annotated[int, Ge(0), Le(2**32 - 1)]
 Column = Annotated[str, MinLen(1)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -95,6 +96,48 @@ def test_a_training_killed_in_its_last_epoch_resumes_to_the_same_model(zoo, tmp_
     assert resumed.fit_info()["train_seconds_before_resume"] == spent  # counted in its cost
     assert_same_fit(resumed, straight)
     assert list(ckpt.iterdir()) == []  # the fit completed: its checkpoints are deleted
+
+
+@pytest.mark.parametrize("method, params", [
+    ("encoder-ft", {}),
+    ("encoder-ft", {"sampling": "balanced", "selection": "last"}),
+    ("llm-sft", {}),
+])
+def test_a_training_killed_mid_epoch_resumes_from_its_step_checkpoint(zoo, tmp_path, monkeypatch,
+                                                                    method, params):
+    """`checkpoint_steps=3` (4 steps per epoch): killed at step 11, resumed from step 9, one
+    step into epoch 3: the epoch's data order, its loss so far and the RNG carry on."""
+    common = dict(tune="off", lr=2e-3, epochs=3, **params)
+    straight = build(zoo, method, **common).fit(TRAIN, VALIDATION)
+    ckpt = tmp_path / "ckpt"
+    kill_at_step(monkeypatch, 11)
+    with pytest.raises(Killed):
+        build(zoo, method, checkpoint_dir=str(ckpt), checkpoint_steps=3, **common).fit(TRAIN, VALIDATION)
+    [folder] = list(ckpt.iterdir())
+    assert [p.name for p in folder.iterdir()] == ["checkpoint-9"]
+    monkeypatch.undo()
+
+    resumed = build(zoo, method, checkpoint_dir=str(ckpt), checkpoint_steps=3, **common).fit(TRAIN, VALIDATION)
+    checkpoint = resumed.fit_info()["trainer"]["checkpoint"]
+    assert (checkpoint["resumed_after_epoch"], checkpoint["resumed_at_step"], checkpoint["every_steps"]) == (2, 9, 3)
+    assert_same_fit(resumed, straight)
+
+
+def test_a_step_save_on_an_epochs_last_step_waits_for_the_epoch_end(zoo, tmp_path, monkeypatch):
+    """With `checkpoint_steps` = the steps of an epoch, each boundary is saved once, complete:
+    a state written between the step save and the epoch's validation would make a resumed
+    Trainer skip that epoch's record."""
+    saved = []
+    real = checkpoints.save_state
+
+    def spy(checkpoint, state):
+        saved.append((checkpoint.name, len(state["history"])))
+        real(checkpoint, state)
+
+    monkeypatch.setattr(checkpoints, "save_state", spy)
+    build(zoo, "encoder-ft", tune="off", lr=2e-3, epochs=3, checkpoint_dir=str(tmp_path / "c"),
+          checkpoint_steps=4).fit(TRAIN, VALIDATION)
+    assert saved == [("checkpoint-4", 1), ("checkpoint-8", 2), ("checkpoint-12", 3)]
 
 
 def test_a_killed_tuning_resumes_its_trials_and_keeps_the_same_best(zoo, tmp_path, monkeypatch):
@@ -241,7 +284,8 @@ def test_replaying_the_tuning_hook_sees_an_ended_training():
         generator = torch.Generator().manual_seed(0)
 
     class Trainer:
-        sampler, schedule = Sampler(), {}
+        sampler, schedule, loss_sum, loss_n = Sampler(), {}, None, 0
+        args = SimpleNamespace(device=torch.device("cpu"))
 
     seen = []
 
@@ -251,7 +295,8 @@ def test_replaying_the_tuning_hook_sees_an_ended_training():
 
     state = {"history": [{"epoch": 1}, {"epoch": 2}], "scores": [0.5, 0.4], "best": None,
              "best_epoch": 1, "best_score": 0.5, "gradient_checkpointing": False,
-             "sampler": checkpoints.sampler_state(Sampler()), "schedule": {"total_steps": 8}, "seconds": 3.0}
+             "sampler": checkpoints.sampler_state(Sampler()), "schedule": {"total_steps": 8}, "seconds": 3.0,
+             "epoch_loss": [None, 0], "epoch_seconds": 0.0}
     trainer = Trainer()
     selection = hf_trainer.EpochSelection(trainer, None, 5, None, "best", stop_at_2, False, 10)
     assert selection.resume(state) is True

@@ -102,6 +102,7 @@ TRAINER = {
     # checkpoints were saved under the folder; the completed fit deleted them
     "checkpoint_dir": Use(CHECKPOINTS, lambda m, p: fi(m, "trainer", "checkpoint")["folder"].startswith(
         m.checkpoint_dir) and not Path(fi(m, "trainer", "checkpoint")["folder"]).exists()),
+    "checkpoint_steps": Use(1, lambda m, p: fi(m, "trainer", "checkpoint")["every_steps"] == 1),
 }
 LORA = {
     "r": Use(4, lambda m, p: fi(m, "lora", "r") == 4),
@@ -296,7 +297,8 @@ BAD: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
                    ("eval_dtype", "fp8", {}), ("recheck", -1, {}), ("selection", "best", {}),
                    ("sampling", "weird", {}), ("class_weight", "weird", {}), ("eval_batch_size", 0, {}),
                    ("grad_accum", 0, {}), ("grad_checkpointing", "yes", {}), ("bf16", "maybe", {}),
-                   ("checkpoint_dir", A_FILE, {})],
+                   ("checkpoint_dir", A_FILE, {}), ("checkpoint_steps", 0, {"checkpoint_dir": CHECKPOINTS}),
+                   ("checkpoint_steps", 2, {})],
     "encoder-lora": [("backend", "tpu", {}), ("quantize", True, {"backend": "torch"}),
                      ("target_modules", ["no_such_layer"], {})],
     "decoder-head": [("target_modules", ["no_such_layer"], {}), ("selection", "best", {})],

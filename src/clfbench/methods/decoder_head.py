@@ -56,6 +56,7 @@ class DecoderHead(HFSequenceClassifier):
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
         checkpoint_dir: str | None = None,
+        checkpoint_steps: int | None = None,
     ) -> None:
         self.model = model
         self.r = r
@@ -82,6 +83,7 @@ class DecoderHead(HFSequenceClassifier):
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_steps = checkpoint_steps
         self._check_tuning()
         self._check_trainer()
 

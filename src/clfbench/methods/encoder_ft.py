@@ -128,6 +128,7 @@ class EncoderFineTune(EngineRouted):
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
         checkpoint_dir: str | None = None,
+        checkpoint_steps: int | None = None,
     ) -> None:
         self.model = model
         self.lr = lr
@@ -154,6 +155,7 @@ class EncoderFineTune(EngineRouted):
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_steps = checkpoint_steps
         self._check_tuning()
         self._check_trainer()
         self._check_engine_settings()
@@ -203,6 +205,7 @@ class EncoderLoRA(EngineRouted):
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
         checkpoint_dir: str | None = None,
+        checkpoint_steps: int | None = None,
     ) -> None:
         self.model = model
         self.r = r
@@ -233,6 +236,7 @@ class EncoderLoRA(EngineRouted):
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_steps = checkpoint_steps
         self._check_tuning()
         self._check_trainer()
         self._check_engine_settings()

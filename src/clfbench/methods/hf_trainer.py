@@ -155,6 +155,13 @@ class EpochSelection(TrainerCallback):
         # Training seconds spent before this process resumed (an interrupted run's), and when
         # this process began: a checkpoint records the sum, so a resumed run's cost is whole.
         self.seconds_before, self.started = 0.0, time.perf_counter()
+        # Checkpoints inside an epoch (`checkpoint_steps`) hold the sampler's state as the epoch
+        # began (the resumed epoch redraws its order and the Trainer skips the batches done),
+        # the epoch's loss so far and its seconds so far.
+        self.saving = False
+        self._epoch_sampler: Any = None
+        self._at_epoch_end = True
+        self._epoch_seconds_before = 0.0
         self._t_epoch = self._t_step = 0.0
         self._bar: Any = None
 
@@ -175,7 +182,10 @@ class EpochSelection(TrainerCallback):
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         from tqdm.auto import tqdm
 
-        self._t_epoch = time.perf_counter()
+        self._t_epoch = time.perf_counter() - self._epoch_seconds_before
+        self._epoch_seconds_before, self._at_epoch_end = 0.0, False
+        if self.saving:  # before the epoch's first batch draws from it
+            self._epoch_sampler = checkpoints.sampler_state(self.trainer.sampler)
         epoch = len(self.history) + 1
         self._bar = tqdm(total=state.max_steps // max(1, self.epochs), desc=f"epoch {epoch}/{self.epochs}",
                          disable=not (self.verbose and state.is_world_process_zero), leave=False)
@@ -209,6 +219,9 @@ class EpochSelection(TrainerCallback):
                               for n, p in self.model.named_parameters() if p.requires_grad}
                              if epoch < self.epochs else None)
         self.history.append(record)
+        self._at_epoch_end = True
+        if self.saving:  # every epoch ends with a checkpoint, whatever `checkpoint_steps` says
+            control.should_save = True
         self._say(state, epoch_line(record, self.epochs))
         if score is not None and self.on_epoch is not None and self.on_epoch(epoch, score):
             control.should_training_stop = True
@@ -216,9 +229,13 @@ class EpochSelection(TrainerCallback):
     # --- checkpoints (see `checkpoints`) ---------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """What a resumed training needs beyond the Trainer's own checkpoint."""
+        mid_epoch = not self._at_epoch_end
+        loss = self.trainer.loss_sum
         return {"history": self.history, "scores": self.scores, "best": self.best,
                 "best_epoch": self.best_epoch, "best_score": self.best_score,
-                "sampler": checkpoints.sampler_state(self.trainer.sampler),
+                "sampler": self._epoch_sampler if mid_epoch else checkpoints.sampler_state(self.trainer.sampler),
+                "epoch_loss": [None if loss is None else float(loss), self.trainer.loss_n],
+                "epoch_seconds": time.perf_counter() - self._t_epoch if mid_epoch else 0.0,
                 "schedule": dict(self.trainer.schedule),
                 "gradient_checkpointing": self.gradient_checkpointing,
                 "seconds": self.seconds_before + time.perf_counter() - self.started}
@@ -232,14 +249,21 @@ class EpochSelection(TrainerCallback):
         checkpoints.set_sampler_state(self.trainer.sampler, state["sampler"])
         self.trainer.schedule = dict(state["schedule"])
         self.seconds_before = float(state["seconds"])
+        loss_sum, self.trainer.loss_n = state["epoch_loss"]
+        self.trainer.loss_sum = (None if loss_sum is None else
+                                 torch.tensor(loss_sum, dtype=torch.float32, device=self.trainer.args.device))
+        self._epoch_seconds_before = float(state["epoch_seconds"])
         stopped = False
         for epoch, score in enumerate(self.scores, start=1):
             stopped = self.on_epoch is not None and bool(self.on_epoch(epoch, score))
         return bool(state.get("ended")) or stopped or len(self.history) >= self.epochs
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """After the Trainer's files: ours, which mark the checkpoint complete."""
-        if state.is_world_process_zero:
+        """After the Trainer's files: ours, which mark the checkpoint complete. A step save on
+        an epoch's last step is left incomplete: the epoch-end save that follows completes it
+        (the Trainer would count that epoch as done before it was validated)."""
+        last_step = state.global_step % max(1, state.max_steps // self.epochs) == 0
+        if state.is_world_process_zero and (self._at_epoch_end or not last_step):
             checkpoints.save_state(Path(args.output_dir) / f"checkpoint-{state.global_step}", self.state_dict())
 
     def restore_best(self) -> None:
@@ -285,14 +309,16 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
           warmup: Callable[[int], int], weight_decay: float, decay_all: bool, max_grad_norm: float,
           seed: int, device: torch.device, grad_accum: int, grad_checkpointing: bool, bf16: bool,
           validate: Validate | None, keep: str, on_epoch: Callable[[int, float], bool] | None,
-          verbose: bool, checkpoint: Path | None = None) -> dict[str, Any]:
+          verbose: bool, checkpoint: Path | None = None,
+          checkpoint_steps: int | None = None) -> dict[str, Any]:
     """Train `model` in place with the Trainer; leave it holding the kept epoch's weights.
 
     `keep`: "best" (the highest selection score; ties keep the earlier epoch) or "last".
     Without `validate` the last epoch is kept. `checkpoint`: this configuration's folder
     (`checkpoints.configuration_folder`): save after every epoch, and resume the newest
-    complete checkpoint found there. Returns the history, the kept epoch, the schedule and
-    what the Trainer ran with.
+    complete checkpoint found there; `checkpoint_steps`: also every that many optimizer steps
+    (a resumed epoch then skips the batches done). Returns the history, the kept epoch, the
+    schedule and what the Trainer ran with.
     """
     if checkpoint is not None:
         checkpoints.sampler_state(sampler)  # a sampler that cannot be resumed fails now
@@ -305,7 +331,8 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
             gradient_accumulation_steps=grad_accum, learning_rate=lr, weight_decay=weight_decay,
             max_grad_norm=max_grad_norm, seed=seed, bf16=bf16, use_cpu=device.type == "cpu",
             **checkpointing_args(grad_checkpointing),
-            save_strategy="epoch" if checkpoint is not None else "no", save_total_limit=None,
+            save_strategy="no" if checkpoint is None else "steps" if checkpoint_steps else "epoch",
+            save_steps=checkpoint_steps or 500, save_total_limit=None,
             eval_strategy="no", logging_strategy="no", report_to="none",
             disable_tqdm=True, remove_unused_columns=False,
             dataloader_pin_memory=device.type == "cuda",
@@ -315,10 +342,12 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
         trainer = ClfbenchTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
                                   loss_fn=loss_fn, sampler=sampler, warmup=warmup, decay_all=decay_all)
         selection = EpochSelection(trainer, model, epochs, validate, keep, on_epoch, verbose, len(dataset))
+        selection.saving = checkpoint is not None
         trainer.add_callback(selection)
         resume = checkpoints.latest(checkpoint) if checkpoint is not None else None
         saved = checkpoints.load_state(resume) if resume is not None else None
         resumed_from = len(saved["history"]) if saved is not None else None
+        resumed_step = int(resume.name.split("-")[1]) if resume is not None else None
         try:
             if saved is None:
                 trainer.train()
@@ -328,7 +357,8 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
                 # `train(resume_from_checkpoint=...)` calls) knows full models and adapters
                 trainer._load_from_checkpoint(str(resume))
             else:
-                selection.say(f"resuming {resume}: {resumed_from} of {epochs} epoch(s) done")
+                selection.say(f"resuming {resume}: {resumed_from} of {epochs} epoch(s) done "
+                              f"(optimizer step {resumed_step})")
                 trainer.train(resume_from_checkpoint=str(resume))
         finally:
             if grad_checkpointing:  # prediction needs no recomputation
@@ -354,7 +384,8 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
                 "device": str(args.device),
                 "seed": seed,
                 "checkpoint": None if checkpoint is None else {
-                    "folder": str(checkpoint), "resumed_after_epoch": resumed_from,
+                    "folder": str(checkpoint), "every_steps": checkpoint_steps,
+                    "resumed_after_epoch": resumed_from, "resumed_at_step": resumed_step,
                     "seconds_before_resume": selection.seconds_before},
             },
         }

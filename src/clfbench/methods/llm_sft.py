@@ -75,6 +75,7 @@ class LLMSFT(Tunable, LLMPrompt):
         grad_checkpointing: bool = False,
         bf16: bool | str = "auto",
         checkpoint_dir: str | None = None,
+        checkpoint_steps: int | None = None,
         bos: str = "auto",
         complete_answers: bool | None = None,
     ) -> None:
@@ -109,10 +110,12 @@ class LLMSFT(Tunable, LLMPrompt):
         self.grad_checkpointing = grad_checkpointing
         self.bf16 = bf16
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_steps = checkpoint_steps
         self.bos = bos  # as llm-prompt: the same prompt at training and scoring time
         self.complete_answers = complete_answers
         self._check_tuning()
-        check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16, checkpoint_dir)
+        check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16, checkpoint_dir,
+                              checkpoint_steps)
         self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
         self.draws = 1
         self._check_params()
@@ -171,7 +174,7 @@ class LLMSFT(Tunable, LLMPrompt):
         from clfbench.methods import hf_trainer
 
         check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16,
-                              self.checkpoint_dir)
+                              self.checkpoint_dir, self.checkpoint_steps)
         device = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, device)
         self.labels = list(train.label_names)
@@ -227,6 +230,7 @@ class LLMSFT(Tunable, LLMPrompt):
             grad_accum=self.grad_accum, grad_checkpointing=self.grad_checkpointing, bf16=bf16,
             validate=validate if has_val else None, keep="best", on_epoch=on_epoch,
             verbose=self.verbose, checkpoint=self._checkpoint(train, validation, lr, device),
+            checkpoint_steps=self.checkpoint_steps,
         )
         self.lm_.eval()
         self.scorer_.reset_cache()

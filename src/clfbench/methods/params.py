@@ -58,6 +58,8 @@ PARAM_HELP: dict[str, str] = {
     "bf16": "bf16 mixed-precision training: auto (on a GPU that supports it, off on CPU), true, false",
     "checkpoint_dir": "save a checkpoint every epoch here and resume an interrupted training from it "
                       "(one subfolder per configuration, deleted when the fit completes)",
+    "checkpoint_steps": "also save a checkpoint every N optimizer steps (needs checkpoint_dir; "
+                        "default: at the end of each epoch only)",
     "r": _LORA + "adapter rank",
     "lora_alpha": _LORA + "scaling alpha",
     "lora_dropout": _LORA + "dropout on the adapter's input",

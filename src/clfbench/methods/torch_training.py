@@ -113,11 +113,11 @@ def check_options(class_weight: str | None, sampling: str | None, selection: str
 
 
 def check_trainer_options(name: str, grad_accum: Any, grad_checkpointing: Any, bf16: Any,
-                          checkpoint_dir: Any = None) -> None:
+                          checkpoint_dir: Any = None, checkpoint_steps: Any = None) -> None:
     """Reject impossible Trainer settings when the method is built, not after training."""
     from clfbench.methods.checkpoints import check_checkpoint_dir
 
-    check_checkpoint_dir(name, checkpoint_dir)
+    check_checkpoint_dir(name, checkpoint_dir, checkpoint_steps)
     if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
         raise ClfbenchError(f"{name}: parameter grad_accum={grad_accum!r} (expected an integer >= 1)")
     if not isinstance(grad_checkpointing, bool):
@@ -173,6 +173,7 @@ def train_loop(
     grad_checkpointing: bool = False,
     bf16: bool = False,
     checkpoint: Path | None = None,
+    checkpoint_steps: int | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place with `transformers.Trainer` (see `hf_trainer`); leave it
     holding the selected epoch's weights; return the record.
@@ -184,7 +185,8 @@ def train_loop(
     `on_epoch(epoch, selection score)` is called after each validated epoch (tuning: pruning
     and early stopping); training stops when it returns True. The record's `score` is the
     selection score of the weights kept (None without validation data). `checkpoint`: the
-    configuration's checkpoint folder (save every epoch, resume what is found there).
+    configuration's checkpoint folder (save every epoch, and every `checkpoint_steps` optimizer
+    steps when given; resume what is found there).
     """
     from clfbench.methods import hf_trainer
 
@@ -225,7 +227,7 @@ def train_loop(
         decay_all=False, max_grad_norm=max_grad_norm, seed=seed, device=device,
         grad_accum=grad_accum, grad_checkpointing=grad_checkpointing, bf16=bf16,
         validate=validate if has_val else None, keep="last" if selection == "last" else "best",
-        on_epoch=on_epoch, verbose=verbose, checkpoint=checkpoint,
+        on_epoch=on_epoch, verbose=verbose, checkpoint=checkpoint, checkpoint_steps=checkpoint_steps,
     )
     return {
         "history": record["history"],
@@ -344,11 +346,12 @@ class HFSequenceClassifier(Tunable, Classifier):
     grad_checkpointing: bool = False
     bf16: bool | str = "auto"
     checkpoint_dir: str | None = None
+    checkpoint_steps: int | None = None
 
     def _check_trainer(self) -> None:
         """Fail on impossible Trainer settings when the method is built, not after training."""
         check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16,
-                              self.checkpoint_dir)
+                              self.checkpoint_dir, self.checkpoint_steps)
 
     # --- hooks ----------------------------------------------------------------------------
     def _default_targets(self, model: Any) -> Any:
@@ -424,6 +427,7 @@ class HFSequenceClassifier(Tunable, Classifier):
             verbose=self.verbose, on_epoch=on_epoch, grad_accum=self.grad_accum,
             grad_checkpointing=self.grad_checkpointing, bf16=bf16,
             checkpoint=self._checkpoint(train, validation, lr, self.device_),
+            checkpoint_steps=self.checkpoint_steps,
         )
         if peft_model is not None:
             self.model_ = peft_model.merge_and_unload().eval()
