@@ -66,6 +66,9 @@ PARAM_RULES: dict[str, tuple[Any, ...]] = {
     "max_demos": (Ge(0),),
     "max_calls": (Ge(1),),
     "proposal_max_tokens": (Ge(1),),
+    "grad_accum": (Ge(1),),
+    "bf16": (OneOf(("auto",)),),  # or true/false
+    "checkpoint_steps": (Ge(1),),
 }
 
 _NUMBERS = (int, float)

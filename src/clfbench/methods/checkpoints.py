@@ -51,19 +51,15 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _START_OVER = "delete {} to train this configuration from the start"
 
 
-def check_checkpoint_dir(name: str, checkpoint_dir: Any, checkpoint_steps: Any = None) -> None:
-    """Reject a bad `checkpoint_dir` or `checkpoint_steps` when the method is built, not after
-    training."""
-    if checkpoint_steps is not None:
-        if not isinstance(checkpoint_steps, int) or isinstance(checkpoint_steps, bool) or checkpoint_steps < 1:
-            raise ClfbenchError(f"{name}: parameter checkpoint_steps={checkpoint_steps!r} "
-                                "(expected an integer >= 1)")
-        if checkpoint_dir is None:
-            raise ClfbenchError(f"{name}: parameter checkpoint_steps={checkpoint_steps} needs checkpoint_dir "
-                                "(where the checkpoints go)")
+def check_checkpoint_dir(name: str, checkpoint_dir: str | None, checkpoint_steps: int | None) -> None:
+    """What the parameter schema (types, `checkpoint_steps` >= 1) cannot see: the two together,
+    and the folder on disk; when the method is built, not after training."""
+    if checkpoint_steps is not None and checkpoint_dir is None:
+        raise ClfbenchError(f"{name}: parameter checkpoint_steps={checkpoint_steps} needs checkpoint_dir "
+                            "(where the checkpoints go)")
     if checkpoint_dir is None:
         return
-    if not isinstance(checkpoint_dir, (str, os.PathLike)) or not str(checkpoint_dir).strip():
+    if not str(checkpoint_dir).strip():
         raise ClfbenchError(f"{name}: parameter checkpoint_dir={checkpoint_dir!r} (expected a folder path)")
     if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
         raise ClfbenchError(f"{name}: parameter checkpoint_dir={checkpoint_dir}: exists and is not a folder")

@@ -11,9 +11,9 @@ import torch
 
 from clfbench.data import LabeledTexts
 from clfbench.errors import ClfbenchError
+from clfbench.methods.checkpoints import check_checkpoint_dir
 from clfbench.methods.llm_prompt import LLMPrompt
 from clfbench.methods.torch_training import (
-    check_trainer_options,
     peft_quietly,
     peft_wrap,
     resolve_bf16,
@@ -114,8 +114,7 @@ class LLMSFT(Tunable, LLMPrompt):
         self.bos = bos  # as llm-prompt: the same prompt at training and scoring time
         self.complete_answers = complete_answers
         self._check_tuning()
-        check_trainer_options(self.name, grad_accum, grad_checkpointing, bf16, checkpoint_dir,
-                              checkpoint_steps)
+        check_checkpoint_dir(self.name, checkpoint_dir, checkpoint_steps)
         self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
         self.draws = 1
         self._check_params()
@@ -173,8 +172,6 @@ class LLMSFT(Tunable, LLMPrompt):
         from clfbench.llm import load_causal_lm
         from clfbench.methods import hf_trainer
 
-        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16,
-                              self.checkpoint_dir, self.checkpoint_steps)
         device = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, device)
         self.labels = list(train.label_names)

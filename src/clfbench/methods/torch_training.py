@@ -112,20 +112,6 @@ def check_options(class_weight: str | None, sampling: str | None, selection: str
         raise ClfbenchError(f"parameter selection: {selection!r} (expected one of {', '.join(SELECTIONS)})")
 
 
-def check_trainer_options(name: str, grad_accum: Any, grad_checkpointing: Any, bf16: Any,
-                          checkpoint_dir: Any = None, checkpoint_steps: Any = None) -> None:
-    """Reject impossible Trainer settings when the method is built, not after training."""
-    from clfbench.methods.checkpoints import check_checkpoint_dir
-
-    check_checkpoint_dir(name, checkpoint_dir, checkpoint_steps)
-    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
-        raise ClfbenchError(f"{name}: parameter grad_accum={grad_accum!r} (expected an integer >= 1)")
-    if not isinstance(grad_checkpointing, bool):
-        raise ClfbenchError(f"{name}: parameter grad_checkpointing={grad_checkpointing!r} (expected true or false)")
-    if bf16 != "auto" and not isinstance(bf16, bool):
-        raise ClfbenchError(f"{name}: parameter bf16={bf16!r} (expected auto, true or false)")
-
-
 def resolve_bf16(name: str, bf16: bool | str, device: torch.device) -> bool:
     """bf16 mixed precision: "auto" = on a GPU that supports it, off elsewhere (CPU, MPS)."""
     if bf16 == "auto":
@@ -349,9 +335,11 @@ class HFSequenceClassifier(Tunable, Classifier):
     checkpoint_steps: int | None = None
 
     def _check_trainer(self) -> None:
-        """Fail on impossible Trainer settings when the method is built, not after training."""
-        check_trainer_options(self.name, self.grad_accum, self.grad_checkpointing, self.bf16,
-                              self.checkpoint_dir, self.checkpoint_steps)
+        """Fail on impossible Trainer settings when the method is built, not after training
+        (the parameter schema checks each value; this, what it cannot see)."""
+        from clfbench.methods.checkpoints import check_checkpoint_dir
+
+        check_checkpoint_dir(self.name, self.checkpoint_dir, self.checkpoint_steps)
 
     # --- hooks ----------------------------------------------------------------------------
     def _default_targets(self, model: Any) -> Any:
@@ -390,7 +378,6 @@ class HFSequenceClassifier(Tunable, Classifier):
                   on_epoch: EpochCallback | None) -> float | None:
         """One training run at learning rate `lr`; returns the kept weights' validation score."""
         check_options(self.class_weight, self.sampling, self.selection)
-        self._check_trainer()
         self.device_ = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, self.device_)
         if on_epoch is not None and self.selection == "last":  # report (pruning), never stop
