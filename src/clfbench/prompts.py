@@ -76,10 +76,11 @@ def load_template(path: str | Path | None = None) -> tuple[dict[str, str], str, 
     return fields, raw, str(path)
 
 
-def read_label_descriptions(path: str | Path) -> dict[str, str]:
-    """A user's label descriptions file (YAML or JSON): a mapping label -> one-line text."""
+def read_label_descriptions(path: str | Path, labels: list[str] | None = None) -> dict[str, str]:
+    """A user's label descriptions file (YAML or JSON): a mapping label -> one-line text
+    (checked against `labels` when given)."""
     data = read_yaml(path, "label descriptions file")
-    return check_label_descriptions(data, None, str(path))
+    return check_label_descriptions(data, labels, str(path))
 
 
 def check_label_descriptions(data: Any, labels: list[str] | None, where: str) -> dict[str, str]:
@@ -117,6 +118,13 @@ def inline_descriptions_file(model_dir: Path, builder: PromptBuilder) -> None:
 def _display(name: str | None, fallback: str) -> str:
     name = (name or fallback).replace("_", " ").strip()
     return name[:1].upper() + name[1:]
+
+
+def method_builder(method: Any, template: str | None) -> PromptBuilder:
+    """The PromptBuilder of an LLM method's run (its labels known): its prompt, `template`,
+    and its `descriptions` / `label_descriptions` parameters."""
+    return PromptBuilder(method.prompt or {}, method.labels, template, method.descriptions,
+                         method.label_descriptions)
 
 
 class PromptBuilder:
@@ -161,13 +169,11 @@ class PromptBuilder:
         given = check_label_descriptions(prompt.get("label_descriptions") or {}, self.label_names,
                                          "prompt.label_descriptions")
         if descriptions_file:
-            given.update(check_label_descriptions(read_label_descriptions(descriptions_file),
-                                                  self.label_names, str(descriptions_file)))
+            given.update(read_label_descriptions(descriptions_file, self.label_names))
         self.descriptions_mode = descriptions
         self.all_descriptions = dict(given)  # the task's and the file's, shown or not
         #: label -> description, in label order: those the prompt shows (none when off)
         self.label_descriptions = {n: given[n] for n in self.label_names if n in given} if descriptions != "off" else {}
-        self.descriptions_given = len(given)
         self.descriptions_dropped: str | None = None  # why "auto" left them out, if it did
         self.instruction = str(prompt.get("instruction") or "").strip() or self._render(
             "default_instruction"

@@ -140,16 +140,11 @@ class LlmApi(Classifier):
 
     def _builder(self, template: str | None):
         """The PromptBuilder of this run (labels known): template, descriptions on or off."""
-        from clfbench.prompts import PromptBuilder
+        from clfbench.prompts import method_builder
 
-        return PromptBuilder(self.prompt or {}, self.labels, template,
-                             getattr(self, "descriptions", "auto"), getattr(self, "label_descriptions", None))
+        return method_builder(self, template)
 
-    def _check_params(self) -> None:
-        if getattr(self, "label_descriptions", None):  # a missing or malformed file fails here
-            from clfbench.prompts import read_label_descriptions
-
-            read_label_descriptions(self.label_descriptions)
+    def _check_params(self) -> None:  # (the descriptions file is read by `_builder`, in fit)
         if not self.model:
             raise ClfbenchError(f"{self.name}: give the API model name with --model (e.g. gpt-4o-mini)")
         if self.decision not in DECISIONS:

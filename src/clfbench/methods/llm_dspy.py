@@ -3,8 +3,8 @@ behind any OpenAI-compatible endpoint (the `dspy` extra).
 
 The program is one `dspy.Predict` over a classification signature: the example's field(s)
 (two for pair tasks: both are inputs of every demonstration and query) -> `label`, a `Literal`
-of the task's answer words; the labels' one-line descriptions, when given and
-`descriptions="on"`, are the output field's description (so MIPROv2's instruction rewrites keep
+of the task's answer words; the labels' one-line descriptions, when given and shown
+(`descriptions="auto"` or `"on"`), are the output field's description (so MIPROv2's instruction rewrites keep
 them). It starts from the task's own instruction (the one every LLM method sees).
 
 Optimisation (`fit`): the optimiser learns from the training split only and scores candidate

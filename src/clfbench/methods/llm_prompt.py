@@ -27,7 +27,8 @@ class LLMPrompt(Classifier):
     `complete_answers`: score each answer followed by the token that ends it (None: only when
     one label's answer is a prefix of another's, which is warned about and recorded).
     `descriptions`: "on" renders the labels' one-line descriptions (task YAML
-    `label_descriptions`, or the file `label_descriptions`) into the prompt, "off" leaves them out.
+    `label_descriptions`, or the file `label_descriptions`) into the prompt, "off" leaves them out,
+    "auto" (the default) renders them unless the fixed prompt would take over half of `max_length`.
     Few-shot examples: `shots` from the training split, balanced over classes, seeded by
     `seed`, shuffled, the same for every query. `draws=N` is expanded by the runner into N
     runs per seed, draw d getting seed `config.draw_seed(seed, d)` (each a different shot set),
@@ -83,7 +84,7 @@ class LLMPrompt(Classifier):
     def _check_params(self) -> None:
         if self.decision not in DECISIONS:
             raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
-        if getattr(self, "label_descriptions", None):  # a missing or malformed file fails here
+        if self.label_descriptions:  # a missing or malformed file fails here, when built
             from clfbench.prompts import read_label_descriptions
 
             read_label_descriptions(self.label_descriptions)
@@ -143,10 +144,9 @@ class LLMPrompt(Classifier):
 
     def _builder(self, template: str | None = None):
         """The PromptBuilder of this run (labels known): template, descriptions on or off."""
-        from clfbench.prompts import PromptBuilder
+        from clfbench.prompts import method_builder
 
-        return PromptBuilder(self.prompt or {}, self.labels, template or self.template,
-                             getattr(self, "descriptions", "auto"), getattr(self, "label_descriptions", None))
+        return method_builder(self, template or self.template)
 
     # --- predict ---------------------------------------------------------------------------
     def _check_input(self, X: Texts) -> None:
