@@ -103,3 +103,16 @@ def test_without_a_reference_the_curve_is_drawn_and_says_so(tmp_path):
     assert lc.references == [] and lc.curves[0].crossover is None
     assert "no prompting reference" in lc.statement(lc.curves[0])
     assert plot_learning_curves(lc, tmp_path / "lc.png").is_file()
+
+
+def test_a_rerun_with_save_model_counts_once(tmp_path):
+    """The runs `clfbench run` prints crossovers from come straight from `load_runs` (no
+    report grouping before): a re-run that only also saved its model is still one run."""
+    write_reference(tmp_path)
+    write_curve(tmp_path, "tfidf-lr", {"8/class": (0.6, 16), "32/class": (0.85, 64)}, draws=1)
+    write_run(tmp_path, "tfidf-lr-8class-d0-again", task="t", method="tfidf-lr", labels=LABELS,
+              gold=GOLD.tolist(), pred=answers(0.6), train_seconds=1.0,
+              spec={"train_size": "8/class", "draw": 0, "save_model": True},
+              extra_metrics={"train_size": "8/class", "n_train": 16})
+    (curve,) = curves_of(tmp_path).curves
+    assert [p.runs for p in curve.points] == [1, 1]

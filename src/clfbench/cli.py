@@ -324,9 +324,8 @@ def cmd_report(args) -> int:
           f"{len(out.tables)} tables, {len(out.plots)} plots")
     if out.recommendations:
         print("\n\n".join(r.text() for r in out.recommendations))
-    if "learning_curves" in out.tables:
-        print("\n".join(ln for ln in out.tables["learning_curves"].read_text(encoding="utf-8").splitlines()
-                        if ln.startswith(("## ", "- ", "Note"))))
+    for lc in out.learning:
+        print(lc.summary())
     if out.mlflow_uri:
         print(f"runs logged to MLflow: mlflow ui --backend-store-uri {out.mlflow_uri}")
     return 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clfbench import stats
-from clfbench.report.runs import Run, common_ids
+from clfbench.report.runs import Run, common_ids, group_configs
 
 ALPHA = 0.05
 
@@ -132,12 +132,15 @@ def learning_curves(runs: list[Run], n_boot: int | None = None, seed: int = 0) -
     """The learning curves of every task with runs at a training size (`--train-sizes`).
 
     `runs` as `report.runs.load_runs` gives them (configuration keys and labels set).
-    `n_boot`: bootstrap resamples (default: enough for Holm over each curve's sizes).
-    Only runs scored on the test examples of the task's sized runs are used.
+    `n_boot`: bootstrap resamples (at least; raised to what Holm over a curve's sizes needs).
+    Only runs scored on the test examples of the task's sized runs are used, and only the
+    runs the report's statistics use (`Config.scored_runs`: a re-run with --save-model, or
+    seeds with identical predictions, count once).
     """
+    scored = {id(r) for cfgs in group_configs(runs).values() for c in cfgs for r in c.scored_runs}
     out = []
     for task in sorted({r.task for r in runs if _size(r)}):
-        task_runs = [r for r in runs if r.task == task and r.duplicate_of is None]
+        task_runs = [r for r in runs if r.task == task and id(r) in scored]
         sized = [r for r in task_runs if _size(r)]
         digest = sized[0].examples_digest()
         notes = []
@@ -151,7 +154,7 @@ def learning_curves(runs: list[Run], n_boot: int | None = None, seed: int = 0) -
             if _size(r):
                 curves_runs.setdefault(_curve_key(r), {}).setdefault(_size(r), []).append(r)
         n_sizes = max(len(v) for v in curves_runs.values())
-        boot = n_boot or stats.resamples_for_family(n_sizes, ALPHA)
+        boot = stats.resamples_for_family(n_sizes, ALPHA, minimum=n_boot or 1000)
         ref_groups: dict[str, list[Run]] = {}
         for r in refs:
             ref_groups.setdefault(r.key, []).append(r)

@@ -86,6 +86,7 @@ class Option:
     task: str
     label: str
     runs: list[Any]  # report.runs.Run, the configuration's scored runs
+    config: Any  # the report.runs.Config it pools
     quality: float  # mean macro-F1
     p95_ms: float | None
     latency_source: str
@@ -128,6 +129,7 @@ class Decision:
     runner_up: Option | None
     eligible: list[Option]
     tied: list[Option]  # tied with the leader on quality (the leader included)
+    leader: Option | None
     p_vs_leader: dict[str, tuple[float, float]]  # label -> (delta leader - option, Holm p)
     excluded: dict[str, str]  # label -> reason
 
@@ -154,7 +156,7 @@ class Recommendation:
             out += [f"  {x}" for x in self.changes]
             return out
         out.append(f"  recommend: {d.pick.label}: {self._describe(d.pick)}")
-        leader = max(d.eligible, key=lambda o: o.quality)
+        leader = d.leader
         if len(d.tied) > 1:
             others = [o.label for o in d.tied if o is not d.pick]
             out.append(f"  evidence: tied on quality with {', '.join(others)} (not significantly different from "
@@ -189,13 +191,7 @@ def _ms(v: float | None) -> str:
 # --- building options from a results folder --------------------------------------------------
 def _served_p95(metrics: dict[str, Any]) -> float | None:
     levels = (metrics.get("served") or {}).get("levels") or []
-    return _num(levels[0].get("p95_ms")) if levels else None
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-        return None
-    return float(v)
+    return costs._num(levels[0].get("p95_ms")) if levels else None
 
 
 def labels_needed(run: Any) -> float:
@@ -204,29 +200,30 @@ def labels_needed(run: Any) -> float:
     from clfbench.learning_curve import trains
 
     m = run.metrics
-    if _num(m.get("n_train")) is not None:
+    if costs._num(m.get("n_train")) is not None:
         return float(m["n_train"])
     if not trains(run.method):
         fit = m.get("fit_info") or {}
         shots = fit.get("shots", (run.spec.get("params") or {}).get("shots", 0))
-        return float(_num(shots) or 0.0)
+        return float(costs._num(shots) or 0.0)
     sizes = (m.get("splits") or {}).get("sizes") or {}
-    return float(_num(sizes.get("train")) or 0.0)
+    return float(costs._num(sizes.get("train")) or 0.0)
 
 
-def options_of(config: Any, profile: costs.HardwareProfile, basis: str) -> Option:
+def options_of(config: Any, profile: costs.HardwareProfile, basis: str,
+               api_prices: dict[str, Any] | None = None) -> Option:
     """An option from a report Config (its runs pooled)."""
     runs = config.scored_runs
     served = [p for p in (_served_p95(r.metrics) for r in config.runs) if p is not None]
     if served:
         p95, source = float(np.mean(served)), "served"
     else:
-        vals = [v for v in (_num(r.metrics.get("latency_ms_p95")) for r in runs) if v is not None]
+        vals = [v for v in (costs._num(r.metrics.get("latency_ms_p95")) for r in runs) if v is not None]
         p95, source = (float(np.mean(vals)) if vals else None), "in-process"
-    priced = [costs.run_cost(r.metrics, profile, basis) for r in runs]
+    priced = [costs.run_cost(r.metrics, profile, basis, api_prices) for r in runs]
     per_1m = [p["usd_per_1m"] for p in priced if p["usd_per_1m"] is not None]
     return Option(
-        task=config.task, label=config.label, runs=runs, quality=float(config.mean("macro_f1") or 0.0),
+        task=config.task, label=config.label, runs=runs, config=config, quality=float(config.mean("macro_f1") or 0.0),
         p95_ms=p95, latency_source=source, usd_per_1m=float(np.mean(per_1m)) if per_1m else None,
         train_usd=float(np.mean([p.get("train_usd") or 0.0 for p in priced])),
         labels=float(np.mean([labels_needed(r) for r in runs])), degenerate=config.degenerate)
@@ -234,26 +231,25 @@ def options_of(config: Any, profile: costs.HardwareProfile, basis: str) -> Optio
 
 # --- the decision --------------------------------------------------------------------------------
 class _Significance:
-    """Paired tests of a leader against options, cached per (leader, eligible set)."""
+    """Paired tests of a leader against options (the report's own, `analysis._compare`: it
+    refuses pairs with other label sets or gold labels), Holm over the family, cached per
+    (leader, eligible set). A pair that cannot be compared counts as not significantly behind."""
 
     def __init__(self, n_boot: int | None, seed: int) -> None:
         self.n_boot, self.seed = n_boot, seed
         self._cache: dict[tuple, dict[str, tuple[float, float]]] = {}
 
     def against(self, leader: Option, others: list[Option]) -> dict[str, tuple[float, float]]:
-        from clfbench.report.runs import common_ids
+        from clfbench.report.analysis import _compare
 
         key = (leader.label, tuple(sorted(o.label for o in others)))
         if key not in self._cache:
-            ids = common_ids([r for o in [leader, *others] for r in o.runs])
-            gold = leader.runs[0].encoded(ids)[0]
-            a = np.stack([r.encoded(ids)[1] for r in leader.runs])
-            k = len(leader.runs[0].labels)
-            boot = self.n_boot or stats.resamples_for_family(len(others), ALPHA)
-            tests = [stats.paired_bootstrap(gold, a, np.stack([r.encoded(ids)[1] for r in o.runs]), k,
-                                            "macro_f1", boot, seed=self.seed) for o in others]
-            adjusted = stats.holm([t.p_value for t in tests])
-            self._cache[key] = {o.label: (t.delta, p) for o, t, p in zip(others, tests, adjusted)}
+            boot = stats.resamples_for_family(len(others), ALPHA, minimum=self.n_boot or 1000)
+            found = [(o, _compare(leader.config, o.config, boot, self.seed)) for o in others]
+            tested = [(o, comp.macro_f1) for o, comp in found if not isinstance(comp, str)]
+            adjusted = stats.holm([t.p_value for _, t in tested])
+            self._cache[key] = {o.label: (0.0, 1.0) for o in others}
+            self._cache[key].update({o.label: (t.delta, p) for (o, t), p in zip(tested, adjusted)})
         return self._cache[key]
 
 
@@ -261,7 +257,7 @@ def decide(options: list[Option], c: Constraints, sig: _Significance) -> Decisio
     excluded = {o.label: why for o in options if (why := o.why_not(c))}
     eligible = [o for o in options if o.label not in excluded]
     if not eligible:
-        return Decision(None, None, [], [], {}, excluded)
+        return Decision(None, None, [], [], None, {}, excluded)
     leader = max(eligible, key=lambda o: (o.quality, -(o.monthly(c) or 0.0)))
     others = [o for o in eligible if o is not leader]
     tests = sig.against(leader, others) if others else {}
@@ -274,16 +270,13 @@ def decide(options: list[Option], c: Constraints, sig: _Significance) -> Decisio
         rest = sorted((o for o in eligible if o is not pick), key=lambda o: -o.quality)
         runner = rest[0] if rest else None
     ahead = {k: v for k, v in tests.items() if k not in {o.label for o in tied}}
-    return Decision(pick, runner, eligible, tied, ahead, excluded)
+    return Decision(pick, runner, eligible, tied, leader, ahead, excluded)
 
 
 def _changes(options: list[Option], c: Constraints, base: Decision, sig: _Significance) -> list[str]:
     """The nearest changes of volume, p95 limit and labels available that change the pick."""
     current = base.pick.label if base.pick else None
     out = []
-
-    def picked(cc: Constraints) -> Decision:
-        return decide(options, cc, sig)
 
     # Volume: breakpoints where two options' monthly costs cross, or one meets the budget.
     points = set()
@@ -304,7 +297,7 @@ def _changes(options: list[Option], c: Constraints, base: Decision, sig: _Signif
                                                                                  reverse=True)
         for m in cands:
             probe = m * (1.0001 if direction > 0 else 0.9999)
-            d = picked(replace(c, volume_per_day=c.volume_per_day * probe))
+            d = decide(options, replace(c, volume_per_day=c.volume_per_day * probe), sig)
             now = d.pick.label if d.pick else None
             if now != current:
                 what = f"{now} would be recommended" if now else "nothing would meet the constraints"
@@ -318,14 +311,14 @@ def _changes(options: list[Option], c: Constraints, base: Decision, sig: _Signif
     if c.p95_ms is not None or lat:
         limit = c.p95_ms if c.p95_ms is not None else max(lat)
         for v in sorted((v for v in lat if v < limit or (c.p95_ms is None and v <= limit)), reverse=True):
-            d = picked(replace(c, p95_ms=v * 0.9999))
+            d = decide(options, replace(c, p95_ms=v * 0.9999), sig)
             if (d.pick.label if d.pick else None) != current:
                 out.append(f"with a p95 limit under {v:.3g} ms "
                            + (f"{d.pick.label} would be recommended" if d.pick else "nothing qualifies"))
                 break
         if c.p95_ms is not None:
             for v in sorted(v for v in lat if v > limit):
-                d = picked(replace(c, p95_ms=v))
+                d = decide(options, replace(c, p95_ms=v), sig)
                 if (d.pick.label if d.pick else None) != current:
                     out.append(f"with a p95 limit of {v:.3g} ms or more "
                                + (f"{d.pick.label} would be recommended" if d.pick else "nothing qualifies"))
@@ -333,7 +326,7 @@ def _changes(options: list[Option], c: Constraints, base: Decision, sig: _Signif
     # Labels available: each option's label count.
     if c.labels_available is not None:
         for v in sorted({o.labels for o in options if o.labels > c.labels_available}):
-            d = picked(replace(c, labels_available=v))
+            d = decide(options, replace(c, labels_available=v), sig)
             if (d.pick.label if d.pick else None) != current:
                 out.append(f"with {v:,.0f} labels available {d.pick.label if d.pick else 'nothing'} would be recommended")
                 break
@@ -353,9 +346,17 @@ def recommend(results: str | Path, constraints: Constraints, hardware: str | Non
 
     constraints.check()
     profile = costs.get_profile(hardware, hardware_file)
+    groups = comparison_groups(group_configs(load_runs(results)))
+    return recommend_groups(groups, constraints, profile, basis, n_boot, seed)
+
+
+def recommend_groups(groups: list[Any], constraints: Constraints, profile: costs.HardwareProfile,
+                     basis: str = "request", n_boot: int | None = None, seed: int = 0,
+                     api_prices: dict[str, Any] | None = None) -> list[Recommendation]:
+    """`recommend` on comparison groups already loaded (`clfbench report` has them)."""
     out = []
-    for group in comparison_groups(group_configs(load_runs(results))):
-        options = [options_of(cfg, profile, basis) for cfg in group.configs]
+    for group in groups:
+        options = [options_of(cfg, profile, basis, api_prices) for cfg in group.configs]
         sig = _Significance(n_boot, seed)
         decision = decide(options, constraints, sig)
         rec = Recommendation(group.name, constraints, options, decision)

@@ -41,6 +41,7 @@ class ReportOutput:
     analyses: list[TaskAnalysis] = field(default_factory=list)
     mlflow_uri: str | None = None
     recommendations: list[Any] = field(default_factory=list)  # recommend.Recommendation, with constraints
+    learning: list[Any] = field(default_factory=list)  # learning_curve.LearningCurves, with sized runs
 
 
 def taus_for(tau: float | None) -> tuple[list[float], float]:
@@ -84,8 +85,9 @@ def build_report(
     runs = load_runs(results_dir)
     out.mkdir(parents=True, exist_ok=True)  # after loading: a missing DIR is not created
     api_prices = costs._safe_prices()
+    groups = comparison_groups(group_configs(runs))
     analyses = [analyse_task(g.name, g.configs, profile, taus, basis, n_boot, seed, api_prices, main_tau, g.note)
-                for g in comparison_groups(group_configs(runs))]
+                for g in groups]
 
     csv_path = out / "all_results.csv"
     results_frame(runs, analyses, profile, taus, basis, n_boot, seed, api_prices).to_csv(csv_path, index=False)
@@ -127,9 +129,9 @@ def build_report(
 
     recs = []
     if constraints is not None:
-        from clfbench.recommend import recommend
+        from clfbench.recommend import recommend_groups
 
-        recs = recommend(results_dir, constraints, hardware, hardware_file, basis, seed=seed)
+        recs = recommend_groups(groups, constraints, profile, basis, n_boot, seed, api_prices)
         tables["recommendation"] = out / "recommendation.md"
         tables["recommendation"].write_text("# Recommendation\n\n" + "\n\n".join(
             "\n".join([f"## {r.lines()[0]}", ""] + [f"- {ln.strip()}" for ln in r.lines()[1:]]) for r in recs) + "\n",
@@ -149,7 +151,8 @@ def build_report(
 
         log_to_mlflow(results_dir, runs)
         mlflow_uri = f"sqlite:///{results_dir.resolve() / 'mlflow.db'}"
-    return ReportOutput(out, html_path, csv_path, tables, all_plots, analyses, mlflow_uri, recs)
+    return ReportOutput(out, html_path, csv_path, tables, all_plots, analyses, mlflow_uri, recs,
+                        [lc["curves"] for lc in learning])
 
 
 def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
@@ -160,13 +163,13 @@ def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, se
 
     if not any(r.spec.get("train_size") for r in runs):
         return []
-    found = learning_curves(runs, seed=seed)
+    found = learning_curves(runs, n_boot=n_boot, seed=seed)
     md = ["# Learning curves\n"]
     shown = []
     for lc in found:
         png = plot_learning_curves(lc, plot_dir / f"learning_curve_{_file_stem(lc.task)}.png")
         shown.append({"task": lc.task, "png": png, "statements": [lc.statement(c) for c in lc.curves],
-                      "notes": lc.notes})
+                      "notes": lc.notes, "curves": lc})
         md += [f"## {lc.task} ({lc.n_test} test examples)\n", *(f"- {lc.statement(c)}" for c in lc.curves),
                "", "| configuration | size | labelled examples | runs | macro-F1 | 95% CI | vs best reference | Holm p |",
                "|---|---|---|---|---|---|---|---|"]
