@@ -1,4 +1,5 @@
-"""`C` or `c_grid` of a logistic regression, checked and chosen: shared by tfidf-lr and embed-probe.
+"""`C` or `c_grid` of a logistic regression, checked and chosen: shared by tfidf-lr, embed-probe
+and setfit.
 
 Either `C` is given (that value is used) or `c_grid` (each value is fitted and the best by
 validation macro-F1 is kept; a one-value grid is that value). Giving both is refused, since

@@ -32,7 +32,6 @@ as llm-api does: a rerun would train on another set.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ import numpy as np
 
 from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
-from clfbench.methods.base import INVALID, Classifier, get_method, make_method
+from clfbench.methods.base import INVALID, Classifier, accepted_params, get_method, make_method
 
 STUDENT_METHOD = "encoder-ft"
 POOL_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -105,12 +104,12 @@ class Distill(Classifier):
                 f"{spec!r}")
         method = spec["method"]
         klass = get_method(method)
-        if method == self.name or klass.needs_training:
+        if klass.needs_training:  # distill itself too
             raise ClfbenchError(
                 f"distill: teacher method {method!r} trains on the gold labels; a teacher must "
                 "label without training (llm-prompt, llm-api, ...)")
         params = {k: v for k, v in spec.items() if k != "method"}
-        accepted = set(inspect.signature(klass.__init__).parameters)
+        accepted = accepted_params(method)
         if "model" in accepted and not params.get("model"):
             raise ClfbenchError(f"distill: teacher {method!r} needs a model: teacher={{method: "
                                 f"{method}, model: ...}}")
@@ -138,13 +137,11 @@ class Distill(Classifier):
             raise ClfbenchError(f"distill: student_params: {e}") from None
 
     def _check_pool(self) -> None:
+        """The pool's file type; whether the file is there is checked in `fit` (a saved model
+        loads without its pool file)."""
         if self.pool == "train":
             return
         path = Path(str(self.pool)).expanduser()
-        if not path.is_file():
-            what = "is a folder" if path.is_dir() else "not found"
-            raise ClfbenchError(f"distill: pool {self.pool!r}: {what} (expected 'train' or a file "
-                                f"of texts: {', '.join(POOL_SUFFIXES)})")
         if path.suffix.lower() not in POOL_SUFFIXES:
             raise ClfbenchError(f"distill: pool {self.pool!r}: unknown file type "
                                 f"{path.suffix!r}; use one of {', '.join(POOL_SUFFIXES)}")
@@ -155,6 +152,10 @@ class Distill(Classifier):
         if self.pool == "train":
             return Texts(train.texts, train.pairs), train.labels, list(train.ids)
         path = Path(str(self.pool)).expanduser()
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "not found"
+            raise ClfbenchError(f"distill: pool {self.pool!r}: {what} (expected 'train' or a file "
+                                f"of texts: {', '.join(POOL_SUFFIXES)})")
         if path.suffix.lower() == ".txt":
             from clfbench.io import check_utf8
 
@@ -199,12 +200,15 @@ class Distill(Classifier):
         student_train = LabeledTexts(
             [pool.texts[i] for i in kept], None if pool.pairs is None else [pool.pairs[i] for i in kept],
             pred[kept], list(self.labels), [ids[i] for i in kept])
+        teacher = {"method": self.teacher["method"], "params": _jsonable(self.teacher_.get_params()),
+                   "fit_info": self.teacher_.fit_info(), "inference_info": teacher_info}
+        # The fitted teacher (a whole LLM, perhaps on the GPU) is not kept while the student
+        # trains and is timed: only the student predicts.
+        self.teacher_ = self._build_teacher()
         self.student_.fit(student_train, validation)
         self.teacher_incomplete_ = teacher_info.get("incomplete")
         self.fit_info_ = {
-            "teacher": {"method": self.teacher["method"],
-                        "params": _jsonable(self.teacher_.get_params()),
-                        "fit_info": self.teacher_.fit_info(), "inference_info": teacher_info},
+            "teacher": teacher,
             "labelling": labelling,
             "agreement_with_gold": None if gold is None else agreement(gold, pred, len(self.labels)),
             "selection": "student selects on the gold validation split (as encoder-ft does)",
