@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import refused
 
 from clfbench.cli import main
 from clfbench.config import RunSpec
@@ -52,18 +53,6 @@ EXPECTED = {
 }
 
 
-def _refused(argv: list[str], out: Path, capsys) -> str:
-    """Run the CLI; assert exit 2, one line, no traceback, nothing in --out. The line."""
-    code = main([*argv, "--out", str(out), "-q"])
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("clfbench: error: "), err
-    assert "Traceback" not in err
-    assert not out.exists(), f"{out} was written: {sorted(p.name for p in out.iterdir())}"
-    return lines[0]
-
-
 def test_every_corpus_file_has_an_expectation():
     corpus = sorted(p.name for p in CORPUS.iterdir() if p.is_file())
     assert corpus == sorted(EXPECTED)
@@ -77,7 +66,7 @@ def test_each_bad_file_is_refused_in_one_line(name, tmp_path, capsys, monkeypatc
         argv = ["run", str(path)]
     else:
         argv = ["run", "--train", str(path), "--method", "tfidf-lr"]
-    line = _refused(argv, tmp_path / "runs", capsys)
+    line = refused(argv, tmp_path / "runs", capsys)
     assert str(path) in line
     assert re.search(EXPECTED[name], line), line
 
@@ -100,21 +89,21 @@ def test_each_bad_file_is_refused_in_one_line(name, tmp_path, capsys, monkeypatc
 def test_each_bad_flag_is_refused_in_one_line(flags, expected, tmp_path, capsys):
     argv = ["run", "--train", str(GOOD / "train.csv"), "--test", str(GOOD / "test.csv"),
             "--method", "tfidf-lr", *flags]
-    assert expected in _refused(argv, tmp_path / "runs", capsys)
+    assert expected in refused(argv, tmp_path / "runs", capsys)
 
 
 def test_bad_flags_are_refused_with_a_grid_too(tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
     shutil.copytree(GOOD, tmp_path / "data")
     grid.write_text((CORPUS / "max_train_zero.yaml").read_text().replace("max_train: 0", ""))
-    line = _refused(["run", str(grid), "--max-eval", "0"], tmp_path / "runs", capsys)
+    line = refused(["run", str(grid), "--max-eval", "0"], tmp_path / "runs", capsys)
     assert "--max-eval=0 (expected a value >= 1)" in line
 
 
 def test_negative_epochs_are_refused_before_training(tmp_path, capsys):
     """encoder-ft --epochs -1 used to write a result from an untrained head."""
     argv = ["run", "--train", str(GOOD / "train.csv"), "--method", "encoder-ft", "--epochs", "-1"]
-    assert "parameter epochs=-1 (expected a value >= 1)" in _refused(argv, tmp_path / "runs", capsys)
+    assert "parameter epochs=-1 (expected a value >= 1)" in refused(argv, tmp_path / "runs", capsys)
 
 
 def test_specs_built_in_python_are_checked_before_the_first_run(tmp_path):
@@ -147,7 +136,7 @@ def test_onnx_backend_without_onnxruntime_is_refused_when_built(monkeypatch, tmp
                                             r"pip install 'clfbench\[onnx\]'"):
         make_method("encoder-ft", backend="onnx")
     argv = ["run", "--train", str(GOOD / "train.csv"), "--method", "encoder-ft", "--backend", "onnx"]
-    assert "needs onnxruntime" in _refused(argv, tmp_path / "runs", capsys)
+    assert "needs onnxruntime" in refused(argv, tmp_path / "runs", capsys)
 
 
 def test_a_split_that_comes_out_empty_is_named_before_any_method_runs():
