@@ -15,6 +15,8 @@ from clfbench.errors import ClfbenchError
 from clfbench.evaluate import RunResult
 from clfbench.store import Store, incomplete_reason
 
+DEMO = Path(__file__).resolve().parents[1] / "src" / "clfbench" / "demo_data"
+
 
 def result(seed=1, acc=0.5):
     spec = RunSpec(method="tfidf-lr", task="sst2", seed=seed)
@@ -358,3 +360,46 @@ def test_corrupted_saved_model_is_a_clear_error(runs_copy, capsys, damage):
                       "broken_method_json": data[:-10], "method_json_not_an_object": b"[1, 2]"}[damage])
     err = cli_error(capsys, "predict", "--run", str(run_folder(runs_copy)), "--text", "good film")
     assert str(path) in err
+
+
+def test_remove_if_empty_takes_only_a_folder_with_nothing_kept(tmp_path):
+    """What a failed grid may remove: an index with no run and no claim, nothing else."""
+    empty = Store(tmp_path / "empty")
+    empty.claim("h1")
+    empty.release("h1")  # the index exists, its claim released
+    assert empty.remove_if_empty() and not (tmp_path / "empty").exists()
+
+    with_run = Store(tmp_path / "with-run")
+    with_run.save(result())
+    assert not with_run.remove_if_empty() and len(with_run.runs()) == 1
+
+    claimed = Store(tmp_path / "claimed")
+    claimed.claim("h2")  # another process's run in progress
+    assert not claimed.remove_if_empty() and claimed.index_path.exists()
+    claimed.release("h2")
+
+    other = Store(tmp_path / "other")
+    other.claim("h3")
+    other.release("h3")
+    (other.root / "notes.txt").write_text("the user's")
+    assert not other.remove_if_empty() and (other.root / "notes.txt").exists()
+
+
+def test_a_failed_grid_leaves_a_folder_it_did_not_create(tmp_path, monkeypatch):
+    from clfbench import runner
+
+    def failing(todo, data, store, *a, **k):  # a run claimed, then failed in its fit
+        store.claim(todo[0].hash())
+        store.release(todo[0].hash())
+        assert store.index_path.exists()
+        raise ClfbenchError("the run failed")
+
+    monkeypatch.setattr(runner, "_drive", failing)
+    spec = RunSpec(method="tfidf-lr", name="t", train_file=str(DEMO / "train.csv"),
+                   test_file=str(DEMO / "test.csv"))
+    for out, kept in ((tmp_path / "new", False), (tmp_path / "existing", True)):
+        if kept:
+            out.mkdir()
+        with pytest.raises(ClfbenchError):
+            runner.run_grid([spec], out, quiet=True, isolate=False)
+        assert out.exists() == kept

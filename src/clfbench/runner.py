@@ -50,11 +50,17 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
     store.check_writable()  # an unusable --out fails before any work
     data = _load_all(specs)
     specs = unique(expand_size_draws(specs, data))
+    fresh = not Path(out).exists()
     todo = [s for s in specs if not store.is_complete(s.hash())]
     skipped = len(specs) - len(todo)
     if skipped:
         console.print(f"[dim]{skipped} of {len(specs)} runs already complete in {escape(str(out))}; skipping them[/]")
-    folders = _drive(todo, data, store, executor or SequentialExecutor(isolate), quiet, console)
+    try:
+        folders = _drive(todo, data, store, executor or SequentialExecutor(isolate), quiet, console)
+    except BaseException:
+        if fresh:  # a grid that failed before keeping anything leaves no folder behind
+            store.remove_if_empty()
+        raise
     _print_draws(specs, store, console)
     return folders
 

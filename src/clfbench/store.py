@@ -135,6 +135,25 @@ class Store:
             with self._db() as con:
                 _tables(con)  # a garbage index fails here, not after the compute
 
+    def remove_if_empty(self) -> bool:
+        """Delete the results folder when it holds nothing but an index without runs or claims
+        (a grid that created it and failed before keeping anything); True if it did."""
+        if not self.index_path.exists():
+            return False
+        index_files = {INDEX, f"{INDEX}-wal", f"{INDEX}-shm", f"{INDEX}-journal"}
+        others = [p for p in self.root.iterdir() if p.name not in index_files
+                  and not (p.is_dir() and not any(p.iterdir()))]  # empty folders (.partial) do not count
+        if others:
+            return False
+        with self._db() as con:
+            tables = _tables(con)
+            used = any(con.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in ("runs", "claims")
+                       if t in tables)
+        if used:
+            return False
+        shutil.rmtree(self.root, ignore_errors=True)
+        return True
+
     # --- the index ------------------------------------------------------------------------
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
