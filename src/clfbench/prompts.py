@@ -15,7 +15,6 @@ blocks, ending with the query and `Answer:`. The instruction is there with 0 or 
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from pathlib import Path
@@ -101,18 +100,14 @@ def check_label_descriptions(data: Any, labels: list[str] | None, where: str) ->
     return out
 
 
-def inline_descriptions_file(model_dir: Path, builder: PromptBuilder) -> None:
-    """Make a saved model independent of its `label_descriptions` file: the file's descriptions
-    go into the `prompt` parameter of its method.json and the path is dropped, so the model
-    reloads (and renders the same prompt) where the file is not."""
-    meta_path = Path(model_dir) / "method.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    params = meta.get("params") or {}
+def inline_descriptions(params: dict[str, Any], builder: PromptBuilder) -> dict[str, Any]:
+    """An LLM method's parameters for method.json without its `label_descriptions` file: the
+    file's descriptions go into the `prompt` parameter and the path is dropped, so the saved
+    model reloads (and renders the same prompt) where the file is not."""
     if not params.get("label_descriptions"):
-        return
-    params["prompt"] = {**(params.get("prompt") or {}), "label_descriptions": dict(builder.all_descriptions)}
-    params["label_descriptions"] = None
-    meta_path.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        return params
+    prompt = {**(params.get("prompt") or {}), "label_descriptions": dict(builder.all_descriptions)}
+    return {**params, "prompt": prompt, "label_descriptions": None}
 
 
 def _display(name: str | None, fallback: str) -> str:
@@ -325,5 +320,5 @@ def sample_shots(train: LabeledTexts, k: int, seed: int) -> list[int]:
     return chosen
 
 
-__all__ = ["INVALID", "PromptBuilder", "check_label_descriptions", "inline_descriptions_file", "load_template",
+__all__ = ["INVALID", "PromptBuilder", "check_label_descriptions", "inline_descriptions", "load_template",
            "normalize_answer", "read_label_descriptions", "sample_shots"]

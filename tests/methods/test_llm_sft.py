@@ -98,3 +98,24 @@ def test_cli_run_and_predict(llama, datasets_dir, tmp_path, capsys):
     row = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert row["label"] == preds[0]["pred"]
     assert row["probabilities"]["positive"] == pytest.approx(preds[0]["probabilities"]["positive"], abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["llm-prompt", "llm-sft"])
+def test_saved_local_llm_reloads_without_its_descriptions_file(zoo, tmp_path, method):
+    """`saved_params` folds the file's descriptions into `prompt`: the same scores after the
+    file is gone (llm-sft inherits it from llm-prompt)."""
+    from neural_helpers import LABELS, toy_data
+
+    descriptions = tmp_path / "d.yaml"
+    descriptions.write_text("positive: FILEDESC liked it\n")
+    extra = {"epochs": 1, "tune": "off"} if method == "llm-sft" else {}
+    m = make_method(method, model=zoo("llama"), prompt={"verbalizers": {n: n for n in LABELS}},
+                    label_descriptions=str(descriptions), descriptions="on", max_length=96, **extra)
+    m.verbose = False
+    train, test = toy_data(12, 0), toy_data(4, 1)
+    m.fit(train, None)
+    assert "FILEDESC" in m.fit_info()["prompt"]["rendered_example"]
+    m.save(tmp_path / "model")
+    descriptions.unlink()
+    loaded = Classifier.load(tmp_path / "model")
+    assert np.allclose(loaded.predict_proba(test), m.predict_proba(test))

@@ -82,11 +82,16 @@ class Classifier:
         return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
 
     # --- persistence -------------------------------------------------------------------
+    def saved_params(self) -> dict[str, Any]:
+        """The parameters `save` writes to method.json: `get_params()`, unless a method folds
+        in a file a parameter names, so that the saved model reloads without the file."""
+        return self.get_params()
+
     def save(self, path: str | Path) -> None:
         """Write `method.json` (name, params, labels) and the fitted state into `path`."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"method": self.name, "params": self.get_params(), "labels": list(self.labels)}
+        meta = {"method": self.name, "params": self.saved_params(), "labels": list(self.labels)}
         (path / "method.json").write_text(json.dumps(meta, indent=2, default=str))
         self._save_state(path)
 

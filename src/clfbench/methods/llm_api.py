@@ -413,9 +413,12 @@ class LlmApi(Classifier):
         state = {"decision": self.decision_, "shots": [list(s) for s in self.shots_],
                  "fit_info": self.fit_info_}
         (path / "llm_api.json").write_text(json.dumps(state, ensure_ascii=False, indent=2))
-        from clfbench.prompts import inline_descriptions_file
 
-        inline_descriptions_file(path, self.builder_)  # reloads without the file
+    def saved_params(self) -> dict[str, Any]:
+        """A descriptions file's content is saved in `prompt` (the model reloads without it)."""
+        from clfbench.prompts import inline_descriptions
+
+        return inline_descriptions(self.get_params(), self.builder_)
 
     def _load_state(self, path: Path) -> None:
         state = json.loads((path / "llm_api.json").read_text())

@@ -522,9 +522,6 @@ class LlmDspy(LlmApi):
         self.program_.save(str(path / "program.json"))
         state = {"is_pair": self.is_pair_, "fit_info": self.fit_info_}
         (path / "llm_dspy.json").write_text(json.dumps(state, ensure_ascii=False, indent=2, default=str))
-        from clfbench.prompts import inline_descriptions_file
-
-        inline_descriptions_file(path, self.builder_)  # reloads without the file
 
     def _load_state(self, path: Path) -> None:
         state = json.loads((path / "llm_dspy.json").read_text(encoding="utf-8"))

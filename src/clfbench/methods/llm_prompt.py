@@ -204,9 +204,12 @@ class LLMPrompt(Classifier):
         (path / "template.yaml").write_text(self.encoder_.builder.template_text, encoding="utf-8")
         state = {"shots": self.shot_examples_, "is_pair": self.is_pair_, "fit_info": self.fit_info_}
         (path / "prompt_state.json").write_text(json.dumps(state, indent=2, ensure_ascii=False))
-        from clfbench.prompts import inline_descriptions_file
 
-        inline_descriptions_file(path, self.encoder_.builder)  # reloads without the file
+    def saved_params(self) -> dict[str, Any]:
+        """A descriptions file's content is saved in `prompt` (the model reloads without it)."""
+        from clfbench.prompts import inline_descriptions
+
+        return inline_descriptions(self.get_params(), self.encoder_.builder)
 
     def _load_state(self, path: Path) -> None:
         from clfbench.llm import load_causal_lm
