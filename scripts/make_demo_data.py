@@ -2,9 +2,15 @@
 
 Written from scratch for clfbench (no external data). Tickets are composed from many
 phrasings per intent, with shared vocabulary across intents (money words in refund and
-billing tickets, parcels in delivery and returns tickets), mentions of a second topic,
-typos and varied length, so that bag-of-words is good but not perfect. Seeded: running this
-again reproduces the files byte for byte.
+billing tickets, parcels in delivery and returns tickets), typos and varied length. Over half
+of the tickets mention two topics, and which one is the ticket's intent depends on how they
+are put, not on which words occur: the main request then a follow-up ("Also, ..."), or a
+problem the customer says is already solved ("my earlier ticket (...) is resolved. Now ...")
+before or after the live one. Bag-of-words sees the same words either way, so it cannot tell
+those apart; a model that reads the sentence can. 3% of labels are flipped at random (agents
+mislabel too). Each intent has the same number of tickets in each split (100 train, 30
+validation, 200 test), so the test split (1000 tickets) is large enough for a gap of a few
+points to be significant. Seeded: running this again reproduces the files byte for byte.
 
     python scripts/make_demo_data.py
 """
@@ -116,18 +122,49 @@ def fill(rng: random.Random, s: str) -> str:
     )
 
 
+# A problem of another topic that the customer says is already solved: context, not the intent.
+# {s} is one of that topic's sentences, without its final punctuation.
+SOLVED_BEFORE = [
+    "Last week I wrote to you because {s}; that got sorted out, thanks.",
+    "My earlier ticket ({s}) is resolved, no need to look at it again.",
+    "Update on my last message where {s}: that part is fixed now.",
+    "Please ignore my previous email saying {s}, it's fine now.",
+    "You already helped me when {s}, thank you for that.",
+    "A while ago {s}, but that was fixed quickly.",
+]
+TURNS = ["Now", "But now", "The new problem:", "What I need help with today:", "This time", "However,",
+         "Different issue:", "Today"]
+SOLVED_AFTER = [
+    "(The other issue, where {s}, was solved last week.)",
+    "Just so you know, the time {s} was sorted out already, so that's not the problem.",
+    "I'm not asking about the earlier problem where {s}, that one is closed.",
+    "My old ticket about how {s} is resolved, this is a new one.",
+]
+FOLLOW_UPS = ["Also,", "And", "Oh and", "Separately,", "Not urgent but", "Btw"]
+
+
+def clause(rng: random.Random, intent: str) -> str:
+    """One of `intent`'s sentences as a clause: filled in, final punctuation dropped."""
+    return fill(rng, rng.choice(INTENTS[intent])).rstrip(".?!")
+
+
 def ticket(rng: random.Random, intent: str) -> str:
-    parts = [rng.choice(OPENERS), fill(rng, rng.choice(INTENTS[intent]))]
+    """A ticket whose intent is `intent`; over half also mention another topic (see the module)."""
+    parts = [fill(rng, rng.choice(INTENTS[intent]))]
     if rng.random() < 0.35:  # a second sentence of the same intent
         parts.append(fill(rng, rng.choice(INTENTS[intent])))
     if rng.random() < 0.3:  # a distracting mention of another topic
         parts.append(fill(rng, rng.choice(ASIDES[intent])))
-    if rng.random() < 0.45:  # a follow-up request about another topic; the label stays the main one
-        other = rng.choice([k for k in INTENTS if k != intent])
-        lead = rng.choice(["Also,", "And", "Oh and", "Separately,", "Not urgent but", "Btw"])
-        parts.insert(2, f"{lead} {fill(rng, rng.choice(INTENTS[other]))}")
-    parts.append(rng.choice(CLOSERS))
-    text = " ".join(p for p in parts if p)
+    other = rng.choice([k for k in INTENTS if k != intent])
+    form = rng.random()
+    if form < 0.25:  # a follow-up request about another topic; the label stays the main one
+        parts.insert(1, f"{rng.choice(FOLLOW_UPS)} {fill(rng, rng.choice(INTENTS[other]))}")
+    elif form < 0.45:  # a solved problem of another topic, then the live one
+        parts[0] = f"{rng.choice(TURNS)} {parts[0]}"
+        parts.insert(0, rng.choice(SOLVED_BEFORE).format(s=clause(rng, other)))
+    elif form < 0.6:  # the live problem, then a solved one of another topic
+        parts.insert(1, rng.choice(SOLVED_AFTER).format(s=clause(rng, other)))
+    text = " ".join(p for p in [rng.choice(OPENERS), *parts, rng.choice(CLOSERS)] if p)
     if rng.random() < 0.25:
         words = text.split()
         words = [TYPOS.get(w, w) if rng.random() < 0.5 else w for w in words]
@@ -137,23 +174,23 @@ def ticket(rng: random.Random, intent: str) -> str:
     return text
 
 
-def main(n_per_class: int = 130, seed: int = 2026) -> None:
+SPLITS = {"train": 100, "validation": 30, "test": 200}  # tickets per intent in each split
+
+
+def main(seed: int = 2026) -> None:
     rng = random.Random(seed)
-    rows = [(ticket(rng, intent), intent) for intent in INTENTS for _ in range(n_per_class)]
-    # 3% label noise: real tickets get mislabeled by agents too.
     names = list(INTENTS)
-    rows = [(t, rng.choice(names)) if rng.random() < 0.03 else (t, y) for t, y in rows]
-    rng.shuffle(rows)
-    n = len(rows)
-    splits = {"train": rows[: int(0.6 * n)], "validation": rows[int(0.6 * n): int(0.75 * n)],
-              "test": rows[int(0.75 * n):]}
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, part in splits.items():
+    for name, per_intent in SPLITS.items():
+        rows = [(ticket(rng, intent), intent) for intent in INTENTS for _ in range(per_intent)]
+        # 3% label noise: real tickets get mislabeled by agents too.
+        rows = [(t, rng.choice(names)) if rng.random() < 0.03 else (t, y) for t, y in rows]
+        rng.shuffle(rows)
         with open(OUT / f"{name}.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["text", "label"])
-            w.writerows(part)
-        print(name, len(part))
+            w.writerows(rows)
+        print(name, len(rows))
 
 
 if __name__ == "__main__":

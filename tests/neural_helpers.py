@@ -63,3 +63,11 @@ class Zoo:
                 tiny_models.build_encoder(path, arch)
             self._built[arch] = path
         return str(self._built[arch])
+
+
+def step_grad_norm(optimizer) -> float:
+    """The total L2 norm of the gradients an optimizer is about to step with (after clipping)."""
+    import torch
+
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0

@@ -133,7 +133,7 @@ def test_onnx_backend_without_onnxruntime_is_refused_when_built(monkeypatch, tmp
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     with pytest.raises(ClfbenchError, match=r"backend 'onnx' needs onnxruntime, not installed: "
-                                            r"pip install 'clfbench\[onnx\]'"):
+                                            r'pip install "clfbench\[onnx\]"'):
         make_method("encoder-ft", backend="onnx")
     argv = ["run", "--train", str(GOOD / "train.csv"), "--method", "encoder-ft", "--backend", "onnx"]
     assert "needs onnxruntime" in refused(argv, tmp_path / "runs", capsys)
@@ -185,3 +185,22 @@ def test_user_strings_are_printed_and_drawn_literally(tmp_path, capsys, monkeypa
     assert "| [/]x\\|y |" in capsys.readouterr().out
     assert main(["report", str(out), "--bootstrap", "50"]) == 0
     assert len(list((out / "report" / "plots").glob("*.png"))) >= 2
+
+
+def test_max_train_below_two_per_class_is_refused_once_the_classes_are_known(tmp_path, capsys):
+    """--max-train 100 on 77 classes (1.3 per class) used to run; 154 is the fewest allowed."""
+    import csv
+
+    train = tmp_path / "intents.csv"
+    with open(train, "w", newline="") as f:
+        rows = [(f"question {i} about topic {c} word{c}x{i}", f"intent_{c}") for c in range(77) for i in range(6)]
+        csv.writer(f).writerows([("text", "label"), *rows])
+    line = refused(["run", "--train", str(train), "--method", "tfidf-lr", "--max-train", "100"],
+                   tmp_path / "runs", capsys)
+    assert line == (f"clfbench: error: {train}: --max-train 100 (max_train) is fewer than two training "
+                    "examples per class: the training split has 77 classes, so use at least 154")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"tasks: [{{name: intents, train_file: {train}}}]\nmethods: [tfidf-lr]\nmax_train: 153\n")
+    assert "--max-train 153 (max_train)" in refused(["run", str(grid)], tmp_path / "runs", capsys)
+    assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--max-train", "154",
+                 "--latency-examples", "2", "--out", str(tmp_path / "runs"), "-q"]) == 0

@@ -9,6 +9,7 @@ import pytest
 import tiny_models
 import torch
 
+from clfbench import llm
 from clfbench.data import Texts
 from clfbench.llm import CausalLMClassifier, PromptEncoder, load_causal_lm, softmax
 from clfbench.prompts import PromptBuilder
@@ -295,7 +296,7 @@ TREC = {  # trec-fine's own words for these labels: "description" is a prefix of
 TREC_LABELS = ["DESC:desc", "HUM:desc", "DESC:def", "DESC:manner"]
 
 
-def test_a_label_that_extends_another_can_win(subword, caplog):
+def test_a_label_that_extends_another_can_win(subword, caplog, monkeypatch):
     """Summed log-likelihoods: "description of a person" = p(description) x p(of a person |
     ...) can never beat "description" (HUM:desc was predicted 0 times in 120). Complete
     answers (answer + the token that ends it) make every label reachable."""
@@ -304,6 +305,8 @@ def test_a_label_that_extends_another_can_win(subword, caplog):
     base, tok = subword["sp", False]
     model = copy.deepcopy(base)
     builder = PromptBuilder(TREC, TREC_LABELS)
+    # warnings are given once per process: whatever an earlier test (lm-eval's trec-fine) warned
+    monkeypatch.setattr(llm, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="clfbench.llm"):
         enc = PromptEncoder(builder, tok, [], True, 128)
         PromptEncoder(builder, tok, [], True, 128)

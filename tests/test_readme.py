@@ -217,3 +217,16 @@ def test_demo_install_holds_what_the_demo_needs():
     texts = [c.text for c in readme_commands()]
     demo = texts.index("clfbench demo")
     assert '.[demo]"' in texts[demo - 1], texts[demo - 1]
+
+
+def test_ci_follows_the_readme_first_block_word_for_word():
+    """.ci/run installs and runs exactly what README.md's first block tells a new user to: the
+    demo's install line and `clfbench demo`, the dev install line and the test command, each
+    install from the lock."""
+    first = [c.text for c in commands(bash_blocks(README.read_text(encoding="utf-8"))[0])]
+    assert len(first) == 4 and first[1].split()[:2] == ["clfbench", "demo"]
+    assert all("-c requirements/lock.txt" in c for c in (first[0], first[2]))
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"readme '{first[0]}'" in ci and f"readme '{first[2]}'" in ci
+    assert "clfbench demo)" in ci and f"\n{first[3]}\n" in ci
+    assert "--system-site-packages" not in ci and "python3 -m venv --clear" in ci

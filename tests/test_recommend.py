@@ -3,6 +3,10 @@ folder written in the test through the store, as the runner writes one."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -20,8 +24,10 @@ GOLD = np.arange(N) % 2
 
 
 def save_run(root, method: str, wrong: range, *, p50: float, train_seconds: float = 0.0,
-             n_train: int | None = None, degenerate: bool = False, model: str | None = None) -> None:
-    """One run with exact predictions (wrong on `wrong`), saved with Store.save like the runner does."""
+             n_train: int | None = None, degenerate: bool = False, model: str | None = None,
+             extra: dict | None = None) -> None:
+    """One run with exact predictions (wrong on `wrong`), saved with Store.save like the runner does;
+    `extra`: more metrics.json fields (fit_info, machine_load, ...)."""
     pred = GOLD.copy()
     pred[list(wrong)] = 1 - pred[list(wrong)]
     size = None if n_train is None else str(n_train)
@@ -30,7 +36,7 @@ def save_run(root, method: str, wrong: range, *, p50: float, train_seconds: floa
                "latency_ms_p99": 3 * p50, "throughput_sps": 1000.0 / p50, "train_seconds": train_seconds,
                "degenerate": degenerate, "degenerate_reasons": ["collapsed"] if degenerate else [],
                "task": "t", "method": method, "model": model, "seed": 99, "fit_info": {}, "inference_info": {},
-               **({"train_size": size, "n_train": n_train} if size else {})}
+               **({"train_size": size, "n_train": n_train} if size else {}), **(extra or {})}
     rows = [{"id": f"ex{i}", "text": f"text {i}", "gold": LABELS[GOLD[i]], "pred": LABELS[pred[i]]} for i in range(N)]
     Store(root).save(RunResult(spec, metrics, rows, {"spec": spec.identity()}))
 
@@ -96,6 +102,7 @@ def test_cli_prints_the_recommendation_and_writes_html(results, tmp_path, capsys
 @pytest.mark.parametrize("argv, message", [
     (["--volume", "1e6/week?"], "--volume: '1e6/week?' is not a request volume"),
     (["--volume", "1e6/day", "--p95-ms", "-5"], "--p95-ms: expected a non-negative number"),
+    (["--volume", "1e6/day", "--peak-factor", "0.5"], "--peak-factor: expected a number >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(results, capsys, argv, message):
     assert main(["recommend", str(results), *argv]) == 2
@@ -142,3 +149,119 @@ def test_report_with_a_bad_constraint_fails_before_any_work(results, tmp_path, c
                  "--p95-ms", "-5"]) == 2
     assert "--p95-ms: expected a non-negative number" in capsys.readouterr().err
     assert not (tmp_path / "rep").exists()
+
+
+# --- issue 21 part 7: served load level, contention, under-training, utility vs the pick ----------
+def _folder(root, method: str):
+    """The run folder of `method` in a results folder."""
+    return Path(next(r["path"] for r in Store(root).runs() if r["method"] == method))
+
+
+def _attach(root, method: str, levels: list[dict], best_texts_per_s: float) -> None:
+    """What `clfbench loadtest --attach` leaves: served.json in the run folder."""
+    (_folder(root, method) / "served.json").write_text(json.dumps({"levels": levels, "best_texts_per_s": best_texts_per_s}))
+
+
+SERVED = [{"mode": "closed", "concurrency": 1, "mean_ms": 40.0, "p50_ms": 38.0, "p95_ms": 48.0},
+          {"mode": "closed", "concurrency": 8, "mean_ms": 70.0, "p50_ms": 66.0, "p95_ms": 82.0}]
+
+
+def test_served_p95_is_taken_at_the_concurrency_the_volume_implies_and_served_cost_replaces_in_process(results, capsys):
+    """1e6/day = 11.6/s, peak 3 x = 34.7/s; at concurrency 1 (40 ms) 1.39 requests are in flight, more
+    than 1, so the concurrency-8 level (82 ms p95) applies, not the concurrency-1 one (48 ms); the
+    cost is the served one from the 130 texts/s measured over HTTP."""
+    _attach(results, "encoder-ft", SERVED, 130.0)
+    c = Constraints(1e6, p95_ms=60, price_per_label=0.1)
+    (rec,) = recommend(results, c, n_boot=1000)
+    enc = next(o for o in rec.options if o.label == "encoder-ft/minilm [train 200]")
+    assert rec.decision.excluded[enc.label] == "p95 82 ms > 60 ms"
+    assert enc.latency_source == "served at concurrency 8"
+    profile = costs.get_profile(None)
+    assert enc.usd_per_1m == pytest.approx(costs.usd_per_1m_batch(130.0, profile))
+    assert enc.cost_source == "served throughput"
+    text = rec.text()
+    assert "peak 3 x mean = 34.7/s" in text
+    assert "encoder-ft/minilm [train 200]: concurrency 8 (34.7/s x 70 ms = 2.43 in flight)" in text
+    # A fifth of the volume: 0.28 in flight at concurrency 1, whose p95 (48 ms) meets the limit.
+    (low,) = recommend(results, replace(c, volume_per_day=2e5), n_boot=1000)
+    assert low.decision.pick.label == "encoder-ft/minilm [train 200]"
+    assert "p95 48 ms (served at concurrency 1)" in low.text()
+    # Where the volume changes the served level, what would change the decision says so.
+    assert f"at {1 / (34.72222 * 0.040):.3g}x the volume" in text
+    # A peak beyond the highest level measured is said, not hidden.
+    (high,) = recommend(results, replace(c, volume_per_day=1e7, p95_ms=None), n_boot=1000)
+    assert "more than the highest level measured: its p95 is optimistic" in high.text()
+    # --peak-factor 1 (no peak): 0.46 in flight at concurrency 1, which is then used.
+    assert main(["recommend", str(results), "--volume", "1e6/day", "--peak-factor", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "peak 1 x mean = 11.6/s" in printed and "p95 48 ms (served at concurrency 1)" in printed
+
+
+def test_contended_latency_is_a_caveat_of_the_recommendation(tmp_path):
+    root = tmp_path / "runs"
+    load = {"machine_load": {"contended": True, "other_cpu_pct": 150.0}}
+    save_run(root, "encoder-ft", range(0, 30), p50=25.0, train_seconds=600.0, n_train=200, model="minilm")
+    save_run(root, "tfidf-lr", range(150, 183), p50=0.5, train_seconds=2.0, n_train=5000, extra=load)
+    (rec,) = recommend(root, Constraints(1e6, p95_ms=200, price_per_label=0.1), n_boot=1000)
+    assert rec.decision.runner_up.label == "tfidf-lr [train 5000]"
+    (caveat,) = [ln for ln in rec.lines() if "contention" in ln]
+    assert caveat.strip().startswith("caveat: in-process latency measured under contention")
+    assert ("tfidf-lr [train 5000]: latency measured under contention: other processes used 150% CPU" in caveat
+            and "encoder-ft" not in caveat)
+    # A served measurement replaces the contended in-process figures: no caveat left.
+    _attach(root, "tfidf-lr", SERVED[:1], 500.0)
+    (served,) = recommend(root, Constraints(1e6, p95_ms=200, price_per_label=0.1), n_boot=1000)
+    assert "contention" not in served.text()
+
+
+UNDER_TRAINED = {"fit_info": {"history": [{"epoch": 1, "val_macro_f1": 0.5}, {"epoch": 2, "val_macro_f1": 0.6},
+                                          {"epoch": 3, "val_macro_f1": 0.7}],
+                              "best_epoch": 3, "epochs_run": 3, "optimizer": {"epochs": 3}}}
+
+
+def test_under_trained_fine_tune_behind_the_pick_is_noted(tmp_path):
+    root = tmp_path / "runs"
+    save_run(root, "tfidf-lr", range(0, 30), p50=0.5, train_seconds=2.0)
+    save_run(root, "encoder-ft", range(0, 75), p50=25.0, train_seconds=600.0, model="minilm", extra=UNDER_TRAINED)
+    (rec,) = recommend(root, Constraints(1e6), n_boot=1000)
+    assert rec.decision.pick.label == "tfidf-lr"
+    (note,) = [ln.strip() for ln in rec.lines() if "under-trained" in ln]
+    assert note.startswith("note: encoder-ft/minilm: under-trained: best epoch is the last (3 of 3); "
+                           "more epochs may help (validation macro-F1 still rising over the last two epochs: "
+                           "0.6000 -> 0.7000)")
+    assert "it is behind tfidf-lr on macro-F1 (0.7500 vs 0.9000)" in note
+
+
+def test_utility_winner_and_pick_are_explained_side_by_side(tmp_path, results):
+    """The issue's case: utility crowns the cheap tfidf-lr, the recommendation picks embed-probe
+    because tfidf-lr is significantly behind it on macro-F1."""
+    root = tmp_path / "issue"
+    save_run(root, "embed-probe", range(0, 30), p50=5.0, train_seconds=10.0, model="minilm")
+    save_run(root, "tfidf-lr", range(100, 175), p50=0.5, train_seconds=2.0)
+    (rec,) = recommend(root, Constraints(1e6), n_boot=1000)
+    assert rec.decision.pick.label == "embed-probe/minilm"
+    delta, p = rec.decision.p_vs_leader["tfidf-lr"]
+    assert rec.utility_line() == (
+        "utility vs recommendation: utility (macro-F1 / $ per 1M x exp(-p50 / 500 ms); no quality floor, "
+        "significance test or constraint) ranks tfidf-lr first; the recommendation picks embed-probe/minilm "
+        "because tfidf-lr is significantly behind embed-probe/minilm on macro-F1 (0.7500 vs 0.9000, "
+        f"-{delta:.3f}, paired bootstrap, Holm p={p:.2g})")
+    assert rec.utility_line() in [ln.strip() for ln in rec.lines()]
+    # Tied on quality but dearer per month once 5,000 labels are paid for.
+    (tied,) = recommend(results, Constraints(1e6, p95_ms=200, price_per_label=0.1), n_boot=1000)
+    line = tied.utility_line()
+    assert "ranks tfidf-lr [train 5000] first; the recommendation picks encoder-ft/minilm [train 200] because " \
+           "tfidf-lr [train 5000] is tied with it on macro-F1 but costs more per month" in line
+
+
+def test_report_puts_the_utility_explanation_next_to_the_utility_table(tmp_path):
+    pytest.importorskip("matplotlib")
+    root = tmp_path / "runs"
+    save_run(root, "embed-probe", range(0, 30), p50=5.0, train_seconds=10.0, model="minilm")
+    save_run(root, "tfidf-lr", range(100, 175), p50=0.5, train_seconds=2.0)
+    assert main(["report", str(root), "--out", str(tmp_path / "rep"), "--bootstrap", "500",
+                 "--volume", "1e6/day"]) == 0
+    decision = (tmp_path / "rep" / "decision_table.md").read_text(encoding="utf-8")
+    md = (tmp_path / "rep" / "recommendation.md").read_text(encoding="utf-8")
+    said = "ranks tfidf-lr first; the recommendation picks embed-probe/minilm because tfidf-lr is significantly behind"
+    assert said in decision and said in md

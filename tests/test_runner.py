@@ -144,7 +144,8 @@ def test_a_contended_run_is_flagged_on_the_console(tmp_path, monkeypatch):
 def test_same_data_for_every_method_and_seed(tmp_path):
     folders = runner.run_grid(specs((1, 2)), tmp_path, quiet=True, isolate=False)
     ids = [[line for line in (f / "predictions.jsonl").read_text().splitlines()] for f in folders]
-    assert len(ids[0]) == len(ids[1]) == 163
+    n_test = len((DEMO / "test.csv").read_text(encoding="utf-8").strip().splitlines()) - 1
+    assert len(ids[0]) == len(ids[1]) == n_test == 1000
 
 
 def test_bad_input_fails_before_any_run(tmp_path):

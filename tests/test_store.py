@@ -192,6 +192,22 @@ def test_claim_of_a_dead_process_is_taken_over(tmp_path):
     assert store.claim(h) and store.claim_owner(h) == store.owner
 
 
+def test_claim_of_an_exited_unreaped_process_is_taken_over(tmp_path):
+    """A zombie (exited, its parent has not reaped it yet) answers kill(pid, 0): its claim
+    looked live for 10 minutes, until its heartbeat went stale."""
+    from multiprocessing.connection import wait
+
+    h = result().spec.hash()
+    p = FORK.Process(target=_claim_and_die, args=(str(tmp_path), h))
+    p.start()
+    assert wait([p.sentinel], 30)  # exited; not joined, so a zombie
+    store = Store(tmp_path)
+    assert store.claim_owner(h).split(":")[1] == str(p.pid)
+    assert store.live_claim_owner(h) is None
+    assert store.claim(h) and store.claim_owner(h) == store.owner
+    p.join()
+
+
 def test_heartbeat_keeps_a_claim_and_a_silent_one_goes_stale(tmp_path):
     h = result().spec.hash()
     holder = Store(tmp_path, heartbeat_s=0.05)
@@ -219,15 +235,23 @@ def write_tiny_data(d: Path) -> list[str]:
     return flags
 
 
-def tiny_specs(d: Path, seeds) -> list[RunSpec]:
+def tiny_grid(d: Path, seeds) -> Path:
+    """A grid file of tfidf-lr runs on the tiny data, one per seed."""
     flags = write_tiny_data(d)
-    flags = dict(zip(flags[::2], flags[1::2]))
-    return [RunSpec(method="tfidf-lr", name="tiny", train_file=flags["--train"],
-                    validation_file=flags["--validation"], test_file=flags["--test"], seed=s,
-                    latency_examples=3, params={"C": 1.0}) for s in seeds]
+    files = dict(zip(flags[::2], flags[1::2]))
+    grid = d / "grid.yaml"
+    grid.write_text(f"""
+tasks: [{{name: tiny, train_file: {files['--train']}, validation_file: {files['--validation']},
+          test_file: {files['--test']}}}]
+methods: [{{name: tfidf-lr, params: {{C: 1.0}}}}]
+seeds: {list(seeds)}
+latency_examples: 3
+""")
+    return grid
 
 
-def _grid_worker(data: str, out: str, log: str, start) -> None:
+def count_runs(monkeypatch_or_module, log: Path, delay: float = 0.0) -> None:
+    """Make `runner.execute` append each computed run's seed to `log` (then sleep `delay`)."""
     import clfbench.runner as runner
 
     real = runner.execute
@@ -235,18 +259,31 @@ def _grid_worker(data: str, out: str, log: str, start) -> None:
     def counted(spec, *a, **k):
         with open(log, "a") as f:
             f.write(f"{spec.seed}\n")
-        time.sleep(0.3)  # long enough for the other process to meet this claim
+        time.sleep(delay)
         return real(spec, *a, **k)
 
-    runner.execute = counted
+    monkeypatch_or_module.setattr(runner, "execute", counted)
+
+
+def _grid_worker(grid: str, out: str, log: str, start) -> None:
+    import sys
+
+    from clfbench.cli import main
+
+    count_runs(pytest.MonkeyPatch(), Path(log), 0.3)  # long enough for the other process to meet this claim
     start.wait(30)
-    runner.run_grid(tiny_specs(Path(data), range(1, 7)), out, quiet=True)
+    sys.exit(main(["run", grid, "--out", out, "-q"]))
 
 
-def test_two_grid_processes_on_one_folder_compute_each_run_once(tmp_path, monkeypatch):
+def test_two_cli_processes_on_one_folder_both_exit_0_computing_each_run_once(tmp_path, monkeypatch):
+    """Issue 21: the process that met the other's claims exited 1 ("claimed by another process")."""
+    import clfbench.runner as runner
+
     monkeypatch.setenv("CLFBENCH_ISOLATE", "0")  # runs in these processes (execute is counted)
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.1)
+    grid = tiny_grid(tmp_path, range(1, 7))
     out, log, start = tmp_path / "runs", tmp_path / "computed.txt", FORK.Barrier(2)
-    procs = [FORK.Process(target=_grid_worker, args=(str(tmp_path), str(out), str(log), start))
+    procs = [FORK.Process(target=_grid_worker, args=(str(grid), str(out), str(log), start))
              for _ in range(2)]
     for p in procs:
         p.start()
@@ -255,18 +292,118 @@ def test_two_grid_processes_on_one_folder_compute_each_run_once(tmp_path, monkey
     assert sorted(r["seed"] for r in Store(out).runs()) == [1, 2, 3, 4, 5, 6]
 
 
-def test_grid_skips_a_run_claimed_by_another_live_worker(tmp_path, monkeypatch):
+def _hold_claim(grid: str, out: str, seed: int, others: list[int], ready, abandon: bool) -> None:
+    """Another process: claim the run of `seed`, wait until the grid has computed `others`, then
+    compute and save it (or, `abandon`, die holding the claim, as if killed)."""
+    from clfbench.config import load_grid
+    from clfbench.evaluate import execute
+    from clfbench.runner import _load_all, splits_for
+
+    specs = {s.seed: s for s in load_grid(grid)[0]}
+    spec, store = specs[seed], Store(out)
+    assert store.claim(spec.hash(), spec.run_id())
+    ready.set()
+    deadline = time.monotonic() + 60
+    while not all(store.is_complete(specs[s].hash()) for s in others) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the grid is now waiting (it used to give up here and exit 1)
+    if abandon:
+        os._exit(0)
+    result = execute(spec, splits_for(spec, _load_all([spec])), quiet=True)
+    result.metrics["computed_by"] = "holder"
+    store.save(result)
+    store.release(spec.hash())
+
+
+@pytest.mark.parametrize("abandon", [False, True], ids=["completed", "abandoned"])
+def test_grid_waits_for_a_run_claimed_by_another_live_process(tmp_path, monkeypatch, capsys, abandon):
+    """The grid waits for the other process's run, says so, and exits 0 with every run
+    complete; a claim abandoned by a killed process is taken over and computed here."""
     import clfbench.runner as runner
+    from clfbench.cli import main
 
     monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
-    specs = tiny_specs(tmp_path, (1, 2))
-    other = Store(tmp_path / "runs")
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.1)
+    grid, out, log = tiny_grid(tmp_path, (1, 2, 3)), tmp_path / "runs", tmp_path / "computed.txt"
+    ready = FORK.Event()
+    holder = FORK.Process(target=_hold_claim, args=(str(grid), str(out), 1, [2, 3], ready, abandon))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        count_runs(monkeypatch, log)
+        assert main(["run", str(grid), "--out", str(out)]) == 0
+    finally:
+        assert _join_all([holder], 60) == [0]
+    err = " ".join(capsys.readouterr().err.split())  # unwrapped
+    who = f"another process (pid {holder.pid} on {socket.gethostname()})"
+    assert f"claimed by {who}: waiting for it" in err
+    assert f"waiting for 1 run(s) claimed by {who}: tiny / tfidf-lr / seed 1" in err
+    assert err.count("waiting for 1 run(s)") == 1  # printed when the set changes, not at every poll
+    runs = {r["seed"]: r for r in Store(out).runs()}
+    assert sorted(runs) == [1, 2, 3]
+    with sqlite3.connect(out / "index.sqlite") as con:
+        assert con.execute("SELECT owner FROM claims").fetchall() == []  # every claim released
+    if abandon:  # taken over: computed here, once
+        assert f"{who} left tiny / tfidf-lr / seed 1 unfinished" in err and "running it here" in err
+        assert sorted(int(s) for s in log.read_text().split()) == [1, 2, 3]
+        assert "computed_by" not in runs[1]
+    else:  # computed by the other process only
+        assert f"done by {who}: tiny / tfidf-lr / seed 1" in err and "running it here" not in err
+        assert sorted(int(s) for s in log.read_text().split()) == [2, 3]
+        assert runs[1]["computed_by"] == "holder"
+
+
+def test_grid_with_free_slots_waits_for_another_worker_and_ctrl_c_stops_the_wait(tmp_path, monkeypatch):
+    """With several slots (`--workers N`) the driver waits the same way; Ctrl-C while
+    waiting stops the grid and leaves the other worker's claim alone."""
+    import threading
+
+    import clfbench.runner as runner
+    from clfbench.config import load_grid
+    from clfbench.executors import SequentialExecutor
+
+    class TwoSlots(SequentialExecutor):
+        capacity = 2
+
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.05)
+    specs = load_grid(tiny_grid(tmp_path, (1, 2, 3)))[0]
+    out, other = tmp_path / "runs", Store(tmp_path / "runs")  # another worker (same process)
     assert other.claim(specs[0].hash())
+
+    def finish_after_the_others():
+        while not all(other.is_complete(s.hash()) for s in specs[1:]):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        other.save(RunResult(specs[0], {"accuracy": 1.0, "macro_f1": 1.0, "by": "other"},
+                             [{"id": "0", "gold": "pos", "pred": "pos"}], {"spec": specs[0].identity()}))
+        other.release(specs[0].hash())
+
+    finisher = threading.Thread(target=finish_after_the_others, daemon=True)
+    finisher.start()
     buf = io.StringIO()
-    runner.run_grid(specs, tmp_path / "runs", console=Console(file=buf, width=200))
-    assert "claimed by another process" in buf.getvalue()
-    assert [r["seed"] for r in Store(tmp_path / "runs").runs()] == [2]
-    other.release(specs[0].hash())
+    runner.run_grid(specs, out, console=Console(file=buf, width=400), executor=TwoSlots(False))
+    finisher.join(30)
+    err = buf.getvalue()
+    assert "1 waiting for another process" in err and err.count("waiting for 1 run(s) claimed by") == 1
+    assert {r["seed"]: r.get("by") for r in Store(out).runs()} == {1: "other", 2: None, 3: None}
+
+    more = load_grid(tiny_grid(tmp_path, (4, 5)))[0]
+    assert other.claim(more[0].hash())
+
+    real_sleep = time.sleep
+
+    def interrupt(seconds):  # Ctrl-C during the grid's wait (the runs' own sleeps go on)
+        if seconds == runner.WAIT_POLL_S:
+            raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.0517)
+    monkeypatch.setattr(runner.time, "sleep", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_grid(more, out, quiet=True, executor=TwoSlots(False))
+    assert Store(out).is_complete(more[1].hash()) and not Store(out).is_complete(more[0].hash())
+    assert other.claim_owner(more[0].hash()) == other.owner  # still the other worker's
+    other.release(more[0].hash())
 
 
 # --- unusable folders and corrupted files: one line, exit 2, no traceback ------------------

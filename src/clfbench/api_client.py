@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from clfbench.errors import ClfbenchError
+from clfbench.extras import import_optional
 
 #: Statuses worth retrying; others (400, 401, 403, 404, 422) fail at once.
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -214,12 +215,7 @@ class ChatClient:
         budget_usd: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        try:
-            import httpx
-        except ImportError:
-            raise ClfbenchError(
-                "llm-api needs httpx: pip install 'clfbench[api]' (or pip install httpx)"
-            ) from None
+        httpx = import_optional("httpx", "llm-api")
         if budget_usd is not None and cost_fn is None:
             raise ClfbenchError("budget_usd needs a price for the model (prices=FILE)")
         if api_key:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clfbench.errors import ClfbenchError
+from clfbench.extras import require
 
 # Flags that become method parameters when given (a method rejects ones it does not take).
 METHOD_FLAGS = {
@@ -48,6 +49,8 @@ def _constraint_args(p: argparse.ArgumentParser, required: bool, what: str = "")
     g.add_argument("--price-per-label", type=float, default=0.0, help="USD per labelled example (default 0)")
     g.add_argument("--amortize-months", type=float, default=12.0,
                    help="months over which training and labelling are spread (default 12)")
+    g.add_argument("--peak-factor", type=float, default=3.0,
+                   help="peak request rate over the daily mean, for the served concurrency (default 3)")
 
 
 def _constraints(args: argparse.Namespace) -> Any:
@@ -57,7 +60,7 @@ def _constraints(args: argparse.Namespace) -> Any:
     if args.volume is None:
         return None
     c = Constraints(parse_volume(args.volume), args.p95_ms, args.budget_usd_month, args.labels_available,
-                    args.price_per_label, args.amortize_months)
+                    args.price_per_label, args.amortize_months, args.peak_factor)
     c.check()  # before any work
     return c
 
@@ -77,8 +80,32 @@ examples:
 parameters, `clfbench tasks` the registered tasks."""
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's `store`, refusing a flag given twice with different values (argparse would
+    keep the last one silently)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        seen = namespace.__dict__.setdefault("_given_once", {})
+        if option_string and self.dest in seen and seen[self.dest] != values:
+            raise ClfbenchError(f"{option_string} given twice ({seen[self.dest]} and {values}); "
+                                "it takes one value")
+        if option_string:
+            seen[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and its subcommands') whose single-valued flags refuse a repeat."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clfbench", description=DESCRIPTION,
+    p = _Parser(prog="clfbench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one configuration, or a grid from a YAML file")
     r.add_argument("grid", nargs="?", help="GRID.yaml: tasks x methods x models x seeds")
     r.add_argument("--task", help="a registered task (see `clfbench tasks`)")
-    r.add_argument("--method", help="a registered method (see `clfbench methods`)")
-    r.add_argument("--model", help="hub id, local folder, or alias (minilm)")
+    r.add_argument("--method", action="append", help="a registered method (see `clfbench methods`); "
+                   "repeatable: each method runs as its own configuration")
+    r.add_argument("--model", action="append", help="hub id, local folder, or alias (minilm); repeatable: "
+                   "one run per model of each listed method that takes a model")
     r.add_argument("--data-dir", help="a folder with the original files of registered tasks (DIR/FOLDER, "
                    "see `clfbench tasks`); without it the Hugging Face hub is used")
     r.add_argument("--train", dest="train_file", help="your own training file (csv/tsv/jsonl/parquet)")
@@ -101,14 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", help="a display name for your own data (default: the train file's folder)")
     r.add_argument("--seed", type=int, help="training seed (default 99)")
     r.add_argument("--data-seed", type=int, help="seed of splits and subsamples (default 99)")
-    r.add_argument("--max-train", type=int, help="stratified, seeded subsample of train")
+    r.add_argument("--max-train", type=int, help="stratified, seeded subsample of train (at least 2 per class)")
     r.add_argument("--max-eval", type=int, help="stratified, seeded subsample of the eval splits")
     r.add_argument("--train-sizes", metavar="SIZES", help="learning curve: train each method that trains at each "
                    "size, e.g. 0,8/class,32/class,128,all (nested, seeded, stratified subsets; 5 draws below "
                    "100 examples); prompting methods run once as references")
     r.add_argument("--size-draws", type=int, help="--train-sizes: draws of each size under 100 examples (default 5)")
     r.add_argument("--out", help=f"results folder (default: the grid's out, else {DEFAULT_OUT})")
-    r.add_argument("--threads", type=int, help="torch CPU threads")
+    r.add_argument("--threads", type=int, help="CPU threads of torch and every BLAS/OpenMP pool (default: "
+                   "torch's default, less the cores other processes keep busy in a sample before each run)")
     r.add_argument("--latency-examples", type=int, help="examples timed one at a time (default 100)")
     r.add_argument("--save-model", action="store_true", default=None, help="save the fitted model with the run")
     for flag, typ in METHOD_FLAGS.items():
@@ -218,9 +248,9 @@ def cmd_run(args) -> int:
     from clfbench.config import (
         OVERRIDABLE,
         SPEC_FIELDS,
-        RunSpec,
         check_spec_values,
         expand_train_sizes,
+        flag_specs,
         load_grid,
         parse_train_sizes,
     )
@@ -228,12 +258,13 @@ def cmd_run(args) -> int:
 
     params = dict(args.param)
     params.update({k: getattr(args, f"m_{k}") for k in METHOD_FLAGS if getattr(args, f"m_{k}") is not None})
-    fields = {k: v for k, v in vars(args).items() if k in SPEC_FIELDS and v is not None}
+    given = {k: v for k, v in vars(args).items() if k in SPEC_FIELDS and v is not None}
+    fields = {k: v for k, v in given.items() if k not in ("method", "model")}  # lists: see flag_specs
     check_spec_values(fields, "", _flag)  # every flag's type and range, before anything is read
     sizes = parse_train_sizes(args.train_sizes) if args.train_sizes is not None else None
     if args.grid:
         # Flags given with a grid override it; ones that name what the grid lists are refused.
-        refused = [_flag(k) for k in fields if k not in OVERRIDABLE]
+        refused = [_flag(k) for k in given if k not in OVERRIDABLE]
         if refused:
             raise ClfbenchError(f"run: {', '.join(refused)} cannot be used with a grid file; "
                                 f"set such values in {args.grid}")
@@ -247,7 +278,7 @@ def cmd_run(args) -> int:
             raise ClfbenchError("run: give --method (and --task or --train), or a GRID.yaml")
         if not args.task and not args.train_file:
             raise ClfbenchError("run: give --task NAME or your own data with --train FILE")
-        specs = expand_train_sizes([RunSpec(**{**fields, "params": params})], sizes)
+        specs = expand_train_sizes(flag_specs(fields, args.method, args.model, params), sizes)
         out = args.out or DEFAULT_OUT
         raw = {}
     folders = run_grid(specs, out, quiet=args.quiet, executor=_executor(args, raw))
@@ -260,8 +291,8 @@ def cmd_run(args) -> int:
             _print_learning_curves(out)
     missing = not_complete(specs, out)
     if missing:  # exit 1: not bad input, but the grid is not done; a re-run retries these
-        print(f"clfbench: {len(missing)} run(s) not complete in {out} (incomplete, or claimed by "
-              "another process); run the same command again to retry them", file=sys.stderr)
+        print(f"clfbench: {len(missing)} run(s) not complete in {out} (incomplete results are kept "
+              "aside, not indexed); run the same command again to retry them", file=sys.stderr)
         return 1
     return 0
 
@@ -424,13 +455,10 @@ def _env_key(name: str | None) -> str | None:
 def cmd_serve(args) -> int:
     import tempfile
 
-    try:
-        import uvicorn
+    require("fastapi", "uvicorn", what="clfbench serve")
+    import uvicorn
 
-        from clfbench.serving.app import ServeSettings, create_app
-    except ImportError as err:
-        raise ClfbenchError(f"serve needs fastapi and uvicorn ({err.name} missing): "
-                            "pip install 'clfbench[serve]'") from None
+    from clfbench.serving.app import ServeSettings, create_app
     from clfbench.serving.export import export_run, is_export, load_export
 
     if min(args.max_batch_size, args.max_texts, args.max_text_chars) < 1 or args.max_wait_ms < 0:
@@ -543,9 +571,17 @@ def main(argv: list[str] | None = None) -> int:
     # the variable carries the filter into worker processes.
     warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ClfbenchError as e:  # a single-valued flag given twice (_StoreOnce)
+        print(f"clfbench: error: {e}", file=sys.stderr)
+        return e.exit_code
     if args.command in ("run", "demo", "predict", "export", "serve"):
+        from clfbench.progress import interactive, library_bars
+
         _quiet_transformers()
+        # datasets' and the hub's bars: carriage-return spam in a log, noise with --quiet
+        library_bars(interactive() and not getattr(args, "quiet", False))
     try:
         return COMMANDS[args.command](args)
     except ClfbenchError as e:

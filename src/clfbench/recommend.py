@@ -4,8 +4,11 @@ For each task (configurations scored on the same test examples), every configura
 pooled over seeds and draws) is an *option*, and:
 
 1. Filters, each on measured numbers: degenerate runs never qualify; p95 latency <= `p95_ms`
-   (served p95 from `clfbench loadtest --attach` at its first load level where a run has
-   one, else the in-process p95 of one request at a time; the output says which); labels
+   (served p95 from `clfbench loadtest --attach` where a run has one, at the load level the
+   volume implies: the peak rate, `peak_factor` x the mean (default 3), times the served mean
+   latency is the number of requests in flight (Little's law), and the lowest measured
+   concurrency at or above it is used; else the in-process p95 of one request at a time; the
+   output says which); labels
    needed (training examples: the realised learning-curve size, the training split, or a
    prompt's shots) <= `labels_available`; monthly cost <= `budget_usd_month`.
 2. Quality: the leader is the highest mean macro-F1; each other option is tested against it
@@ -15,12 +18,18 @@ pooled over seeds and draws) is an *option*, and:
    far as the test set can tell, so cost decides); the runner-up is the next cheapest tied
    option, else the next best by quality.
 4. Cost per month at `volume` (requests per day x 30 days): serving (`cost.run_cost` on the
-   hardware profile: p50 one request at a time, or batch throughput; API models by tokens)
+   hardware profile: the served throughput once `loadtest --attach` measured it, else p50 one
+   request at a time, or batch throughput; API models by tokens)
    plus the one-off training cost (train seconds x machine price) and labelling (labels x
    `price_per_label`) spread over `amortize_months`.
 5. What would change the decision: the volume multiplier, the p95 limit and the number of
    labels at which the pick changes, found by re-deciding at every point where an option's
    eligibility or cost order changes.
+
+The output also says why the report's utility ranking (F1 / cost x exp(-p50 / tau), with no
+quality floor, significance test or constraint) may rank another configuration first, which
+latencies were measured under contention, and which configurations behind the pick stopped
+training while still improving (under-trained).
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ from clfbench.errors import ClfbenchError
 
 DAYS_PER_MONTH = 30
 ALPHA = 0.05
+PEAK_FACTOR = 3.0  # peak request rate over the daily mean, for the served concurrency
+DEFAULT_TAU_MS = 500.0  # the report's default utility tau
 _PER_DAY = {"s": 86400, "sec": 86400, "second": 86400, "min": 1440, "minute": 1440, "h": 24, "hour": 24,
             "d": 1, "day": 1, "week": 1 / 7, "month": 1 / DAYS_PER_MONTH}
 _VOLUME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
@@ -67,6 +78,12 @@ class Constraints:
     labels_available: float | None = None
     price_per_label: float = 0.0
     amortize_months: float = 12.0
+    peak_factor: float = PEAK_FACTOR
+
+    @property
+    def peak_per_s(self) -> float:
+        """Requests per second at the peak: the daily mean rate x `peak_factor`."""
+        return self.volume_per_day / 86400.0 * self.peak_factor
 
     def check(self) -> None:
         """One ClfbenchError naming the flag of the first impossible value."""
@@ -77,6 +94,35 @@ class Constraints:
                 raise ClfbenchError(f"{name}: expected a non-negative number, got {v!r}")
         if not self.amortize_months > 0:
             raise ClfbenchError(f"--amortize-months: expected a positive number, got {self.amortize_months!r}")
+        if not (math.isfinite(self.peak_factor) and self.peak_factor >= 1):
+            raise ClfbenchError(f"--peak-factor: expected a number >= 1 (peak over mean rate), got {self.peak_factor!r}")
+
+
+@dataclass(frozen=True)
+class ServedLevel:
+    """The closed-loop level of a run's served.json that the recommendation uses."""
+
+    concurrency: int
+    p95_ms: float
+    mean_ms: float  # mean (else p50) latency: the time in the system of Little's law
+    in_flight: float  # peak requests/s x mean latency: requests in flight at the peak
+    carries: bool  # concurrency >= in_flight; False: the highest level measured falls short
+
+
+def served_level(levels: list[dict[str, Any]], c: Constraints) -> ServedLevel | None:
+    """The lowest measured concurrency that carries the peak rate of `c`: by Little's law
+    the requests in flight are the peak rate x the mean latency at that level, and the level
+    must allow at least that many; the highest level when none does; None without levels."""
+    rows = sorted((int(r["concurrency"]), p95, w) for r in levels
+                  if costs._num(r.get("concurrency")) and (p95 := costs._num(r.get("p95_ms"))) is not None
+                  and (w := costs._num(r.get("mean_ms")) or costs._num(r.get("p50_ms"))) is not None)
+    found = None
+    for conc, p95, w in rows:
+        in_flight = c.peak_per_s * w / 1000.0
+        found = ServedLevel(conc, p95, w, in_flight, in_flight <= conc)
+        if found.carries:
+            break
+    return found
 
 
 @dataclass
@@ -94,6 +140,21 @@ class Option:
     train_usd: float
     labels: float
     degenerate: bool
+    served: list[list[dict[str, Any]]] = field(default_factory=list)  # each run's served.json levels
+    cost_source: str = ""  # what the serving cost comes from
+    contention: str | None = None  # in-process figures used were timed under contention
+    under_trained: str | None = None  # `report.runs.under_trained_note`
+    utility: float | None = None  # the report's utility at the recommendation's tau
+
+    def served_levels(self, c: Constraints) -> list[ServedLevel]:
+        """Each run's served level at the peak of `c` (none without served.json)."""
+        return [lv for levels in self.served if (lv := served_level(levels, c)) is not None]
+
+    def p95(self, c: Constraints) -> float | None:
+        """The p95 the constraint is checked on: served at the concurrency the volume of `c`
+        implies where measured, else in-process (`p95_ms`)."""
+        found = self.served_levels(c)
+        return float(np.mean([lv.p95_ms for lv in found])) if found else self.p95_ms
 
     def serving_month(self, c: Constraints) -> float | None:
         if self.usd_per_1m is None:
@@ -111,8 +172,9 @@ class Option:
         """Why the option does not meet `c`, or None."""
         if self.degenerate:
             return "degenerate"
-        if c.p95_ms is not None and (self.p95_ms is None or self.p95_ms > c.p95_ms):
-            return "no p95 measured" if self.p95_ms is None else f"p95 {self.p95_ms:.3g} ms > {c.p95_ms:g} ms"
+        p95 = self.p95(c)
+        if c.p95_ms is not None and (p95 is None or p95 > c.p95_ms):
+            return "no p95 measured" if p95 is None else f"p95 {p95:.3g} ms > {c.p95_ms:g} ms"
         if c.labels_available is not None and self.labels > c.labels_available:
             return f"needs {self.labels:.0f} labels > {c.labels_available:.0f}"
         monthly = self.monthly(c)
@@ -141,6 +203,7 @@ class Recommendation:
     options: list[Option]
     decision: Decision
     changes: list[str] = field(default_factory=list)
+    tau_ms: float = DEFAULT_TAU_MS  # the utility ranking's tau, for `utility_line`
 
     def lines(self) -> list[str]:
         c, d = self.constraints, self.decision
@@ -153,6 +216,7 @@ class Recommendation:
         if d.pick is None:
             out.append(f"  no configuration meets the constraints ({len(self.options)} measured): "
                        + "; ".join(f"{k}: {v}" for k, v in d.excluded.items()))
+            out += [f"  {x}" for x in self.notes()]
             out += [f"  {x}" for x in self.changes]
             return out
         out.append(f"  recommend: {d.pick.label}: {self._describe(d.pick)}")
@@ -170,13 +234,101 @@ class Recommendation:
             out.append(f"  runner-up ({rel}): {d.runner_up.label}: {self._describe(d.runner_up)}")
         if d.excluded:
             out.append("  excluded: " + "; ".join(f"{k} ({v})" for k, v in d.excluded.items()))
+        out += [f"  {x}" for x in self.notes()]
         out += [f"  what would change it: {x}" for x in self.changes]
+        return out
+
+    def notes(self) -> list[str]:
+        """What qualifies the decision: utility vs the pick, the served load level, latencies
+        measured under contention, under-trained configurations behind the pick."""
+        return [x for x in (self.utility_line(), self._load_line(), self._contention_line()) if x] + \
+            self._under_trained_lines()
+
+    def utility_winner(self) -> Option | None:
+        """The report's utility winner: the highest utility at `tau_ms`, degenerate ones left out."""
+        scored = [(o.utility, o.label, o) for o in self.options if not o.degenerate and o.utility is not None]
+        return max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+
+    def utility_line(self) -> str | None:
+        """Why the report's utility ranking and the recommendation agree or differ, with the
+        measured reason: a constraint, a significant macro-F1 gap, or the monthly cost of a tie."""
+        top, d, c = self.utility_winner(), self.decision, self.constraints
+        if top is None:
+            return None
+        head = (f"utility vs recommendation: utility (macro-F1 / $ per 1M x exp(-p50 / {self.tau_ms:g} ms); "
+                f"no quality floor, significance test or constraint) ranks {top.label} first")
+        if d.pick is None:
+            return head + f"; nothing meets the constraints ({top.label}: {d.excluded.get(top.label)})"
+        if top is d.pick:
+            return head + "; the recommendation picks it too"
+        if top.label in d.excluded:
+            why = f"{top.label} does not meet the constraints: {d.excluded[top.label]}"
+        elif top.label in d.p_vs_leader:
+            delta, p = d.p_vs_leader[top.label]
+            why = (f"{top.label} is significantly behind {d.leader.label} on macro-F1 ({top.quality:.4f} vs "
+                   f"{d.leader.quality:.4f}, -{delta:.3f}, paired bootstrap, Holm p={p:.2g})")
+            if d.leader is not d.pick:
+                why += f", with which {d.pick.label} is tied"
+        else:
+            why = (f"{top.label} is tied with it on macro-F1 but costs more per month at this volume "
+                   f"(${top.monthly(c):,.2f} vs ${d.pick.monthly(c):,.2f}: serving from {top.cost_source or '-'} "
+                   f"vs {d.pick.cost_source or '-'}, plus training and labelling over {c.amortize_months:g} months, "
+                   "which utility leaves out)")
+        return head + f"; the recommendation picks {d.pick.label} because {why}"
+
+    def _load_line(self) -> str | None:
+        """The peak rate and the served level used per option (Little's law), where measured."""
+        c = self.constraints
+        parts = []
+        for o in self.options:
+            levels = o.served_levels(c)
+            if not levels:
+                continue
+            used = "; ".join(
+                f"concurrency {lv.concurrency} ({c.peak_per_s:.3g}/s x {lv.mean_ms:.3g} ms = {lv.in_flight:.3g} in flight"
+                + (")" if lv.carries else ", more than the highest level measured: its p95 is optimistic)")
+                for lv in levels)
+            parts.append(f"{o.label}: {used}")
+        if not parts:
+            return None
+        return (f"served load: {c.volume_per_day:,.0f} requests/day = {c.volume_per_day / 86400:.3g}/s on average, "
+                f"peak {c.peak_factor:g} x mean = {c.peak_per_s:.3g}/s; served p95 at the lowest measured "
+                "concurrency that carries the peak (Little's law: in flight = peak rate x mean latency) and cost "
+                "from served throughput: " + "; ".join(parts))
+
+    def _contention_line(self) -> str | None:
+        """A caveat where the pick, the runner-up, the utility winner or an option excluded on
+        latency or cost was priced or filtered on in-process timings made under contention."""
+        d = self.decision
+        shown = {id(o) for o in (d.pick, d.runner_up, self.utility_winner()) if o is not None}
+        hit = [o for o in self.options if o.contention and (
+            id(o) in shown or d.excluded.get(o.label, "").startswith(("p95", "$")))]
+        if not hit:
+            return None
+        return ("caveat: in-process latency measured under contention, so its p95 and cost are likely "
+                "overstated (re-run on an idle machine, or attach a served measurement): "
+                + "; ".join(o.contention for o in hit))
+
+    def _under_trained_lines(self) -> list[str]:
+        """Under-trained configurations behind the pick: their gap may be a training budget."""
+        pick = self.decision.pick
+        out = []
+        for o in self.options:
+            if not o.under_trained or o is pick:
+                continue
+            if pick is None:
+                out.append(f"note: {o.under_trained}")
+            elif o.quality < pick.quality:
+                out.append(f"note: {o.under_trained}; it is behind {pick.label} on macro-F1 ({o.quality:.4f} vs "
+                           f"{pick.quality:.4f}), a gap that more epochs may close")
+        if pick is not None and pick.under_trained:
+            out.append(f"note: the pick, {pick.under_trained}")
         return out
 
     def _describe(self, o: Option) -> str:
         c = self.constraints
-        return (f"macro-F1 {o.quality:.4f}, p95 {_ms(o.p95_ms)} ({o.latency_source}), "
-                f"${o.monthly(c):,.2f}/month = serving ${o.serving_month(c):,.2f} + one-off "
+        return (f"macro-F1 {o.quality:.4f}, p95 {_ms(o.p95(c))} ({o.latency_source}), "
+                f"${o.monthly(c):,.2f}/month = serving ${o.serving_month(c):,.2f} ({o.cost_source}) + one-off "
                 f"${o.one_off(c):,.2f} (training ${o.train_usd:,.2f} + {o.labels:,.0f} labels x "
                 f"${c.price_per_label:g}) / {c.amortize_months:g} months")
 
@@ -189,9 +341,11 @@ def _ms(v: float | None) -> str:
 
 
 # --- building options from a results folder --------------------------------------------------
-def _served_p95(metrics: dict[str, Any]) -> float | None:
-    levels = (metrics.get("served") or {}).get("levels") or []
-    return costs._num(levels[0].get("p95_ms")) if levels else None
+def _served(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's closed-loop served levels (`clfbench loadtest --attach`), or []."""
+    served = metrics.get("served")
+    levels = served.get("levels") if isinstance(served, dict) else None
+    return [r for r in levels or [] if isinstance(r, dict)]
 
 
 def labels_needed(run: Any) -> float:
@@ -211,22 +365,46 @@ def labels_needed(run: Any) -> float:
 
 
 def options_of(config: Any, profile: costs.HardwareProfile, basis: str,
-               api_prices: dict[str, Any] | None = None) -> Option:
-    """An option from a report Config (its runs pooled)."""
+               api_prices: dict[str, Any] | None = None, constraints: Constraints | None = None,
+               tau_ms: float = DEFAULT_TAU_MS) -> Option:
+    """An option from a report Config (its runs pooled). With a served measurement attached,
+    its p95 is the served p95 at the concurrency the volume of `constraints` implies (the
+    lowest level without constraints) and its serving cost the served one (`$/1M served`)."""
+    from clfbench.report.runs import contention_note, under_trained_note
+
     runs = config.scored_runs
-    served = [p for p in (_served_p95(r.metrics) for r in config.runs) if p is not None]
-    if served:
-        p95, source = float(np.mean(served)), "served"
+    served = [levels for levels in (_served(r.metrics) for r in config.runs) if levels]
+    found = [lv for levels in served if (lv := served_level(levels, constraints or Constraints(1e-9))) is not None]
+    if found:
+        p95 = float(np.mean([lv.p95_ms for lv in found]))
+        source = "served at concurrency " + "/".join(str(x) for x in sorted({lv.concurrency for lv in found}))
     else:
+        served = []
         vals = [v for v in (costs._num(r.metrics.get("latency_ms_p95")) for r in runs) if v is not None]
         p95, source = (float(np.mean(vals)) if vals else None), "in-process"
     priced = [costs.run_cost(r.metrics, profile, basis, api_prices) for r in runs]
-    per_1m = [p["usd_per_1m"] for p in priced if p["usd_per_1m"] is not None]
+    per_1m, from_served = [], []
+    for r, p in zip(runs, priced):
+        use_served = bool(_served(r.metrics)) and p.get("usd_per_1m_served") is not None
+        from_served.append(use_served)
+        if (v := p["usd_per_1m_served"] if use_served else p["usd_per_1m"]) is not None:
+            per_1m.append(v)
+    cost_source = ("served throughput" if all(from_served) else
+                   "served throughput where measured, else " + str(priced[0].get("cost_source"))
+                   if any(from_served) else str(priced[0].get("cost_source") or ""))
+    in_process = not found or not all(from_served)  # some figure comes from in-process timing
+    # The report's utility (analysis.analyse_task): mean over all runs of the basis cost.
+    basis_cost = [v for r in config.runs if (v := costs.run_cost(r.metrics, profile, basis, api_prices)["usd_per_1m"])
+                  is not None]
+    utility = costs.utility(config.mean("macro_f1") or 0.0, float(np.mean(basis_cost)) if basis_cost else None,
+                            config.mean("latency_ms_p50"), tau_ms)
     return Option(
         task=config.task, label=config.label, runs=runs, config=config, quality=float(config.mean("macro_f1") or 0.0),
         p95_ms=p95, latency_source=source, usd_per_1m=float(np.mean(per_1m)) if per_1m else None,
         train_usd=float(np.mean([p.get("train_usd") or 0.0 for p in priced])),
-        labels=float(np.mean([labels_needed(r) for r in runs])), degenerate=config.degenerate)
+        labels=float(np.mean([labels_needed(r) for r in runs])), degenerate=config.degenerate,
+        served=served, cost_source=cost_source, contention=contention_note(config) if in_process else None,
+        under_trained=under_trained_note(config), utility=utility)
 
 
 # --- the decision --------------------------------------------------------------------------------
@@ -292,6 +470,12 @@ def _changes(options: list[Option], c: Constraints, base: Decision, sig: _Signif
             m = (c.budget_usd_month - a.one_off(c) / c.amortize_months) / s
             if m > 0:
                 points.add(m)
+        # Served p95 moves with the volume: where the peak fills a measured level (Little's law).
+        for levels in a.served:
+            for row in levels:
+                conc, w = costs._num(row.get("concurrency")), costs._num(row.get("mean_ms")) or costs._num(row.get("p50_ms"))
+                if conc and w:
+                    points.add(conc / (c.peak_per_s * w / 1000.0))
     for direction in (1, -1):
         cands = sorted(m for m in points if m > 1) if direction > 0 else sorted((m for m in points if m < 1),
                                                                                  reverse=True)
@@ -340,26 +524,27 @@ def _cheaper(d: Decision, c: Constraints, m: float) -> str:
 
 def recommend(results: str | Path, constraints: Constraints, hardware: str | None = None,
               hardware_file: str | Path | None = None, basis: str = "request", n_boot: int | None = None,
-              seed: int = 0) -> list[Recommendation]:
+              seed: int = 0, tau_ms: float = DEFAULT_TAU_MS) -> list[Recommendation]:
     """One recommendation per task (comparison group) of a results folder."""
     from clfbench.report.runs import comparison_groups, group_configs, load_runs
 
     constraints.check()
     profile = costs.get_profile(hardware, hardware_file)
     groups = comparison_groups(group_configs(load_runs(results)))
-    return recommend_groups(groups, constraints, profile, basis, n_boot, seed)
+    return recommend_groups(groups, constraints, profile, basis, n_boot, seed, tau_ms=tau_ms)
 
 
 def recommend_groups(groups: list[Any], constraints: Constraints, profile: costs.HardwareProfile,
                      basis: str = "request", n_boot: int | None = None, seed: int = 0,
-                     api_prices: dict[str, Any] | None = None) -> list[Recommendation]:
-    """`recommend` on comparison groups already loaded (`clfbench report` has them)."""
+                     api_prices: dict[str, Any] | None = None, tau_ms: float = DEFAULT_TAU_MS) -> list[Recommendation]:
+    """`recommend` on comparison groups already loaded (`clfbench report` has them); `tau_ms`:
+    the utility tau the report ranks by, for the utility-vs-recommendation line."""
     out = []
     for group in groups:
-        options = [options_of(cfg, profile, basis, api_prices) for cfg in group.configs]
+        options = [options_of(cfg, profile, basis, api_prices, constraints, tau_ms) for cfg in group.configs]
         sig = _Significance(n_boot, seed)
         decision = decide(options, constraints, sig)
-        rec = Recommendation(group.name, constraints, options, decision)
+        rec = Recommendation(group.name, constraints, options, decision, tau_ms=tau_ms)
         rec.changes = _changes(options, constraints, decision, sig)
         out.append(rec)
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -16,11 +17,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from clfbench.config import RunSpec, expand_draws, repeat_key
-from clfbench.evaluate import RunResult, build_method, execute, load_data
+from clfbench.evaluate import RunResult, execute, load_data, preflight
 from clfbench.executors import Executor, Job, SequentialExecutor
 from clfbench.splits import SMALL_SIZE_DRAWS, TaskSplits, size_draws_needed, train_subset
 from clfbench.store import Store, incomplete_reason
 from clfbench.worker import execute_in_worker
+
+#: How often (seconds) a grid checks the runs it waits for, claimed by another live process.
+WAIT_POLL_S = 1.0
+#: At most this many run labels in a "waiting for" line.
+WAIT_LABELS = 5
 
 
 def data_key(spec: RunSpec) -> tuple:
@@ -39,13 +45,14 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
     `executor` (default: one run at a time here): where runs compute (`clfbench.executors`);
     this process claims and saves every run whichever executor computes it.
     """
-    console = console or Console(stderr=True, quiet=quiet)
+    # soft_wrap: in a log rich would cut lines (a run folder's path among them) at 80 columns
+    console = console or Console(stderr=True, quiet=quiet, soft_wrap=True)
     if isolate is None:
         isolate = isolate_default()
     specs = unique(expand_draws(specs))  # --draws N: N runs per seed, one per few-shot draw
     specs = [absolute_checkpoint_dir(s) for s in specs]
-    for spec in specs:  # unknown methods and parameters fail here, before any work
-        build_method(spec)
+    for spec in specs:  # unknown methods, parameters and models fail here, before any work
+        preflight(spec)
     store = Store(out)
     store.check_writable()  # an unusable --out fails before any work
     data = _load_all(specs)
@@ -130,28 +137,46 @@ def _label(spec: RunSpec) -> str:
 def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, executor: Executor,
            quiet: bool, console: Console) -> list[Path]:
     """Claim each run, hand it to `executor` (at most `executor.capacity` in flight), save each
-    result as it comes back. After an error nothing new starts; the runs in flight are saved,
-    then the first error is raised. Claims are released whatever happens."""
+    result as it comes back. A run claimed by another live process is waited for (polled every
+    `WAIT_POLL_S`) until that process completes it; one whose claim ends without a result (the
+    process failed or died, or its claim went stale) is claimed and computed here, so the grid
+    returns with every run done. After an error nothing new starts; the runs in flight are
+    saved, then the first error is raised. Claims are released whatever happens."""
     queue = list(enumerate(todo, start=1))[::-1]
     held: dict[str, AbstractContextManager] = {}  # run hash -> its model scratch folder
+    waiting: dict[str, tuple[int, RunSpec, str | None]] = {}  # run hash -> (number, spec, owner)
+    shown: frozenset = frozenset()  # the waiting state last printed
     folders: list[Path] = []
     errors: list[BaseException] = []
     done = 0
     with executor:
         concurrent = executor.capacity > 1  # known once the executor has started
         try:
-            while queue or held:
+            while queue or held or (waiting and not errors):
                 while queue and not errors and len(held) < executor.capacity:
                     i, spec = queue.pop()
                     console.print(f"[bold]run {i}/{len(todo)}[/]: {escape(_label(spec))}")
                     if not store.claim(spec.hash(), spec.run_id()):  # another worker may have taken it
-                        why = "already complete" if store.is_complete(spec.hash()) else "claimed by another process"
-                        console.print(f"  skipped: {why}")
+                        if store.is_complete(spec.hash()):
+                            console.print("  skipped: already complete")
+                        else:
+                            owner = store.claim_owner(spec.hash())
+                            waiting[spec.hash()] = (i, spec, owner)
+                            console.print(f"  claimed by {escape(_who([owner]))}: waiting for it")
                         continue
                     held[spec.hash()] = scratch = _model_scratch(spec)
                     executor.submit(Job(spec, splits_for(spec, data), quiet, scratch.__enter__()))
+                if waiting and not errors and not queue and len(held) < executor.capacity:
+                    _poll_waiting(waiting, queue, store, console)
+                    if queue:  # claims that ended without a result: start those runs now
+                        continue
+                    if waiting and not held:  # nothing to compute here: wait
+                        shown = _show_waiting(waiting, shown, console)
+                        time.sleep(WAIT_POLL_S)
                 if not held:
-                    break
+                    if errors or not (queue or waiting):
+                        break
+                    continue
                 for job, outcome in executor.wait():
                     spec = job.spec
                     try:
@@ -170,7 +195,9 @@ def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, exe
                 if concurrent:
                     running = executor.running()
                     console.print(f"[dim]progress: {done} done, {running} running, "
-                                  f"{len(queue) + len(held) - running} queued[/]")
+                                  f"{len(queue) + len(held) - running} queued"
+                                  + (f", {len(waiting)} waiting for another process" if waiting else "")
+                                  + "[/]")
         finally:
             for spec_hash, scratch in held.items():
                 scratch.__exit__(None, None, None)
@@ -178,6 +205,47 @@ def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, exe
     if errors:
         raise errors[0]
     return folders
+
+
+def _poll_waiting(waiting: dict[str, tuple[int, RunSpec, str | None]],
+                  queue: list[tuple[int, RunSpec]], store: Store, console: Console) -> None:
+    """Drop the waited-for runs another process completed; queue here each one whose claim
+    ended without a result (its process failed, was stopped or died, or the claim went stale)."""
+    for spec_hash, (i, spec, owner) in list(waiting.items()):
+        if store.is_complete(spec_hash):
+            del waiting[spec_hash]
+            console.print(f"[bold]done by {escape(_who([owner]))}[/]: {escape(_label(spec))}")
+            continue
+        live = store.live_claim_owner(spec_hash)
+        if live is not None:
+            waiting[spec_hash] = (i, spec, live)  # still claimed, maybe by yet another process now
+            continue
+        del waiting[spec_hash]
+        console.print(f"[yellow]{escape(_who([owner]))} left {escape(_label(spec))} unfinished "
+                      "(claim released or abandoned): running it here[/]")
+        queue.append((i, spec))
+
+
+def _show_waiting(waiting: dict[str, tuple[int, RunSpec, str | None]], shown: frozenset,
+                  console: Console) -> frozenset:
+    """Print which runs this grid waits for, and on whom, when that changed since it was last
+    printed (not at every poll); returns the state printed."""
+    state = frozenset((h, owner) for h, (_, _, owner) in waiting.items())
+    if state != shown:
+        runs = sorted(waiting.values(), key=lambda w: w[0])
+        labels = "; ".join(_label(spec) for _, spec, _ in runs[:WAIT_LABELS])
+        more = f"; and {len(runs) - WAIT_LABELS} more" if len(runs) > WAIT_LABELS else ""
+        console.print(f"waiting for {len(runs)} run(s) claimed by {escape(_who([o for *_, o in runs]))}: "
+                      f"{escape(labels + more)}")
+    return state
+
+
+def _who(owners: list[str | None]) -> str:
+    """'another process (pid 1234 on host)' for claim owners `host:pid:tag`; several: 'other processes (...)'."""
+    named = sorted({f"pid {pid} on {host}" for host, pid, _ in
+                    (o.rsplit(":", 2) for o in owners if o and o.count(":") >= 2)})
+    who = "another process" if len(named) <= 1 else "other processes"
+    return f"{who} ({', '.join(named)})" if named else who
 
 
 def _report(result: RunResult, folder: Path, console: Console) -> bool:

@@ -96,6 +96,11 @@ def resolve_splits(
         notes["validation_source"] = "official validation split"
 
     if max_train is not None and max_train < len(train):
+        k = len(np.unique(train.labels))
+        if max_train < 2 * k:  # the same floor as a training file's (io.check_class_count)
+            raise ClfbenchError(
+                f"{source}: --max-train {max_train} (max_train) is fewer than two training examples "
+                f"per class: the training split has {k} classes, so use at least {2 * k}")
         train = train.subset(stratified_indices(train.labels, max_train, data_seed + 2))
         notes["max_train"] = max_train
     if max_eval is not None:

@@ -272,6 +272,19 @@ class Store:
             row = con.execute("SELECT owner FROM claims WHERE hash = ?", (spec_hash,)).fetchone()
         return row[0] if row else None
 
+    def live_claim_owner(self, spec_hash: str) -> str | None:
+        """The owner of another worker's live claim on a run, or None (no claim, this worker's
+        own, or a stale one that `claim` would take over): what a waiting worker polls."""
+        if not self.index_path.exists():
+            return None
+        with self._db() as con:
+            if "claims" not in _tables(con):
+                return None
+            row = con.execute("SELECT owner, heartbeat FROM claims WHERE hash = ?", (spec_hash,)).fetchone()
+        if row is None or row[0] == self.owner or self._stale(row[0], row[1], time.time()):
+            return None
+        return row[0]
+
     def _stale(self, owner: str, heartbeat: float, now: float) -> bool:
         """A claim is stale when its owner is a dead process on this host, or silent too long."""
         host, pid, _ = ([*owner.rsplit(":", 2), "", ""])[:3]
@@ -383,13 +396,19 @@ def _rollback(con: sqlite3.Connection) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host runs; a zombie (exited, not yet reaped by its parent)
+    does not: its claim would otherwise look live until its heartbeat went stale."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
+        pass
+    try:  # Linux: "pid (comm) S ...", the state after the last ')'
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[:1] != ["Z"]
+    except OSError:  # no /proc (macOS), or the process has just gone
         return True
-    return True
 
 
 def _write_json(path: Path, payload: Any) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clfbench.errors import ClfbenchError
+from clfbench.extras import require
 
 EXPERIMENT = "clfbench"
 _MAX_PARAM = 6000  # MLflow's limit on a parameter value's length
@@ -30,11 +30,10 @@ def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 def log_to_mlflow(results_dir: str | Path, runs: list | None = None) -> dict[str, str]:
     """Log every run of `results_dir` to `sqlite:///DIR/mlflow.db`; returns {run_id: mlflow run id}."""
-    try:
-        from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
-    except ImportError:
-        raise ClfbenchError("--mlflow needs MLflow: pip install 'clfbench[mlflow]' (or pip install mlflow)") from None
+    require("mlflow", what="--mlflow")
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
     from clfbench.report.runs import load_runs
 
     root = Path(results_dir).resolve()

@@ -16,6 +16,7 @@ import tiny_models
 from cli_helpers import refused
 from neural_helpers import POSITIVE, toy_data
 from sklearn.metrics import cohen_kappa_score
+from transformers import AutoConfig
 
 from clfbench.cli import main
 from clfbench.data import LabeledTexts
@@ -232,10 +233,14 @@ def test_a_bad_pool_file_is_one_line_exit_2_before_the_teacher_loads(tmp_path, c
     pool = tmp_path / "pool.csv"
     pool.write_text("review\nfine text\n")  # no `text` column
     train = Path(__file__).parents[1] / "bad_input" / "data" / "train.csv"
-    teacher = f"{{method: llm-prompt, model: {tmp_path / 'no-such-model'}}}"
+    # a model folder with a config but no weights: it passes the check that the model exists
+    # (made before any data loads) and fails only if the teacher is loaded
+    AutoConfig.for_model("llama", vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, num_key_value_heads=1).save_pretrained(tmp_path / "unloadable")
+    teacher = f"{{method: llm-prompt, model: {tmp_path / 'unloadable'}}}"
     line = refused(["run", "--train", str(train), "--method", "distill", "--param", f"teacher={teacher}",
                     "--param", f"pool={pool}"], tmp_path / "runs", capsys)  # and no results folder
-    assert "no text column 'text'" in line and "no-such-model" not in line
+    assert "no text column 'text'" in line and "unloadable" not in line
 
 
 def test_cli_run_records_the_labelling_with_the_run(zoo, tmp_path):

@@ -284,3 +284,5 @@ def test_training_announces_its_size_and_an_estimated_time(zoo, capsys):
     err = capsys.readouterr().err
     assert "training on 80 examples: 2 epochs x 5 steps of 16 = 10 steps, about" in err
     assert "epoch 1/2: train loss" in err and "validation macro-F1" in err  # readable epoch lines
+    # stderr is not a terminal here: the epoch bar is whole lines, not tqdm's carriage returns
+    assert "\repoch" not in err and "\nepoch 2/2: 0/5\n" in err and "\nepoch 2/2: 5/5 done in" in err

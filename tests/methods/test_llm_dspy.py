@@ -141,7 +141,7 @@ def test_bad_parameters_and_missing_extra_are_clear_errors(monkeypatch):
         with pytest.raises(ClfbenchError, match="max_demos=-1"):
             method(server, max_demos=-1).fit(toy(4))
         monkeypatch.setitem(sys.modules, "dspy", None)
-        with pytest.raises(ClfbenchError, match=r"pip install 'clfbench\[dspy\]'"):
+        with pytest.raises(ClfbenchError, match=r'pip install "clfbench\[dspy\]"'):
             method(server).fit(toy(4))
         assert server.requests == []
     with pytest.raises(ClfbenchError, match="unknown parameter"):
@@ -290,3 +290,16 @@ def test_saved_model_reloads_without_its_descriptions_file(tmp_path, name):
         loaded.classify(test)
         second = sorted(r["body"]["messages"][0]["content"] for r in server.requests[-2:])
     assert "FILEDESC" in first[0] and second == first
+
+
+def test_verbose_optimisation_keeps_stdout_clean_and_logs_whole_lines(monkeypatch, capsys):
+    """DSPy printed its search summaries to stdout (the results table's) and its tqdm bars
+    to stderr; in a log (stderr not a terminal) only its whole lines are shown, on stderr."""
+    monkeypatch.setitem(sys.modules, "litellm", None)
+    with ApiServer(dspy_reply) as server:
+        m = method(server, optimizer="bootstrap", trials=3)
+        m.verbose = True
+        m.fit(toy(16), toy(6, offset=100))
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "\r" not in err and "candidate programs found" in err

@@ -101,9 +101,29 @@ def test_missing_extra_is_one_clear_error_when_built(monkeypatch, tmp_path, caps
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "setfit" else real(name, *a))
-    with pytest.raises(ClfbenchError, match=r"needs the setfit library, not installed: "
-                                            r"pip install 'clfbench\[setfit\]'"):
+    with pytest.raises(ClfbenchError, match=r"^method 'setfit' needs setfit, not installed: "
+                                            r'pip install "clfbench\[setfit\]"$'):
         make_method("setfit")
     train = Path(__file__).parents[1] / "bad_input" / "data" / "train.csv"
     line = refused(["run", "--train", str(train), "--method", "setfit"], tmp_path / "runs", capsys)
-    assert "pip install 'clfbench[setfit]'" in line
+    assert 'pip install "clfbench[setfit]"' in line
+
+
+def test_cli_run_prints_our_progress_on_stderr_and_only_the_table_on_stdout(st_model, tmp_path, capsys):
+    """The library printed its `{'train_runtime': ...}` dict to stdout and no estimate."""
+    from clfbench.cli import main
+
+    demo = Path(__file__).parents[2] / "src" / "clfbench" / "demo_data"
+    assert main(["run", "--train", str(demo / "train.csv"), "--validation", str(demo / "validation.csv"),
+                 "--test", str(demo / "test.csv"), "--method", "setfit", "--model", st_model,
+                 "--param", "num_iterations=1", "--param", "C=1.0", "--max-train", "40",
+                 "--max-eval", "30", "--latency-examples", "5", "--threads", "1",
+                 "--out", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "train_runtime" not in out and "{" not in out
+    assert out.lstrip().startswith("┏") and "1 run(s) written" in out  # the results table, then where
+    # 40 texts x 1 positive + 1 negative pair = 80 pairs, 5 steps of 16
+    assert "training on 80 pairs: 1 epoch x 5 steps of 16 = 5 steps, about" in err
+    assert "setfit: contrastive training, steps: 5/5 done in" in err
+    assert "setfit: contrastive training loss " in err and "\r" not in err
+    assert "Running training" not in err and "pin_memory" not in err

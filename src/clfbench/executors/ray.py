@@ -28,6 +28,7 @@ from clfbench.config import RunSpec
 from clfbench.errors import ClfbenchError
 from clfbench.executors import CRASH_ONCE_ENV, Executor, Job, Outcome, crash_once
 from clfbench.executors.timing import TIMING_LOCK_ENV, node_lock_path
+from clfbench.extras import import_optional
 from clfbench.worker import WorkerCrashed
 
 #: Methods that use an accelerator when there is one: they ask for a GPU on a cluster with GPUs.
@@ -43,11 +44,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "m
 
 def import_ray():
     """ray, or one clear error naming the extra to install."""
-    try:
-        import ray
-    except ImportError:
-        raise ClfbenchError("--executor ray needs Ray: pip install -e '.[ray]'") from None
-    return ray
+    return import_optional("ray", "--executor ray")
 
 
 def check_resources(resources: Any, where: str = "resources") -> dict[str, dict[str, float]]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
+from clfbench.extras import require
 
 T = TypeVar("T")
 
@@ -40,6 +41,14 @@ class Classifier:
     #: Methods that pay per request (API models): evaluation skips the throughput warm-up
     #: pass and warms latency with one request, since every call costs money.
     remote: ClassVar[bool] = False
+    #: Methods that accept `model` only to refuse it (tfidf-lr) set this to False.
+    takes_model: ClassVar[bool] = True
+    #: Optional libraries the method imports (`clfbench.extras`): a missing one is a one-line
+    #: error naming the extra when the method is built or loaded, before any data or model loads.
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: Parameters that name a Hugging Face model (hub id, local folder or alias): resolved, and
+    #: the model's config fetched, before a grid loads any data (`check_models`).
+    model_params: ClassVar[tuple[str, ...]] = ()
 
     labels: list[str]
 
@@ -106,10 +115,21 @@ class Classifier:
         if not isinstance(meta, dict) or not {"method", "params", "labels"} <= set(meta):
             raise ClfbenchError(f"{meta_file}: corrupted (expected an object with method, params, labels)")
         klass = get_method(meta["method"])
+        require(*klass.requires, what=f"method {klass.name!r}")
         obj = load_file(meta_file, lambda p: klass(**meta["params"]))
         obj.labels = list(meta["labels"])
         load_file(path, obj._load_state)  # methods name their own files where they can
         return obj
+
+    def check_models(self) -> None:
+        """Resolve every model the method names (`model_params`) and read its config: a model
+        that cannot be found is one line, exit 2, before any data or weights load."""
+        from clfbench.models import check_available
+
+        for param in self.model_params:
+            name = getattr(self, param, None)
+            if name is not None:
+                check_available(name, self.name)
 
     def _save_state(self, path: Path) -> None:
         raise NotImplementedError
@@ -168,6 +188,11 @@ def accepted_params(name: str) -> set[str]:
     return set(inspect.signature(get_method(name).__init__).parameters) - {"self"}
 
 
+def takes_model(name: str) -> bool:
+    """Whether a registered method runs on a model (`--model`, a grid's `models:`)."""
+    return get_method(name).takes_model and "model" in accepted_params(name)
+
+
 def check_method_params(name: str, params: dict[str, Any], where: str | None = None) -> None:
     """Refuse parameters the method does not take, and values outside their declared type and
     range (`clfbench.schema`); `where` prefixes the message (default: the method's name)."""
@@ -187,4 +212,6 @@ def check_method_params(name: str, params: dict[str, Any], where: str | None = N
 def make_method(name: str, **params: Any) -> Classifier:
     """Build a method from its name and parameters, rejecting unknown or bad values clearly."""
     check_method_params(name, params)
-    return get_method(name)(**params)
+    klass = get_method(name)
+    require(*klass.requires, what=f"method {name!r}")
+    return klass(**params)

@@ -136,6 +136,11 @@ class Distill(Classifier):
         except ClfbenchError as e:
             raise ClfbenchError(f"distill: student_params: {e}") from None
 
+    def check_models(self) -> None:
+        """The teacher's and the student's models, before any data loads."""
+        self.teacher_.check_models()
+        self.student_.check_models()
+
     def _check_pool(self) -> None:
         """The pool's file type; whether the file is there is checked in `fit` (a saved model
         loads without its pool file)."""

@@ -66,6 +66,7 @@ class EmbeddingProbe(Classifier):
     """
 
     name = "embed-probe"
+    model_params = ("model",)
     verbose: ClassVar[bool] = True
 
     def __init__(

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from clfbench.methods import checkpoints
-from clfbench.progress import estimate_line
+from clfbench.progress import estimate_line, progress_bar, say
 
 #: (model, batch) -> (loss to back-propagate, summed loss to report, examples it sums over)
 LossFn = Callable[[Any, dict[str, Any]], tuple[torch.Tensor, torch.Tensor, int]]
@@ -171,24 +170,20 @@ class EpochSelection(TrainerCallback):
     def _say(self, state: Any, line: str) -> None:
         first = state.is_world_process_zero if state is not None else is_main_process()
         if self.verbose and first:
-            from tqdm.auto import tqdm
-
-            tqdm.write(line, file=sys.stderr)
+            say(line)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.gradient_checkpointing = bool(_model_call(self.model, "is_activation_checkpointing",
                                                        "is_gradient_checkpointing"))
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        from tqdm.auto import tqdm
-
         self._t_epoch = time.perf_counter() - self._epoch_seconds_before
         self._epoch_seconds_before, self._at_epoch_end = 0.0, False
         if self.saving:  # before the epoch's first batch draws from it
             self._epoch_sampler = checkpoints.sampler_state(self.trainer.sampler)
         epoch = len(self.history) + 1
-        self._bar = tqdm(total=state.max_steps // max(1, self.epochs), desc=f"epoch {epoch}/{self.epochs}",
-                         disable=not (self.verbose and state.is_world_process_zero), leave=False)
+        self._bar = progress_bar(f"epoch {epoch}/{self.epochs}", state.max_steps // max(1, self.epochs),
+                                 self.verbose and state.is_world_process_zero)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t_step = time.perf_counter()

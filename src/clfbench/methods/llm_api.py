@@ -55,6 +55,7 @@ class LlmApi(Classifier):
     """An API chat model (OpenAI-compatible endpoint), zero- or few-shot, with a hard USD budget."""
 
     name = "llm-api"
+    requires = ("httpx",)
     needs_training = False
     remote = True
 

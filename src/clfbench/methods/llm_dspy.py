@@ -41,6 +41,7 @@ import json
 import logging
 import random
 import re
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +52,10 @@ import numpy as np
 
 from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
+from clfbench.extras import import_optional
 from clfbench.methods.base import INVALID
 from clfbench.methods.llm_api import LlmApi
+from clfbench.progress import interactive, say
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,7 @@ _MARKER = re.compile(r"\[\[\s*##\s*\w+\s*##\s*\]\]")
 
 
 def _need_dspy() -> Any:
-    try:
-        import dspy
-    except ImportError:
-        raise ClfbenchError("llm-dspy needs DSPy: pip install 'clfbench[dspy]' (dspy>=3.4)") from None
-    return dspy
+    return import_optional("dspy", "method 'llm-dspy'")
 
 
 class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error of the program
@@ -135,6 +134,7 @@ class LlmDspy(LlmApi):
     """A chat model behind an OpenAI-compatible endpoint, with a DSPy-optimised prompt."""
 
     name = "llm-dspy"
+    requires = ("dspy", "httpx")
     needs_training = True  # the optimisation is its training: its time is the training time
 
     def __init__(
@@ -394,7 +394,11 @@ class LlmDspy(LlmApi):
         trials, k = self._trials(), int(self.max_demos)
         buf = io.StringIO()
         quiet = contextlib.ExitStack()
-        if not self.verbose:  # DSPy prints progress and summaries to stdout/stderr
+        # DSPy prints summaries to stdout (the results table's) and tqdm bars to stderr: on a
+        # terminal both go to stderr; elsewhere they are caught, and only whole lines shown.
+        if self.verbose and interactive():
+            quiet.enter_context(contextlib.redirect_stdout(sys.stderr))
+        else:
             quiet.enter_context(contextlib.redirect_stdout(buf))
             quiet.enter_context(contextlib.redirect_stderr(buf))
         with quiet, self._context():
@@ -429,6 +433,10 @@ class LlmDspy(LlmApi):
                           "proposer_calls": self.calls_["optimisation"].get("proposer_calls", 0)}
         if buf.getvalue():
             log.debug("DSPy output:\n%s", buf.getvalue())
+            if self.verbose:  # a log or a pipe: its lines without the bars' carriage returns
+                for line in buf.getvalue().split("\n"):
+                    if line.strip() and "\r" not in line:
+                        say(line)
         return compiled, search
 
     def _describe(self, program: Any) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class LLMPrompt(Classifier):
     """
 
     name = "llm-prompt"
+    model_params = ("model",)
     needs_training = False
 
     def __init__(

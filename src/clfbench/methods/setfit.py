@@ -16,6 +16,10 @@ Differences from `setfit.Trainer.train` and why:
 - The head is scikit-learn's LogisticRegression fitted here on the tuned embeddings (what
   SetFit's default head is), so `C` can be chosen and the head saved with joblib.
 - Nothing is written to disk during training (no checkpoints folder in the working directory).
+- Progress is clfbench's own, on stderr and only when `verbose` (as for the other trained
+  methods): the estimate line after a timed step, a bar over the steps (whole lines in a log)
+  and a closing line with the loss. The library's bar, its log lines and the Trainer's printed
+  `{'train_runtime': ...}` dict are off: a run's stdout is the results table only.
 
 Text pairs are joined with the tokenizer's separator token (SetFit embeds one text). The
 library's pair shuffle has its own fixed seed (42); `seed` seeds the body's training (batch
@@ -25,10 +29,12 @@ order, dropout) and the head.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import logging
+import math
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,9 +44,11 @@ import numpy as np
 from clfbench.data import LabeledTexts, Texts
 from clfbench.device import pick_device
 from clfbench.errors import ClfbenchError
+from clfbench.extras import require
 from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
 from clfbench.models import ModelRef, resolve_model
+from clfbench.progress import estimate_line, format_seconds, progress_bar, say
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
@@ -48,9 +56,7 @@ SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
 
 def check_setfit_installed() -> None:
     """The `setfit` extra, checked when the method is built (not after data is loaded)."""
-    if importlib.util.find_spec("setfit") is None:
-        raise ClfbenchError("method 'setfit' needs the setfit library, not installed: "
-                            "pip install 'clfbench[setfit]'")
+    require("setfit", what="method 'setfit'")
 
 
 class SetFit(Classifier):
@@ -58,6 +64,8 @@ class SetFit(Classifier):
     regression on the tuned embeddings (C fixed, or chosen on validation from c_grid)."""
 
     name = "setfit"
+    requires = ("setfit",)
+    model_params = ("model",)
     verbose: ClassVar[bool] = True
     param_help: ClassVar[dict[str, str]] = {
         "model": "sentence encoder: hub id, local folder or the offline alias minilm (also --model)",
@@ -151,8 +159,7 @@ class SetFit(Classifier):
         from setfit import SetFitModel, Trainer, TrainingArguments
         from setfit import logging as setfit_logging
 
-        if not self.verbose:
-            setfit_logging.set_verbosity_warning()
+        setfit_logging.set_verbosity_warning()  # its "***** Running training *****" lines: ours instead
         logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
         wrapper = SetFitModel(model_body=self.body_, model_head=self._lr(1.0))
         with tempfile.TemporaryDirectory(prefix="clfbench-setfit-") as tmp:
@@ -161,15 +168,19 @@ class SetFit(Classifier):
                 num_iterations=self.num_iterations, sampling_strategy=self.sampling_strategy,
                 body_learning_rate=float(self.lr), max_steps=self.max_steps or -1,
                 warmup_proportion=self.warmup_ratio, max_length=self.max_length, seed=self.seed,
-                report_to="none", save_strategy="no", show_progress_bar=self.verbose,
+                report_to="none", save_strategy="no", show_progress_bar=False,
                 logging_strategy="no", logging_first_step=False,
             )
             trainer = Trainer(model=wrapper, args=args)
-            if not self.verbose:  # no progress bar, no printed log lines
-                from transformers.trainer_callback import PrinterCallback, ProgressCallback
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-                for callback in (PrinterCallback, ProgressCallback):
-                    trainer.st_trainer.remove_callback(callback)
+            # The library's bar and printed logs (the final metrics dict goes to stdout) are
+            # replaced by our lines on stderr.
+            for callback in (PrinterCallback, ProgressCallback):
+                trainer.st_trainer.remove_callback(callback)
+            trainer.st_trainer.add_callback(
+                _training_lines(self.name, self.verbose, lambda: len(trainer.st_trainer.train_dataset)))
+            trainer.st_trainer.args.dataloader_pin_memory = self.device_.type == "cuda"
             trainer.train_embeddings(self._inputs(train), [int(y) for y in train.labels], args=args)
             st = trainer.st_trainer
             state = st.state
@@ -235,6 +246,41 @@ class SetFit(Classifier):
         self.lr_ = joblib.load(path / "logreg.joblib")
         self.C_ = state["C"]
         self.fit_info_ = state.get("fit_info", {})
+
+
+def _training_lines(name: str, verbose: bool, n_pairs: Callable[[], int]) -> Any:
+    """A TrainerCallback giving the contrastive training clfbench's progress on stderr (see
+    the module's notes); nothing when not `verbose`. A factory: transformers loads lazily."""
+    from transformers import TrainerCallback
+
+    class TrainingLines(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.t_train = self.t_step = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.t_train = time.perf_counter()
+            self.bar = progress_bar(f"{name}: contrastive training, steps", state.max_steps, verbose)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.t_step = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar.update(1)
+            if verbose and state.global_step == 2:  # the 2nd step: the 1st has one-off costs
+                st = kwargs.get("st_args", args)  # setfit hands callbacks its own arguments
+                say(estimate_line(n_pairs(), st.per_device_train_batch_size * st.gradient_accumulation_steps,
+                                  max(1, math.ceil(st.num_train_epochs)), time.perf_counter() - self.t_step,
+                                  unit="pairs", max_steps=state.max_steps))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.bar.close()
+            loss = next((h["train_loss"] for h in reversed(state.log_history) if "train_loss" in h), None)
+            if verbose:
+                say(f"{name}: contrastive training" + (f" loss {loss:.4f}" if loss is not None else "")
+                    + f" ({state.global_step:,} steps, {format_seconds(time.perf_counter() - self.t_train)})")
+
+    return TrainingLines()
 
 
 def _version(package: str) -> str:

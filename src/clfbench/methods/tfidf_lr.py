@@ -28,6 +28,7 @@ class TfidfLogReg(Classifier):
     """
 
     name = "tfidf-lr"
+    takes_model = False
     verbose: ClassVar[bool] = True  # progress bar of the C search; evaluate sets it per run
 
     def __init__(

@@ -311,6 +311,7 @@ class HFSequenceClassifier(Tunable, Classifier):
 
     verbose: ClassVar[bool] = True  # progress bars; evaluate.execute sets it per run
     use_lora: ClassVar[bool] = False
+    model_params = ("model",)
 
     # Parameters every subclass sets in __init__.
     model: str | None

@@ -102,6 +102,8 @@ class TaskAnalysis:
     main_tau: float = 500.0
     group_note: str | None = None  # why this task's configurations are split by test examples
     warnings: list[str] = field(default_factory=list)  # e.g. configurations saw different amounts of text
+    # Under the decision table: why the utility ranking and the recommendation differ (report --volume).
+    decision_notes: list[str] = field(default_factory=list)
 
 
 def analyse_task(

@@ -12,6 +12,7 @@ import pandas as pd
 from clfbench import cost as costs
 from clfbench import stats
 from clfbench.errors import ClfbenchError
+from clfbench.extras import require
 from clfbench.report import tables as T
 from clfbench.report.analysis import TaskAnalysis, analyse_task
 from clfbench.report.runs import (
@@ -74,10 +75,7 @@ def build_report(
     learning_curves.md. With `constraints` (a `recommend.Constraints`: volume, latency, budget,
     labels): `clfbench recommend`'s answer for every task, in recommendation.md and at the top
     of the HTML."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ClfbenchError("clfbench report needs matplotlib: pip install 'clfbench[report]'") from None
+    require("matplotlib", what="clfbench report")
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
     profile = costs.get_profile(hardware, hardware_file)
@@ -88,6 +86,14 @@ def build_report(
     groups = comparison_groups(group_configs(runs))
     analyses = [analyse_task(g.name, g.configs, profile, taus, basis, n_boot, seed, api_prices, main_tau, g.note)
                 for g in groups]
+
+    recs = []
+    if constraints is not None:  # before the tables: the decision table says why utility and the pick differ
+        from clfbench.recommend import recommend_groups
+
+        recs = recommend_groups(groups, constraints, profile, basis, n_boot, seed, api_prices, tau_ms=main_tau)
+        for a, r in zip(analyses, recs):
+            a.decision_notes += [line for line in [r.utility_line()] if line]
 
     csv_path = out / "all_results.csv"
     results_frame(runs, analyses, profile, taus, basis, n_boot, seed, api_prices).to_csv(csv_path, index=False)
@@ -127,11 +133,7 @@ def build_report(
         tables["learning_curves"] = out / "learning_curves.md"
         all_plots += [lc["png"] for lc in learning]
 
-    recs = []
     if constraints is not None:
-        from clfbench.recommend import recommend_groups
-
-        recs = recommend_groups(groups, constraints, profile, basis, n_boot, seed, api_prices)
         tables["recommendation"] = out / "recommendation.md"
         tables["recommendation"].write_text("# Recommendation\n\n" + "\n\n".join(
             "\n".join([f"## {r.lines()[0]}", ""] + [f"- {ln.strip()}" for ln in r.lines()[1:]]) for r in recs) + "\n",

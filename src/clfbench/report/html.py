@@ -16,6 +16,7 @@ from typing import Any
 
 from clfbench.report import tables as T
 from clfbench.report.analysis import TaskAnalysis
+from clfbench.report.runs import under_trained_note
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -94,7 +95,7 @@ def render_html(
             "tuning": T.tuning_table(ta),
             "prompts": T.prompt_table(ta),
             "degenerate": [f"{c.label}: {'; '.join(c.degenerate_reasons)}" for c in ta.configs if c.degenerate],
-            "warnings": [n for n in [ta.group_note, *ta.warnings] if n],
+            "warnings": [n for n in [ta.group_note, *ta.warnings, *map(under_trained_note, ta.configs)] if n],
         })
     template = env.get_template("report.html.j2")
     return template.render(

@@ -242,6 +242,73 @@ def text_budget(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"max_tokens": _num(max_tokens), "truncated": cut, "total": total, "truncated_share": share}
 
 
+def _validation_by_epoch(fit: dict[str, Any]) -> list[float]:
+    """The kept training's validation macro-F1 per epoch: fit_info.history (encoder-ft, llm-sft),
+    else the chosen tuning trial's `val_by_epoch` (methods/tuning.py)."""
+    history = fit.get("history")
+    if isinstance(history, list) and history:
+        rows = sorted((h for h in history if isinstance(h, dict)), key=lambda h: _num(h.get("epoch")) or 0.0)
+        vals = [next((v for k in ("val_macro_f1", "validation_macro_f1", "selection_score")
+                      if (v := _num(h.get(k))) is not None), None) for h in rows]
+        return [v for v in vals if v is not None] if all(v is not None for v in vals) else []
+    tuning = fit.get("tuning") if isinstance(fit.get("tuning"), dict) else {}
+    best = next((t for t in tuning.get("trials") or [] if t.get("number") == tuning.get("best_trial")), None)
+    by_epoch = (best or {}).get("val_by_epoch") or {}
+    try:  # JSON turns the epoch keys into strings
+        pairs = sorted((int(k), _num(v)) for k, v in by_epoch.items())
+    except (TypeError, ValueError):
+        return []
+    return [v for _, v in pairs] if all(v is not None for _, v in pairs) else []
+
+
+def under_trained(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether a fine-tune kept its last epoch while its validation score was still rising:
+    {epochs, last, previous} (the kept epoch is `epochs` of `epochs`), else None.
+
+    Why: such a run stopped while still improving, so its quality is a floor, not a finding.
+    Epochs asked come from fit_info.optimizer.epochs (or tuning.max_epochs); a run stopped
+    early (fewer epochs run than asked) or of one epoch (no trend to see) is not flagged."""
+    fit = metrics.get("fit_info") if isinstance(metrics.get("fit_info"), dict) else {}
+    optimizer = fit.get("optimizer") if isinstance(fit.get("optimizer"), dict) else {}
+    tuning = fit.get("tuning") if isinstance(fit.get("tuning"), dict) else {}
+    epochs = _num(optimizer.get("epochs")) or _num(tuning.get("max_epochs"))
+    scores = _validation_by_epoch(fit)
+    if epochs is None or epochs < 2 or len(scores) != int(epochs) or scores[-1] <= scores[-2]:
+        return None
+    best = _num(fit.get("best_epoch"))
+    if best is not None and int(best) != int(epochs):
+        return None
+    return {"epochs": int(epochs), "last": scores[-1], "previous": scores[-2]}
+
+
+def under_trained_note(c: Config) -> str | None:
+    """`LABEL: under-trained: best epoch is the last (E of E); more epochs may help`, with the
+    validation trend and which seeds, when a run of the configuration is `under_trained`."""
+    found = [(r, u) for r in c.runs if (u := under_trained(r.metrics)) is not None]
+    if not found:
+        return None
+    epochs = sorted({u["epochs"] for _, u in found})
+    e = "/".join(str(x) for x in epochs)
+    trend = "; ".join(f"{u['previous']:.4f} -> {u['last']:.4f}" for _, u in found)
+    seeds = (f", seed {', '.join(str(r.seed) for r, _ in found)} of {len(c.runs)} runs"
+             if len(c.runs) > 1 else "")
+    return (f"{c.label}: under-trained: best epoch is the last ({e} of {e}); more epochs may help "
+            f"(validation macro-F1 still rising over the last two epochs: {trend}{seeds})")
+
+
+def contention_note(c: Config) -> str | None:
+    """Which of a configuration's runs were timed under contention (metrics.json
+    `machine_load.contended`) and how much CPU other processes used; None when none was."""
+    hit = [(r, r.metrics["machine_load"]) for r in c.runs
+           if isinstance(r.metrics.get("machine_load"), dict) and r.metrics["machine_load"].get("contended")]
+    if not hit:
+        return None
+    used = ", ".join(f"{_num(load.get('other_cpu_pct')) or 0:.0f}%" for _, load in hit)
+    which = f" (seed {', '.join(str(r.seed) for r, _ in hit)} of {len(c.runs)} runs)" if len(c.runs) > 1 else ""
+    return (f"{c.label}: latency measured under contention{which}: other processes used {used} CPU "
+            "(100% = one core) during timing")
+
+
 def text_budget_warnings(configs: list[Config], tolerance: float = 0.005) -> list[str]:
     """A warning when the configurations of one comparison saw different amounts of text:
     different truncated shares of the test set, or different token limits where one cut text.

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clfbench.report.analysis import TaskAnalysis, _p
-from clfbench.report.runs import Config, inference_setup, limit_text, text_budget
+from clfbench.report.runs import (
+    Config,
+    contention_note,
+    inference_setup,
+    limit_text,
+    text_budget,
+    under_trained_note,
+)
 
 
 @dataclass
@@ -109,7 +116,27 @@ def _config_notes(ta: TaskAnalysis) -> list[str]:
         if c.identical_seeds:
             notes.append(f"{c.label}: its {len(c.runs)} seeds gave identical predictions; counted as 1 distinct result.")
         notes += c.notes
+        if (note := under_trained_note(c)) is not None:
+            notes.append(note + ".")
     return notes
+
+
+CONTENDED_MARK = "†"
+
+
+def _timed(c: Config, v: float | None) -> str:
+    """A latency or throughput cell, marked † when a run of `c` was timed under contention."""
+    return num(v) + (f" {CONTENDED_MARK}" if v is not None and contention_note(c) else "")
+
+
+def _contention_notes(ta: TaskAnalysis) -> list[str]:
+    """The footnote of the † cells: which configurations were timed under contention."""
+    found = [n for c in ta.configs if (n := contention_note(c)) is not None]
+    if not found:
+        return []
+    return [f"{CONTENDED_MARK} measured under contention (metrics.json machine_load.contended): "
+            + "; ".join(found) + ". These latencies, the throughput and the costs priced from them are "
+            "likely pessimistic; re-run on an idle machine to compare them fairly."]
 
 
 def performance_table(ta: TaskAnalysis) -> Table:
@@ -184,8 +211,8 @@ def efficiency_table(ta: TaskAnalysis) -> Table:
         agreement = "-" if how["agreement"] is None else f"{100 * how['agreement']:.2f}%"
         seen = text_budget(c.representative.metrics)
         rows.append([
-            name(ta, c.label), num(c.mean("latency_ms_p50")), num(c.mean("latency_ms_p95")), num(c.mean("latency_ms_p99")),
-            num(c.mean("throughput_sps")), how["setup"] + batch, agreement,
+            name(ta, c.label), _timed(c, c.mean("latency_ms_p50")), _timed(c, c.mean("latency_ms_p95")),
+            _timed(c, c.mean("latency_ms_p99")), _timed(c, c.mean("throughput_sps")), how["setup"] + batch, agreement,
             num(c.mean("peak_memory_mb")), num(c.mean("train_seconds")),
             fmt(c.mean("parameters")) if c.mean("parameters") is None else f"{c.mean('parameters'):,.0f}",
             num(k.get("mean_input_tokens")), num(k.get("mean_output_tokens")),
@@ -205,6 +232,7 @@ def efficiency_table(ta: TaskAnalysis) -> Table:
         "where the backend is not exact fp32 (int8, bf16, ONNX), measured on validation texts. "
         "\"max tokens\": the input limit (\"no limit\": whole texts); \"truncated\": the share of test "
         "examples cut to fit it.",
+        *_contention_notes(ta),
         *ta.warnings,
     ]
     return Table(f"{ta.task}: efficiency and cost", [
@@ -228,7 +256,7 @@ def decision_table(ta: TaskAnalysis) -> Table:
     for rank, c in enumerate(ranked, 1):
         ranks = ta.utility[c.label].get(main_tau) is not None and not c.degenerate
         rows.append([
-            name(ta, c.label), fmt(c.mean("macro_f1")), num(c.mean("latency_ms_p50")), num(ta.cost[c.label]["usd_per_1m"]),
+            name(ta, c.label), fmt(c.mean("macro_f1")), _timed(c, c.mean("latency_ms_p50")), num(ta.cost[c.label]["usd_per_1m"]),
             "yes" if ta.pareto[c.label] else "no",
             *[("-" if ta.utility[c.label][t] is None else f"{100 * ta.utility[c.label][t]:.2f}") for t in ta.taus],
             f"{100 * _utility(ta, c) / best_u:.1f}" if ranks and best_u > 0 else "-",
@@ -240,6 +268,12 @@ def decision_table(ta: TaskAnalysis) -> Table:
         "at that tau (best = 100; 50 = half its quality per dollar, latency-discounted). Pareto: no other configuration is at least as good on "
         "macro-F1, p50 latency and cost and strictly better on one. Degenerate configurations are "
         "left off the front and the ranking.",
+        "Utility has no quality floor, no significance test and no constraints: a cheap, fast configuration "
+        "can rank first while it is significantly behind on macro-F1. `clfbench recommend` (or `report "
+        "--volume`) keeps the configurations that meet the constraints, not significantly behind the best "
+        "macro-F1 (paired bootstrap, Holm), and picks the cheapest per month.",
+        *ta.decision_notes,
+        *_contention_notes(ta),
     ]
     best = {0} if rows and rows[0][-1] != "-" else set()
     return Table(f"{ta.task}: decision (Pareto front and utility)",
