@@ -190,12 +190,14 @@ def test_tiny_local_model_served_through_generate(tmp_path):
         lp = method(server, decision="logprobs", top_logprobs=512, max_tokens=1, timeout_s=30)
         lp.fit(train)
         pred, proba = lp.classify(test)
-        assert lp.inference_info()["logprob_unmapped"] == 0
+        unmapped = lp.inference_info()["logprob_unmapped"]
+        outputs = dict(server.outputs)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     words = [normalize_answer(v) for v in lp.builder_.verbalizers]
     vocab = [normalize_answer(tok.decode([i])) for i in range(len(tok))]
     owner = [[j for j, w in enumerate(words) if v and w.startswith(v)] for v in vocab]
+    expected_unmapped = 0
     for i, text in enumerate(test.texts):
         chat = tok.apply_chat_template(lp.builder_.messages(text, None, []), tokenize=False,
                                        add_generation_prompt=True)
@@ -206,8 +208,20 @@ def test_tiny_local_model_served_through_generate(tmp_path):
         for t, o in enumerate(owner):
             if len(o) == 1:
                 mass[o[0]] += p[t]
-        np.testing.assert_allclose(proba[i], mass / mass.sum(), rtol=1e-4)
-        assert pred[i] == int(np.argmax(mass))
+        if len(owner[int(p.argmax())]) == 1:  # the greedy answer starts with one label's word
+            np.testing.assert_allclose(proba[i], mass / mass.sum(), rtol=1e-4)
+            assert pred[i] == int(np.argmax(mass))
+        else:  # it does not: the answer is the parsed text, never the top alternatives
+            expected_unmapped += 1
+            last = lp.builder_.messages(text, None, [])[-1]["content"]
+            assert pred[i] == lp.builder_.parse(outputs[last])
+        # the same position scored from the full vocabulary, had the model begun with a label
+        label_token = next(t for t, o in enumerate(owner) if len(o) == 1)
+        top = [(tok.decode([t]), float(np.log(p[t]))) for t in range(len(p))]
+        scores = lp.label_scores([{"token": tok.decode([label_token]),
+                                   "logprob": top[label_token][1], "top": top}])
+        np.testing.assert_allclose(scores, mass / mass.sum(), rtol=1e-4)
+    assert unmapped == expected_unmapped
 
 
 def _run_cli(datasets_dir: Path, url: str, out: Path, *extra: str) -> int:

@@ -4,7 +4,10 @@ chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server, gateways).
 Prompts, few-shot examples and answer parsing come from `clfbench.prompts` (the same words
 every LLM method sees). Labels are scored from `logprobs`: the top tokens at the first
 answer position are mapped to the verbalizers (a token counts for a label when it is a
-prefix of exactly one normalised answer word), summed per label and renormalised. That is
+prefix of exactly one normalised answer word), summed per label and renormalised. When the
+token the model actually produced there starts no label ("The answer is negative"), its
+alternatives say nothing about the answer: the generated text is parsed instead, and counted
+in `inference_info()["logprob_unmapped"]`. That is
 done only when every label's answer has its own first word (`label_scoring`, recorded in
 `inference_info`): where labels share one ("credit card" / "credit reporting") the first token
 cannot tell them apart, so the generated answer is parsed instead. Servers
@@ -314,7 +317,9 @@ class LlmApi(Classifier):
         whose chosen token is not blank or punctuation is the answer's first token; None when
         that token could start several answers. Each top token adds its probability to the one
         label whose normalised answer word it is a prefix of (ambiguous and unrelated tokens
-        add nothing); the sums are renormalised. None when no top token maps to a label.
+        add nothing); the sums are renormalised. None when the chosen token itself is not the
+        start of exactly one label's answer (the caller parses the text and counts it in
+        `logprob_unmapped`), or when no top token maps to a label.
         """
         from clfbench.prompts import normalize_answer
 
@@ -329,7 +334,10 @@ class LlmApi(Classifier):
             t = normalize_answer(token)
             return [j for j, w in enumerate(words) if t and w.startswith(t)]
 
-        if len(owners(first["token"])) > 1:
+        if len(owners(first["token"])) != 1:
+            # The model's answer does not start with a label ("The answer is negative"), or its
+            # first token could start several: the alternatives at this position say nothing
+            # about the label it gave (a 2% "Positive" there is not a positive answer).
             return None
         mass = np.zeros(len(words))
         for token, logprob in first["top"] or [(first["token"], first["logprob"])]:
