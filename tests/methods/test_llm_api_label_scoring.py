@@ -46,9 +46,10 @@ def test_shared_first_token_falls_back_to_the_generated_answer():
         pred, proba = m.classify(complaints(5))
         info = m.inference_info()
     assert m.decision_ == "logprobs" and m.label_scoring() == "generate+parse"
-    assert pred.tolist() == [0] * 5  # credit_card, parsed from "credit card"
-    assert proba[:, 2].max() == 0.0  # never debt_collection
-    assert info["label_scoring"] == "generate+parse" and info["logprob_unmapped"] == 5
+    assert pred.tolist() == [0] * 5  # credit_card, parsed from "credit card", never debt_collection
+    # a parsed answer has no probability: none are reported (no one-hot calibration)
+    assert proba is None and not m.has_probabilities
+    assert info["label_scoring"] == "generate+parse" and info["logprob_unmapped"] == 0
 
 
 def test_distinct_first_tokens_keep_first_token_logprobs():
@@ -99,3 +100,26 @@ def test_a_first_token_that_is_no_label_falls_back_to_the_answered_word():
     assert info["logprob_unmapped"] == 20 and info["invalid_answers"] == 0
     assert m.label_scores([{"token": "The", "logprob": math.log(0.9),
                             "top": [("The", math.log(0.9)), ("Positive", math.log(0.02))]}]) is None
+
+
+def chatty_credit_reporting(messages: list[dict]) -> dict:
+    """A nine-word answer whose label ("credit reporting") is its last two words."""
+    return {"text": "I would say this complaint is about credit reporting",
+            "top_logprobs": [("I", math.log(0.9)), ("credit", math.log(0.1))]}
+
+
+@pytest.mark.parametrize("logprobs", [True, False])
+def test_shared_first_words_are_generated_with_the_generation_budget(logprobs):
+    """Labels that share a first word are parsed from the text, so the answer gets
+    generation's 16 tokens even when the server returns logprobs: with the logprob budget (8)
+    "... about credit reporting" was cut to "... about credit" and parsed INVALID."""
+    with ApiServer(chatty_credit_reporting, logprobs=logprobs, honour_max_tokens=True) as server:
+        m = make_method("llm-api", model="test-model", base_url=server.url, prompt=CFPB,
+                        api_key_env="CLFBENCH_TEST_NO_KEY", timeout_s=2.0).fit(complaints(10))
+        pred, _ = m.classify(complaints(2))
+        body = server.requests[-1]["body"]
+    assert m.decision_ == ("logprobs" if logprobs else "generate")
+    assert m.label_scoring() == "generate+parse"
+    assert pred.tolist() == [1, 1]  # credit_reporting
+    assert body["max_tokens"] == 16 and "logprobs" not in body
+    assert m.inference_info()["invalid_answers"] == 0

@@ -10,9 +10,12 @@ alternatives say nothing about the answer: the generated text is parsed instead,
 in `inference_info()["logprob_unmapped"]`. That is
 done only when every label's answer has its own first word (`label_scoring`, recorded in
 `inference_info`): where labels share one ("credit card" / "credit reporting") the first token
-cannot tell them apart, so the generated answer is parsed instead. Servers
-that return no logprobs get generation + parsing, and the method then reports no
-probabilities (`has_probabilities` is False, `classify` returns `proba=None`).
+cannot tell them apart, so the answer is generated as without logprobs (generation's
+`max_tokens`, 16 by default, not the logprob budget of 8 that cut multi-word labels) and
+parsed. Servers that return no logprobs get generation + parsing. In both cases the method
+reports no probabilities (`has_probabilities` is False, `classify` returns `proba=None`):
+a parsed answer is no distribution, and one-hot vectors would publish meaningless ECE, Brier
+score and log loss.
 `decision="auto"` sends one probe request in `fit` to find out which applies.
 
 Money: every request of the run counts against `budget_usd`, including the auto probe and
@@ -110,8 +113,11 @@ class LlmApi(Classifier):
     # --- probabilities depend on the decision resolved in fit ------------------------------
     @property  # type: ignore[override]
     def has_probabilities(self) -> bool:
-        """True unless labels come from parsing generated text (decided in `fit`)."""
-        return (getattr(self, "decision_", None) or self.decision) != "generate"
+        """True unless labels come from parsing generated text: decision "generate", or labels
+        that share a first word (`label_scoring`; both known after `fit`)."""
+        if getattr(self, "builder_", None) is None:
+            return (getattr(self, "decision_", None) or self.decision) != "generate"
+        return self.label_scoring() == "first-token logprobs"
 
     # --- fit ----------------------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LlmApi:
@@ -247,9 +253,11 @@ class LlmApi(Classifier):
         client = self._client()
         pairs = X.pairs if X.pairs is not None else [None] * len(X)
         msgs = [self.builder_.messages(t, p, self.shots_) for t, p in zip(X.texts, pairs)]
-        use_lp = self.decision_ == "logprobs"
+        # Labels sharing a first word are parsed from the text: generation's budget, no logprobs.
+        use_lp = self.label_scoring() == "first-token logprobs"
         results = client.chat_many(
-            msgs, max_tokens=self._max_tokens(self.decision_), temperature=self.temperature,
+            msgs, max_tokens=self._max_tokens("logprobs" if use_lp else "generate"),
+            temperature=self.temperature,
             top_logprobs=self.top_logprobs if use_lp else None,
         )
         k = len(self.labels)
