@@ -323,6 +323,46 @@ def test_cli_generate_mode_reports_no_calibration(datasets_dir, tmp_path):
     assert config["method_params"]["decision"] == "generate"
 
 
+def half_chatty(messages: list[dict]) -> dict:
+    """Positive: "positive", no token of "negative" among the top logprobs. Negative: "The
+    answer is negative" (first token "The": parsed from the text)."""
+    label = RULE(messages)["text"]
+    if label == "negative":
+        return {"text": "The answer is negative", "top_logprobs": [("The", math.log(0.97)),
+                                                                    ("Positive", math.log(0.03))]}
+    return {"text": "positive", "top_logprobs": [("positive", math.log(0.9)), ("The", math.log(0.1))]}
+
+
+def test_cli_calibration_only_over_real_probabilities_and_absent_labels_floored(datasets_dir, tmp_path):
+    """Answers parsed from text used to publish one-hot "probabilities" (ECE, Brier and log
+    loss of a parsed label); a label absent from the top logprobs got probability 0 (27.6 nats
+    of log loss each time it was the gold label)."""
+    from clfbench.methods.llm_api import ABSENT_LABEL_FLOOR
+
+    out = tmp_path / "runs"
+    with ApiServer(half_chatty) as server:
+        assert _run_cli(datasets_dir, server.url, out) == 0
+    run = _run_folder(out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    info = metrics["inference_info"]
+    assert [r["pred"] for r in rows] == [RULE([{"content": r["text"]}])["text"] for r in rows]
+    positive = [r for r in rows if r["pred"] == "positive"]
+    assert 0 < len(positive) < 20
+    assert all("probabilities" not in r for r in rows if r["pred"] == "negative")
+    for r in positive:  # "negative" was not among the top: the floor, stated in inference_info
+        assert r["probabilities"] == {"negative": ABSENT_LABEL_FLOOR, "positive": 1 - ABSENT_LABEL_FLOOR}
+    assert info["absent_label_floor"] == ABSENT_LABEL_FLOOR
+    assert info["reported_pass"]["label_floored"] == len(positive)
+    assert info["reported_pass"]["logprob_unmapped"] == 20 - len(positive)
+    assert metrics["calibration_examples"] == len(positive)
+    gold_positive = [r["gold"] == "positive" for r in positive]
+    expected = -np.mean([math.log(1 - ABSENT_LABEL_FLOOR) if g else math.log(ABSENT_LABEL_FLOOR)
+                         for g in gold_positive])
+    assert metrics["log_loss"] == pytest.approx(expected, rel=1e-4)
+    assert metrics["log_loss"] <= -math.log(ABSENT_LABEL_FLOOR)
+
+
 def test_cli_run_whose_requests_all_fail_is_not_a_result_and_is_retried(datasets_dir, tmp_path):
     from clfbench.store import Store
 

@@ -17,6 +17,11 @@ reports no probabilities (`has_probabilities` is False, `classify` returns `prob
 a parsed answer is no distribution, and one-hot vectors would publish meaningless ECE, Brier
 score and log loss.
 `decision="auto"` sends one probe request in `fit` to find out which applies.
+With first-token logprobs, an answer parsed from its text has no probabilities either: its
+row is outside `probability_rows()`, so it is left out of ECE, Brier score and log loss
+(`calibration_examples` says how many rows they cover) and its prediction row has no
+`probabilities`. A label with no token among the returned top logprobs gets
+`ABSENT_LABEL_FLOOR` (1e-4), not 0 (counted in `label_floored`).
 
 Money: every request of the run counts against `budget_usd`, including the auto probe and
 the requests that evaluation makes to time latency. The method is `remote`, so evaluation
@@ -55,6 +60,10 @@ from clfbench.methods.base import INVALID, Classifier
 log = logging.getLogger(__name__)
 
 DECISIONS = ("auto", "logprobs", "generate")
+
+#: The probability given to a label none of whose tokens is among the returned top logprobs
+#: (bounds one example's log loss at -ln(1e-4) = 9.2 nats; counted as `label_floored`).
+ABSENT_LABEL_FLOOR = 1e-4
 
 
 class LlmApi(Classifier):
@@ -263,7 +272,9 @@ class LlmApi(Classifier):
         k = len(self.labels)
         pred = np.full(len(X), INVALID, dtype=int)
         proba = np.full((len(X), k), 1.0 / k)
-        counts = dict.fromkeys(("examples", "not_sent_budget", "failed", "invalid", "logprob_unmapped"), 0)
+        real = np.zeros(len(X), dtype=bool)  # rows whose probabilities come from logprobs
+        counts = dict.fromkeys(("examples", "not_sent_budget", "failed", "invalid", "logprob_unmapped",
+                                "label_floored"), 0)
         counts["examples"] = len(X)
         for i, res in enumerate(results):
             if res.status == "not_sent":
@@ -276,13 +287,16 @@ class LlmApi(Classifier):
             if scores is not None:
                 proba[i] = scores
                 pred[i] = int(scores.argmax())
+                real[i] = True
+                counts["label_floored"] += int((scores == ABSENT_LABEL_FLOOR).any())
                 continue
             counts["logprob_unmapped"] += use_lp
             pred[i] = self.builder_.parse(res.text)
             if pred[i] == INVALID:
                 counts["invalid"] += 1
-            else:  # the parsed answer, as a degenerate distribution
+            else:  # the parsed answer, as a degenerate distribution (not a real probability)
                 proba[i] = np.eye(k)[pred[i]]
+        self.probability_rows_ = real if use_lp else None
         self._record(counts)
         if counts["not_sent_budget"]:
             log.warning(
@@ -290,6 +304,11 @@ class LlmApi(Classifier):
                 "(they count as invalid)", self.budget_usd, counts["not_sent_budget"], len(X),
             )
         return pred, (proba if use_lp else None)
+
+    def probability_rows(self) -> np.ndarray | None:
+        """Rows of the last `classify` whose probabilities come from logprobs; the others
+        (parsed text, failed or unsent requests) carry a placeholder that calibration skips."""
+        return getattr(self, "probability_rows_", None)
 
     def predict(self, X: Texts) -> np.ndarray:
         return self.classify(X)[0]
@@ -325,7 +344,10 @@ class LlmApi(Classifier):
         whose chosen token is not blank or punctuation is the answer's first token; None when
         that token could start several answers. Each top token adds its probability to the one
         label whose normalised answer word it is a prefix of (ambiguous and unrelated tokens
-        add nothing); the sums are renormalised. None when the chosen token itself is not the
+        add nothing); the sums are renormalised. A label with no token among the top gets
+        `ABSENT_LABEL_FLOOR` (the others share the rest in their proportions): the API shows
+        only the top tokens, so its probability is unknown but small, and 0 would cost any
+        example of that class an unbounded log loss. None when the chosen token itself is not the
         start of exactly one label's answer (the caller parses the text and counts it in
         `logprob_unmapped`), or when no top token maps to a label.
         """
@@ -353,7 +375,13 @@ class LlmApi(Classifier):
             if len(hits) == 1 and not math.isinf(logprob):
                 mass[hits[0]] += math.exp(logprob)
         total = mass.sum()
-        return mass / total if total > 0 else None
+        if total <= 0:
+            return None
+        scores = mass / total
+        absent = scores <= 0
+        if absent.any():  # no token of theirs among the top: a stated floor, not probability 0
+            scores = np.where(absent, ABSENT_LABEL_FLOOR, scores * (1 - ABSENT_LABEL_FLOOR * absent.sum()))
+        return scores
 
     # --- accounting -------------------------------------------------------------------------
     def _reset_counters(self) -> None:
@@ -392,6 +420,8 @@ class LlmApi(Classifier):
         info["invalid_answers"] = sum(p["invalid"] for p in every)
         info["invalid_rate"] = info["invalid_answers"] / answered if answered else None
         info["logprob_unmapped"] = sum(p["logprob_unmapped"] for p in every)
+        info["label_floored"] = sum(p.get("label_floored", 0) for p in every)
+        info["absent_label_floor"] = ABSENT_LABEL_FLOOR
         # the last of the largest calls (evaluation's warm-up call may be as large, and earlier)
         last_largest = max(range(len(passes)), key=lambda i: (passes[i]["examples"], i), default=None)
         info["reported_pass"] = passes[last_largest] if last_largest is not None else single
