@@ -98,6 +98,36 @@ def test_packed_scoring_falls_back_when_it_disagrees(lms, monkeypatch, caplog):
     np.testing.assert_allclose(scores, true_scores, atol=1e-4)
 
 
+def test_prompts_longer_than_the_sliding_window_are_never_scored_packed(lms):
+    """The packed 4D mask replaces the model's own masks, sliding window included. The packed
+    check ran once, on the first batch: once short prompts had passed it, longer ones were
+    scored packed, seeing tokens beyond the window (Gemma-2's alternate layers)."""
+    model, tok = lms["gemma2"]
+    own_attn, own_window = model.config._attn_implementation, model.config.sliding_window
+    model.set_attn_implementation("eager")
+    model.config.sliding_window = 32
+    try:
+        enc = PromptEncoder(PromptBuilder(ONE_TOKEN, ["negative", "positive"]), tok, [], True, 384)
+        clf = CausalLMClassifier(model, enc, batch_size=4)
+        short = Texts(["good", "bad plot", "a", "fun"])
+        long = Texts(["the film was good " * 12, "awful " * 40, "what a wonderful story " * 10])
+        prompts, _ = enc.encode_all(short)
+        assert max(map(len, prompts)) <= 32
+        _, info = clf.score(short)
+        assert info["packed"] and clf._packed_ok  # the check passed on short prompts
+        long_prompts, _ = enc.encode_all(long)
+        assert min(map(len, long_prompts)) > 32
+        scores, _ = clf.score(long)
+        with torch.inference_mode():
+            padded = np.concatenate([clf._score_padded([q], False, False) for q in long_prompts])
+            packed = clf._score_packed(long_prompts, False)
+        assert np.abs(packed - padded).max() > 1e-3  # packed would be wrong here
+        np.testing.assert_allclose(scores, padded, atol=1e-4)
+    finally:
+        model.config.sliding_window = own_window
+        model.set_attn_implementation(own_attn)
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 def test_multi_token_scores_equal_hand_computed_log_probs(lms, normalize):
     model, tok = lms["llama"]

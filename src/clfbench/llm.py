@@ -21,6 +21,8 @@ row, without padding, behind one copy of the prefix cache, under a block-diagona
 No compute goes to pads (17% of the rows of a padded 5-shot SST-2 batch of 8), and the prefix
 is not repeated per prompt. The first packed batch is checked against the padded path, and
 a model whose attention does not take such a mask falls back to padding (recorded: `packed`).
+The packed mask replaces the model's own, sliding window included, so a batch with a prompt
+longer than the model's `sliding_window` (Gemma-2/3, Mistral) is always scored padded.
 
 BOS (`bos`): "auto" adds the special tokens the tokenizer itself adds (nothing for Qwen, BOS
 for Llama), none when the rendered text already starts with BOS (chat templates that write
@@ -452,6 +454,7 @@ class CausalLMClassifier:
         self.batch_size = max(1, int(batch_size))
         self.length_normalize = length_normalize
         window = getattr(model.config, "sliding_window", None)
+        self.window = int(window) if window else None
         # A sliding-window cache drops old tokens; keep the prefix cache only when it cannot.
         self.use_prefix_cache = bool(use_prefix_cache and encoder.prefix_ids) and not (
             window and encoder.max_length + encoder.max_answer_tokens + GEN_MARGIN >= window
@@ -531,7 +534,10 @@ class CausalLMClassifier:
     def _score_batch(self, prompts: list[list[int]], cached: bool) -> np.ndarray:
         answers = self.enc.score_ids
         multi = any(len(a) > 1 for a in answers)
-        if not multi and self._packed_ok is not False and self._mask_kind() is not None:
+        # The packed 4D mask replaces the model's own masks, sliding window included: a prompt
+        # longer than the window (Gemma-2/3, Mistral) is scored padded, whatever the check said.
+        fits = self.window is None or max(map(len, prompts)) <= self.window
+        if not multi and fits and self._packed_ok is not False and self._mask_kind() is not None:
             packed = self._score_packed(prompts, cached)
             if self._packed_ok is None:  # once per classifier: packed must equal padded
                 padded = self._score_padded(prompts, cached, multi)
