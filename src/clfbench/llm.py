@@ -67,8 +67,8 @@ _warned: set[tuple[str, ...]] = set()
 
 TRUNCATION_POLICY = (
     "only the query's text fields are cut (longest field first, tokens from the end, at the "
-    "character where a token of the whole rendered prompt starts) so that the prompt fits "
-    "max_length tokens; few-shot texts are cut the same way to a per-shot cap; the instruction, "
+    "character where a token of the whole rendered prompt starts, trailing whitespace then "
+    "dropped, as chat templates strip a message) so that the prompt fits max_length tokens; few-shot texts are cut the same way to a per-shot cap; the instruction, "
     "the few-shot answers and the answer slot are never cut"
 )
 BOS_DOC = {
@@ -233,13 +233,16 @@ class PromptEncoder:
     @staticmethod
     def _cut(text: str, start: int, offsets: list[tuple[int, int]], keep: int | None) -> str:
         """`text` (at character `start` of the string `offsets` describe) cut before the
-        token that follows its first `keep` tokens."""
+        token that follows its first `keep` tokens, trailing whitespace dropped: a field is
+        put in the prompt stripped, as chat templates write it (Llama-2-chat's
+        `content.strip()`, Gemma's `content | trim`), so that the scored prompt is the
+        template's own rendering of the cut text."""
         if keep is None:
             return text
         tokens = [o for o in offsets if o[1] > start and o[0] < start + len(text) and o[1] > o[0]]
         if keep >= len(tokens):
             return text
-        return text[: max(0, tokens[keep][0] - start)]
+        return text[: max(0, tokens[keep][0] - start)].rstrip()
 
     def prompt_text(self, text: str, pair: str | None = None) -> str:
         """The rendered prompt for one query, up to the answer slot."""
