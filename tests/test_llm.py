@@ -286,6 +286,24 @@ def test_bos_follows_the_tokenizer_and_is_recorded(subword):
     assert auto.encode("good")[0][0] != bpe.bos_token_id and auto.describe()["bos"]["tokens_added"] == []
     always = PromptEncoder(builder, bpe, [], True, 256, bos="always")
     assert always.encode("good")[0] == [bpe.bos_token_id] + auto.encode("good")[0]
+    assert always.describe()["bos"]["tokens_added"] == ["<|endoftext|>"]
+
+
+@pytest.mark.parametrize("policy", ["auto", "always", "never"])
+def test_describe_reports_the_bos_the_prompt_really_has(subword, policy):
+    """Llama-2's chat template writes <s> itself: no policy adds one (the token ids were right),
+    but describe() said "<s>" was added under auto and always, and nothing about the
+    template's <s> under never."""
+    _, chat_sp = subword["sp", True]
+    enc = PromptEncoder(PromptBuilder(PROMPT, LABELS2), chat_sp, [], True, 256, bos=policy)
+    ids, _ = enc.encode("good")
+    assert ids[0] == chat_sp.bos_token_id and ids[1] != chat_sp.bos_token_id  # one <s>, the template's
+    bos = enc.describe()["bos"]
+    assert bos["policy"] == policy and bos["tokens_added"] == [] and bos["written_by_template"] is True
+    _, sp = subword["sp", False]  # the plain layout: the policy's own <s>, or none
+    plain = PromptEncoder(PromptBuilder(PROMPT, LABELS2), sp, [], True, 256, bos=policy).describe()["bos"]
+    assert plain["tokens_added"] == ([] if policy == "never" else ["<s>"])
+    assert plain["written_by_template"] is False
 
 
 def test_generate_is_greedy_whatever_the_checkpoint_generation_config(lms):

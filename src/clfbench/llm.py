@@ -393,6 +393,18 @@ class PromptEncoder:
             n_cut += int(cut)
         return out, n_cut
 
+    def _bos_facts(self) -> dict[str, Any]:
+        """The BOS policy and what it did to a real prompt: the tokens it put before the
+        rendered text (none when a chat template writes BOS itself), and whether the template
+        wrote BOS (then it is in the prompt whatever the policy)."""
+        s = self.prompt_text("x", "x" if self.is_pair else None)
+        ids = self.ids(s)
+        plain = len(self.tokenizer(s, add_special_tokens=False)["input_ids"])
+        bos = self.tokenizer.bos_token
+        return {"policy": self.bos, "meaning": BOS_DOC[self.bos],
+                "tokens_added": self.tokenizer.convert_ids_to_tokens(ids[: len(ids) - plain]),
+                "written_by_template": bool(bos and s.startswith(bos))}
+
     def describe(self) -> dict[str, Any]:
         """What a run saves: the template, the rendered prompt, token counts, truncation policy."""
         verbs = self.builder.verbalizers
@@ -402,8 +414,7 @@ class PromptEncoder:
             "rendered_example": self.render("{text}", "{pair}" if self.is_pair else None),
             "answer_tokens": {v: len(a) for v, a in zip(verbs, self.answer_ids)},
             "answer_texts": dict(zip(verbs, self.answer_texts)),
-            "bos": {"policy": self.bos, "meaning": BOS_DOC[self.bos],
-                    "tokens_added": self.tokenizer.convert_ids_to_tokens(self._lead)},
+            "bos": self._bos_facts(),
             "ambiguous_answers": [list(p) for p in self.ambiguous],
             "complete_answers": self.complete,
             "answer_end_token": self.end_token_text if self.complete else None,
