@@ -10,7 +10,8 @@ consumed one request at a time from `script`: "429" (with `Retry-After`), "500",
 every `trickle_s`), "malformed" (invalid JSON), "401" (echoing the key, as real APIs partly
 do), "400", "ok". Every request is recorded (headers, body, what was done), and `usage_sent`
 lists the usage of each well-formed reply (what the server bills; also kept with
-`usage=False`, where replies carry no `usage`). Prompt tokens are `count_tokens(content)`
+`usage=False`, where replies carry no `usage`). With `honour_max_tokens=True` a reply is cut
+to `max_tokens` pieces (one piece per word). Prompt tokens are `count_tokens(content)`
 (default: words) + 4 per message + 3.
 """
 
@@ -45,6 +46,7 @@ class ApiServer:
         usage: bool = True,
         count_tokens: Callable[[str], int] | None = None,
         trickle_s: float = 0.05,
+        honour_max_tokens: bool = False,
     ) -> None:
         self.reply = reply or (lambda messages: "ok")
         self.logprobs = logprobs
@@ -54,6 +56,7 @@ class ApiServer:
         self.send_usage = usage
         self.count_tokens = count_tokens or words
         self.trickle_s = trickle_s
+        self.honour_max_tokens = honour_max_tokens
         self.hang_s = hang_s
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -103,6 +106,9 @@ class ApiServer:
         out = self.reply(messages)
         text, top = (out["text"], out.get("top_logprobs")) if isinstance(out, dict) else (out, None)
         pieces = _pieces(text)
+        if self.honour_max_tokens and body.get("max_tokens"):  # cut as a real server would
+            pieces = pieces[: int(body["max_tokens"])]
+            text = "".join(pieces)
         tops = [[(p, 0.0)] for p in pieces]
         if top is not None and tops:
             tops[0] = list(top)

@@ -99,6 +99,36 @@ def test_packed_scoring_falls_back_when_it_disagrees(lms, monkeypatch, caplog):
     np.testing.assert_allclose(scores, true_scores, atol=1e-4)
 
 
+def test_prompts_longer_than_the_sliding_window_are_never_scored_packed(lms):
+    """The packed 4D mask replaces the model's own masks, sliding window included. The packed
+    check ran once, on the first batch: once short prompts had passed it, longer ones were
+    scored packed, seeing tokens beyond the window (Gemma-2's alternate layers)."""
+    model, tok = lms["gemma2"]
+    own_attn, own_window = model.config._attn_implementation, model.config.sliding_window
+    model.set_attn_implementation("eager")
+    model.config.sliding_window = 32
+    try:
+        enc = PromptEncoder(PromptBuilder(ONE_TOKEN, ["negative", "positive"]), tok, [], True, 384)
+        clf = CausalLMClassifier(model, enc, batch_size=4)
+        short = Texts(["good", "bad plot", "a", "fun"])
+        long = Texts(["the film was good " * 12, "awful " * 40, "what a wonderful story " * 10])
+        prompts, _ = enc.encode_all(short)
+        assert max(map(len, prompts)) <= 32
+        _, info = clf.score(short)
+        assert info["packed"] and clf._packed_ok  # the check passed on short prompts
+        long_prompts, _ = enc.encode_all(long)
+        assert min(map(len, long_prompts)) > 32
+        scores, _ = clf.score(long)
+        with torch.inference_mode():
+            padded = np.concatenate([clf._score_padded([q], False, False) for q in long_prompts])
+            packed = clf._score_packed(long_prompts, False)
+        assert np.abs(packed - padded).max() > 1e-3  # packed would be wrong here
+        np.testing.assert_allclose(scores, padded, atol=1e-4)
+    finally:
+        model.config.sliding_window = own_window
+        model.set_attn_implementation(own_attn)
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 def test_multi_token_scores_equal_hand_computed_log_probs(lms, normalize):
     model, tok = lms["llama"]
@@ -257,6 +287,24 @@ def test_bos_follows_the_tokenizer_and_is_recorded(subword):
     assert auto.encode("good")[0][0] != bpe.bos_token_id and auto.describe()["bos"]["tokens_added"] == []
     always = PromptEncoder(builder, bpe, [], True, 256, bos="always")
     assert always.encode("good")[0] == [bpe.bos_token_id] + auto.encode("good")[0]
+    assert always.describe()["bos"]["tokens_added"] == ["<|endoftext|>"]
+
+
+@pytest.mark.parametrize("policy", ["auto", "always", "never"])
+def test_describe_reports_the_bos_the_prompt_really_has(subword, policy):
+    """Llama-2's chat template writes <s> itself: no policy adds one (the token ids were right),
+    but describe() said "<s>" was added under auto and always, and nothing about the
+    template's <s> under never."""
+    _, chat_sp = subword["sp", True]
+    enc = PromptEncoder(PromptBuilder(PROMPT, LABELS2), chat_sp, [], True, 256, bos=policy)
+    ids, _ = enc.encode("good")
+    assert ids[0] == chat_sp.bos_token_id and ids[1] != chat_sp.bos_token_id  # one <s>, the template's
+    bos = enc.describe()["bos"]
+    assert bos["policy"] == policy and bos["tokens_added"] == [] and bos["written_by_template"] is True
+    _, sp = subword["sp", False]  # the plain layout: the policy's own <s>, or none
+    plain = PromptEncoder(PromptBuilder(PROMPT, LABELS2), sp, [], True, 256, bos=policy).describe()["bos"]
+    assert plain["tokens_added"] == ([] if policy == "never" else ["<s>"])
+    assert plain["written_by_template"] is False
 
 
 def test_generate_is_greedy_whatever_the_checkpoint_generation_config(lms):

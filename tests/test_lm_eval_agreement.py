@@ -2,8 +2,9 @@
 `HFLM.loglikelihood` on the same model, rendered context and continuation (to 1e-4).
 
 Tiny random Qwen-style (byte-level BPE, no BOS) and Llama-2-style (SentencePiece, BOS added by
-the tokenizer) decoders; the sst2, rte, boolq (passage cut to max_length) and trec-fine prompts
-of the registered tasks with synthetic texts; zero- and 5-shot; plain layout and chat template.
+the tokenizer) decoders; the sst2, rte, boolq (passage cut to max_length), trec-fine and cfpb (complaints in
+paragraphs and double spaces, cut to max_length: a cut field is stripped, as Llama-2-chat's
+template strips it) prompts of the registered tasks with synthetic texts; zero- and 5-shot; plain layout and chat template.
 lm-evaluation-harness moves a context's trailing whitespace into the continuation ("assistant\\n"
 + "positive" is scored as "\\n" + "positive"), so the log-likelihood of that whitespace alone
 (its loglikelihood with an empty continuation) is subtracted to compare like with like.
@@ -33,8 +34,13 @@ QUERIES = {  # (text, pair) per task; boolq's passage is long enough to be cut
     "rte": [(sentence(i, 12), sentence(i + 5, 5)) for i in range(3)],
     "boolq": [(f"is the {WORDS[i]} in the {WORDS[i + 3]}?", sentence(i, 400)) for i in range(2)],
     "trec-fine": [(f"who is the {WORDS[i]} of the {WORDS[i + 4]}?", None) for i in range(2)],
+    # complaints in paragraphs and double spaces, cut at 256 tokens: a cut can fall after a
+    # blank, which Llama-2-chat (`content.strip()`) would never write before [/INST]
+    "cfpb": [(sep.join(sentence(i + k, 6) for k in range(60)), None)
+             for i, sep in enumerate(["\n\n", "  ", " \n", "\n"])],
 }
-MAX_LENGTH = {"sst2": 512, "rte": 512, "boolq": 320, "trec-fine": 512}
+MAX_LENGTH = {"sst2": 512, "rte": 512, "boolq": 320, "trec-fine": 512, "cfpb": 256}
+SHOT_LENGTH = {"cfpb": 480}  # with 5 shots (lm-eval cuts contexts to the 512 positions)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def lm_eval_scores(model, tok, requests: list[tuple[str, str]]) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_name", ["sst2", "rte", "boolq", "trec-fine"])
+@pytest.mark.parametrize("task_name", ["sst2", "rte", "boolq", "trec-fine", "cfpb"])
 @pytest.mark.parametrize("shots", [0, 5])
 @pytest.mark.parametrize("chat", [False, True])
 @pytest.mark.parametrize("kind", ["qwen", "llama"])
@@ -71,18 +77,20 @@ def test_label_loglikelihoods_equal_lm_evaluation_harness(decoders, kind, chat, 
     is_pair = queries[0][1] is not None
     shot_set = [(sentence(20 + k, 30 if task_name == "boolq" else 6),
                  sentence(30 + k, 60) if is_pair else None, (k * 7) % len(labels)) for k in range(shots)]
-    enc = PromptEncoder(builder, tok, shot_set, True, MAX_LENGTH[task_name], is_pair)
+    max_length = SHOT_LENGTH.get(task_name, MAX_LENGTH[task_name]) if shots else MAX_LENGTH[task_name]
+    enc = PromptEncoder(builder, tok, shot_set, True, max_length, is_pair)
     assert enc.chat == chat and enc.complete == (task_name == "trec-fine")
     X = Texts([t for t, _ in queries], [p for _, p in queries] if is_pair else None)
     ours, info = CausalLMClassifier(model, enc, batch_size=2).score(X)
     # single-token answers are scored packed (queries back to back, no pads), the rest padded
     assert info["packed"] == all(len(a) == 1 for a in enc.score_ids)
-    if task_name == "boolq":
+    if task_name in ("boolq", "cfpb"):
         assert info["truncated"] == len(queries)
     requests = []
     for text, pair in queries:
         text, pair, _ = enc.fit_query(text, pair)
-        context = enc.render(text, pair)
+        assert text == text.strip() and (pair is None or pair == pair.strip())  # cut fields stripped
+        context = enc.render(text, pair)  # the template's own rendering of the cut text
         assert context == enc.prompt_text(text, pair)
         requests += [(context, answer) for answer in enc.score_texts]
     theirs = lm_eval_scores(model, tok, requests)

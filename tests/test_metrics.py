@@ -107,3 +107,30 @@ def test_calibration_uses_valid_rows_only():
     # every output invalid: no calibration to report (not a perfect 0.0)
     none = quality_metrics(gold, np.full(4, -1), ["n", "p"], proba)
     assert none["ece"] is None and none["brier"] is None and none["log_loss"] is None
+
+
+def test_calibration_leaves_out_rows_without_real_probabilities():
+    """A one-hot placeholder (an API answer parsed from text) is no probability: a wrong one
+    used to add 27.6 nats of log loss and a full-confidence miss to ECE."""
+    gold = np.array([0, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0], [0.0, 1.0]])
+    pred = np.array([0, 1, 0, 1])
+    m = quality_metrics(gold, pred, ["n", "p"], proba, proba_rows=np.array([True, True, False, False]))
+    assert m["calibration_examples"] == 2 and m["accuracy"] == 0.5
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8])))
+    assert m["ece"] == pytest.approx(expected_calibration_error(gold[:2], proba[:2]))
+    none = quality_metrics(gold, pred, ["n", "p"], proba, proba_rows=np.zeros(4, dtype=bool))
+    assert none["ece"] is None and none["log_loss"] is None and none["calibration_examples"] == 0
+
+
+def test_stored_run_with_some_rows_without_probabilities():
+    from pathlib import Path
+
+    from clfbench.report.runs import Run
+
+    rows = [{"id": "a", "gold": "n", "pred": "n", "probabilities": {"n": 0.9, "p": 0.1}},
+            {"id": "b", "gold": "p", "pred": "p"}]  # parsed from text: no probabilities
+    run = Run("r", Path("."), {}, {}, rows, ["n", "p"], "t", "llm-api", None, 1)
+    assert run.has_probabilities
+    proba = run.probabilities()
+    assert proba[0].tolist() == [0.9, 0.1] and np.isnan(proba[1]).all()

@@ -135,6 +135,7 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
 
         def timed(X):
             predictions["out"] = method.classify(X)
+            predictions["rows"] = method.probability_rows()  # before latency calls replace it
 
         load = MachineLoad()  # who else kept the CPUs busy while we were timing
         with timing.timed(), load.track():
@@ -145,6 +146,7 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
                 show_progress=not quiet,
             )
         pred, proba = predictions["out"]
+        proba_rows = predictions["rows"]
     inference_info = method.inference_info()  # before the check below classifies validation
     sanity = validation_check(method, splits, pred, spec.data_seed)
     if sanity["degenerate"]:
@@ -156,7 +158,8 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
         latency = {**{k: None for k in latency}, "note": "budget exhausted: timings withheld"}
         throughput = {"throughput_sps": None, "note": "budget exhausted: timings withheld"}
     quality = quality_metrics(
-        test.labels, pred, test.label_names, proba, train_counts=splits.train.class_counts()
+        test.labels, pred, test.label_names, proba, train_counts=splits.train.class_counts(),
+        proba_rows=proba_rows,
     )
     total, trainable = method.n_parameters()
     metrics = {
@@ -196,7 +199,7 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
     }
     config = {"spec": spec.identity(), "method_params": method.get_params(),
               "env": {**environment(), "threads": threads.record()}}
-    return RunResult(spec, metrics, prediction_rows(test, pred, proba), config, method)
+    return RunResult(spec, metrics, prediction_rows(test, pred, proba, proba_rows), config, method)
 
 
 #: Validation examples classified for the degenerate check (a stratified sample above this).
@@ -232,7 +235,9 @@ def warn(message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(Text(message, style="bold yellow"))
 
 
-def prediction_rows(test: LabeledTexts, pred: np.ndarray, proba: np.ndarray | None) -> list[dict]:
+def prediction_rows(test: LabeledTexts, pred: np.ndarray, proba: np.ndarray | None,
+                    proba_rows: np.ndarray | None = None) -> list[dict]:
+    """One row per test example; `probabilities` only where they are real (`proba_rows`)."""
     names = test.label_names
     rows = []
     for i in range(len(test)):
@@ -243,7 +248,7 @@ def prediction_rows(test: LabeledTexts, pred: np.ndarray, proba: np.ndarray | No
             "gold": names[int(test.labels[i])],
             "pred": names[int(pred[i])] if pred[i] >= 0 else None,
         }
-        if proba is not None:
+        if proba is not None and (proba_rows is None or proba_rows[i]):
             row["probabilities"] = {n: round(float(p), 6) for n, p in zip(names, proba[i])}
         rows.append(row)
     return rows

@@ -21,6 +21,8 @@ row, without padding, behind one copy of the prefix cache, under a block-diagona
 No compute goes to pads (17% of the rows of a padded 5-shot SST-2 batch of 8), and the prefix
 is not repeated per prompt. The first packed batch is checked against the padded path, and
 a model whose attention does not take such a mask falls back to padding (recorded: `packed`).
+The packed mask replaces the model's own, sliding window included, so a batch with a prompt
+longer than the model's `sliding_window` (Gemma-2/3, Mistral) is always scored padded.
 
 BOS (`bos`): "auto" adds the special tokens the tokenizer itself adds (nothing for Qwen, BOS
 for Llama), none when the rendered text already starts with BOS (chat templates that write
@@ -65,8 +67,8 @@ _warned: set[tuple[str, ...]] = set()
 
 TRUNCATION_POLICY = (
     "only the query's text fields are cut (longest field first, tokens from the end, at the "
-    "character where a token of the whole rendered prompt starts) so that the prompt fits "
-    "max_length tokens; few-shot texts are cut the same way to a per-shot cap; the instruction, "
+    "character where a token of the whole rendered prompt starts, trailing whitespace then "
+    "dropped, as chat templates strip a message) so that the prompt fits max_length tokens; few-shot texts are cut the same way to a per-shot cap; the instruction, "
     "the few-shot answers and the answer slot are never cut"
 )
 BOS_DOC = {
@@ -231,13 +233,16 @@ class PromptEncoder:
     @staticmethod
     def _cut(text: str, start: int, offsets: list[tuple[int, int]], keep: int | None) -> str:
         """`text` (at character `start` of the string `offsets` describe) cut before the
-        token that follows its first `keep` tokens."""
+        token that follows its first `keep` tokens, trailing whitespace dropped: a field is
+        put in the prompt stripped, as chat templates write it (Llama-2-chat's
+        `content.strip()`, Gemma's `content | trim`), so that the scored prompt is the
+        template's own rendering of the cut text."""
         if keep is None:
             return text
         tokens = [o for o in offsets if o[1] > start and o[0] < start + len(text) and o[1] > o[0]]
         if keep >= len(tokens):
             return text
-        return text[: max(0, tokens[keep][0] - start)]
+        return text[: max(0, tokens[keep][0] - start)].rstrip()
 
     def prompt_text(self, text: str, pair: str | None = None) -> str:
         """The rendered prompt for one query, up to the answer slot."""
@@ -388,6 +393,18 @@ class PromptEncoder:
             n_cut += int(cut)
         return out, n_cut
 
+    def _bos_facts(self) -> dict[str, Any]:
+        """The BOS policy and what it did to a real prompt: the tokens it put before the
+        rendered text (none when a chat template writes BOS itself), and whether the template
+        wrote BOS (then it is in the prompt whatever the policy)."""
+        s = self.prompt_text("x", "x" if self.is_pair else None)
+        ids = self.ids(s)
+        plain = len(self.tokenizer(s, add_special_tokens=False)["input_ids"])
+        bos = self.tokenizer.bos_token
+        return {"policy": self.bos, "meaning": BOS_DOC[self.bos],
+                "tokens_added": self.tokenizer.convert_ids_to_tokens(ids[: len(ids) - plain]),
+                "written_by_template": bool(bos and s.startswith(bos))}
+
     def describe(self) -> dict[str, Any]:
         """What a run saves: the template, the rendered prompt, token counts, truncation policy."""
         verbs = self.builder.verbalizers
@@ -397,8 +414,7 @@ class PromptEncoder:
             "rendered_example": self.render("{text}", "{pair}" if self.is_pair else None),
             "answer_tokens": {v: len(a) for v, a in zip(verbs, self.answer_ids)},
             "answer_texts": dict(zip(verbs, self.answer_texts)),
-            "bos": {"policy": self.bos, "meaning": BOS_DOC[self.bos],
-                    "tokens_added": self.tokenizer.convert_ids_to_tokens(self._lead)},
+            "bos": self._bos_facts(),
             "ambiguous_answers": [list(p) for p in self.ambiguous],
             "complete_answers": self.complete,
             "answer_end_token": self.end_token_text if self.complete else None,
@@ -452,6 +468,7 @@ class CausalLMClassifier:
         self.batch_size = max(1, int(batch_size))
         self.length_normalize = length_normalize
         window = getattr(model.config, "sliding_window", None)
+        self.window = int(window) if window else None
         # A sliding-window cache drops old tokens; keep the prefix cache only when it cannot.
         self.use_prefix_cache = bool(use_prefix_cache and encoder.prefix_ids) and not (
             window and encoder.max_length + encoder.max_answer_tokens + GEN_MARGIN >= window
@@ -531,7 +548,10 @@ class CausalLMClassifier:
     def _score_batch(self, prompts: list[list[int]], cached: bool) -> np.ndarray:
         answers = self.enc.score_ids
         multi = any(len(a) > 1 for a in answers)
-        if not multi and self._packed_ok is not False and self._mask_kind() is not None:
+        # The packed 4D mask replaces the model's own masks, sliding window included: a prompt
+        # longer than the window (Gemma-2/3, Mistral) is scored padded, whatever the check said.
+        fits = self.window is None or max(map(len, prompts)) <= self.window
+        if not multi and fits and self._packed_ok is not False and self._mask_kind() is not None:
             packed = self._score_packed(prompts, cached)
             if self._packed_ok is None:  # once per classifier: packed must equal padded
                 padded = self._score_padded(prompts, cached, multi)

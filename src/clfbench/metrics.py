@@ -7,8 +7,8 @@ test split has 42 of its 50 fine labels), and predictions into it only lower the
 true classes. `macro_f1_gold_or_pred` is scikit-learn's default (gold or predicted classes),
 kept for comparison with other tools. Predictions of -1 (invalid output from a generation
 method) count as wrong for every class and fill the last ("invalid") column of the confusion
-matrix. ECE, Brier score and log loss are over the valid rows only (None when there are none),
-with `invalid_rate` beside them.
+matrix. ECE, Brier score and log loss are over the valid rows with real probabilities only
+(None when there are none), with `invalid_rate` and `calibration_examples` beside them.
 """
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ def quality_metrics(
     label_names: list[str],
     proba: np.ndarray | None = None,
     train_counts: np.ndarray | None = None,
+    proba_rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """All quality numbers for one run. `proba` may be None (no calibration metrics then).
+    """All quality numbers for one run. `proba` may be None (no calibration metrics then);
+    `proba_rows` (a boolean mask, None: all) says which rows of it are real probabilities.
 
     `train_counts` (examples per class in training) orders the per-class list by frequency
     and defines the rarest quartile for `rare_quartile_macro_f1`.
@@ -121,15 +123,19 @@ def quality_metrics(
         out["rare_quartile_macro_f1"] = (
             float(np.mean([f[i] for i in rare_present])) if rare_present else None
         )
-    out.update(calibration_metrics(gold, pred, proba))
+    out.update(calibration_metrics(gold, pred, proba, proba_rows))
     return out
 
 
-def calibration_metrics(gold: np.ndarray, pred: np.ndarray, proba: np.ndarray | None) -> dict[str, Any]:
-    """ECE, Brier score and log loss over the rows with a valid prediction (pred >= 0), and how
-    many rows that is: an invalid output has no meaningful confidence, and an all-invalid run
-    must show no calibration (None), never a perfect 0."""
+def calibration_metrics(gold: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+                        proba_rows: np.ndarray | None = None) -> dict[str, Any]:
+    """ECE, Brier score and log loss over the rows with a valid prediction (pred >= 0) and real
+    probabilities (`proba_rows`, None: all; an API answer parsed from text has none), and how
+    many rows that is: an invalid output has no meaningful confidence, and a run with no such
+    row must show no calibration (None), never a perfect 0."""
     valid = np.asarray(pred) >= 0
+    if proba_rows is not None:
+        valid &= np.asarray(proba_rows, dtype=bool)
     out: dict[str, Any] = {"calibration_examples": int(valid.sum()) if proba is not None else 0}
     if proba is None or not valid.any():
         return {**out, "ece": None, "brier": None, "log_loss": None}

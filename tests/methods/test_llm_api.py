@@ -190,12 +190,14 @@ def test_tiny_local_model_served_through_generate(tmp_path):
         lp = method(server, decision="logprobs", top_logprobs=512, max_tokens=1, timeout_s=30)
         lp.fit(train)
         pred, proba = lp.classify(test)
-        assert lp.inference_info()["logprob_unmapped"] == 0
+        unmapped = lp.inference_info()["logprob_unmapped"]
+        outputs = dict(server.outputs)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     words = [normalize_answer(v) for v in lp.builder_.verbalizers]
     vocab = [normalize_answer(tok.decode([i])) for i in range(len(tok))]
     owner = [[j for j, w in enumerate(words) if v and w.startswith(v)] for v in vocab]
+    expected_unmapped = 0
     for i, text in enumerate(test.texts):
         chat = tok.apply_chat_template(lp.builder_.messages(text, None, []), tokenize=False,
                                        add_generation_prompt=True)
@@ -206,8 +208,20 @@ def test_tiny_local_model_served_through_generate(tmp_path):
         for t, o in enumerate(owner):
             if len(o) == 1:
                 mass[o[0]] += p[t]
-        np.testing.assert_allclose(proba[i], mass / mass.sum(), rtol=1e-4)
-        assert pred[i] == int(np.argmax(mass))
+        if len(owner[int(p.argmax())]) == 1:  # the greedy answer starts with one label's word
+            np.testing.assert_allclose(proba[i], mass / mass.sum(), rtol=1e-4)
+            assert pred[i] == int(np.argmax(mass))
+        else:  # it does not: the answer is the parsed text, never the top alternatives
+            expected_unmapped += 1
+            last = lp.builder_.messages(text, None, [])[-1]["content"]
+            assert pred[i] == lp.builder_.parse(outputs[last])
+        # the same position scored from the full vocabulary, had the model begun with a label
+        label_token = next(t for t, o in enumerate(owner) if len(o) == 1)
+        top = [(tok.decode([t]), float(np.log(p[t]))) for t in range(len(p))]
+        scores = lp.label_scores([{"token": tok.decode([label_token]),
+                                   "logprob": top[label_token][1], "top": top}])
+        np.testing.assert_allclose(scores, mass / mass.sum(), rtol=1e-4)
+    assert unmapped == expected_unmapped
 
 
 def _run_cli(datasets_dir: Path, url: str, out: Path, *extra: str) -> int:
@@ -307,6 +321,46 @@ def test_cli_generate_mode_reports_no_calibration(datasets_dir, tmp_path):
     assert [r["pred"] for r in rows] == [RULE([{"content": r["text"]}])["text"] for r in rows]
     config = json.loads((run / "config.json").read_text())
     assert config["method_params"]["decision"] == "generate"
+
+
+def half_chatty(messages: list[dict]) -> dict:
+    """Positive: "positive", no token of "negative" among the top logprobs. Negative: "The
+    answer is negative" (first token "The": parsed from the text)."""
+    label = RULE(messages)["text"]
+    if label == "negative":
+        return {"text": "The answer is negative", "top_logprobs": [("The", math.log(0.97)),
+                                                                    ("Positive", math.log(0.03))]}
+    return {"text": "positive", "top_logprobs": [("positive", math.log(0.9)), ("The", math.log(0.1))]}
+
+
+def test_cli_calibration_only_over_real_probabilities_and_absent_labels_floored(datasets_dir, tmp_path):
+    """Answers parsed from text used to publish one-hot "probabilities" (ECE, Brier and log
+    loss of a parsed label); a label absent from the top logprobs got probability 0 (27.6 nats
+    of log loss each time it was the gold label)."""
+    from clfbench.methods.llm_api import ABSENT_LABEL_FLOOR
+
+    out = tmp_path / "runs"
+    with ApiServer(half_chatty) as server:
+        assert _run_cli(datasets_dir, server.url, out) == 0
+    run = _run_folder(out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    info = metrics["inference_info"]
+    assert [r["pred"] for r in rows] == [RULE([{"content": r["text"]}])["text"] for r in rows]
+    positive = [r for r in rows if r["pred"] == "positive"]
+    assert 0 < len(positive) < 20
+    assert all("probabilities" not in r for r in rows if r["pred"] == "negative")
+    for r in positive:  # "negative" was not among the top: the floor, stated in inference_info
+        assert r["probabilities"] == {"negative": ABSENT_LABEL_FLOOR, "positive": 1 - ABSENT_LABEL_FLOOR}
+    assert info["absent_label_floor"] == ABSENT_LABEL_FLOOR
+    assert info["reported_pass"]["label_floored"] == len(positive)
+    assert info["reported_pass"]["logprob_unmapped"] == 20 - len(positive)
+    assert metrics["calibration_examples"] == len(positive)
+    gold_positive = [r["gold"] == "positive" for r in positive]
+    expected = -np.mean([math.log(1 - ABSENT_LABEL_FLOOR) if g else math.log(ABSENT_LABEL_FLOOR)
+                         for g in gold_positive])
+    assert metrics["log_loss"] == pytest.approx(expected, rel=1e-4)
+    assert metrics["log_loss"] <= -math.log(ABSENT_LABEL_FLOOR)
 
 
 def test_cli_run_whose_requests_all_fail_is_not_a_result_and_is_retried(datasets_dir, tmp_path):

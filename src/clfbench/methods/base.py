@@ -73,6 +73,12 @@ class Classifier:
         proba = np.asarray(self.predict_proba(X), dtype=float)
         return proba.argmax(axis=1), proba
 
+    def probability_rows(self) -> np.ndarray | None:
+        """Which rows of the last `classify`'s probabilities are real (a boolean mask), or None
+        when all are. Rows outside it (an API answer parsed from text, whose probabilities are
+        a one-hot placeholder) are left out of calibration and of the saved probabilities."""
+        return None
+
     # --- what evaluation reads after fit ------------------------------------------------
     def n_parameters(self) -> tuple[int, int]:
         """(total, trainable) parameter counts; 0 where the notion does not apply."""

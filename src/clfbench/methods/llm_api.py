@@ -4,13 +4,24 @@ chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server, gateways).
 Prompts, few-shot examples and answer parsing come from `clfbench.prompts` (the same words
 every LLM method sees). Labels are scored from `logprobs`: the top tokens at the first
 answer position are mapped to the verbalizers (a token counts for a label when it is a
-prefix of exactly one normalised answer word), summed per label and renormalised. That is
+prefix of exactly one normalised answer word), summed per label and renormalised. When the
+token the model actually produced there starts no label ("The answer is negative"), its
+alternatives say nothing about the answer: the generated text is parsed instead, and counted
+in `inference_info()["logprob_unmapped"]`. That is
 done only when every label's answer has its own first word (`label_scoring`, recorded in
 `inference_info`): where labels share one ("credit card" / "credit reporting") the first token
-cannot tell them apart, so the generated answer is parsed instead. Servers
-that return no logprobs get generation + parsing, and the method then reports no
-probabilities (`has_probabilities` is False, `classify` returns `proba=None`).
+cannot tell them apart, so the answer is generated as without logprobs (generation's
+`max_tokens`, 16 by default, not the logprob budget of 8 that cut multi-word labels) and
+parsed. Servers that return no logprobs get generation + parsing. In both cases the method
+reports no probabilities (`has_probabilities` is False, `classify` returns `proba=None`):
+a parsed answer is no distribution, and one-hot vectors would publish meaningless ECE, Brier
+score and log loss.
 `decision="auto"` sends one probe request in `fit` to find out which applies.
+With first-token logprobs, an answer parsed from its text has no probabilities either: its
+row is outside `probability_rows()`, so it is left out of ECE, Brier score and log loss
+(`calibration_examples` says how many rows they cover) and its prediction row has no
+`probabilities`. A label with no token among the returned top logprobs gets
+`ABSENT_LABEL_FLOOR` (1e-4), not 0 (counted in `label_floored`).
 
 Money: every request of the run counts against `budget_usd`, including the auto probe and
 the requests that evaluation makes to time latency. The method is `remote`, so evaluation
@@ -49,6 +60,10 @@ from clfbench.methods.base import INVALID, Classifier
 log = logging.getLogger(__name__)
 
 DECISIONS = ("auto", "logprobs", "generate")
+
+#: The probability given to a label none of whose tokens is among the returned top logprobs
+#: (bounds one example's log loss at -ln(1e-4) = 9.2 nats; counted as `label_floored`).
+ABSENT_LABEL_FLOOR = 1e-4
 
 
 class LlmApi(Classifier):
@@ -108,8 +123,11 @@ class LlmApi(Classifier):
     # --- probabilities depend on the decision resolved in fit ------------------------------
     @property  # type: ignore[override]
     def has_probabilities(self) -> bool:
-        """True unless labels come from parsing generated text (decided in `fit`)."""
-        return (getattr(self, "decision_", None) or self.decision) != "generate"
+        """True unless labels come from parsing generated text: decision "generate", or labels
+        that share a first word (`label_scoring`; both known after `fit`)."""
+        if getattr(self, "builder_", None) is None:
+            return (getattr(self, "decision_", None) or self.decision) != "generate"
+        return self.label_scoring() == "first-token logprobs"
 
     # --- fit ----------------------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LlmApi:
@@ -245,15 +263,19 @@ class LlmApi(Classifier):
         client = self._client()
         pairs = X.pairs if X.pairs is not None else [None] * len(X)
         msgs = [self.builder_.messages(t, p, self.shots_) for t, p in zip(X.texts, pairs)]
-        use_lp = self.decision_ == "logprobs"
+        # Labels sharing a first word are parsed from the text: generation's budget, no logprobs.
+        use_lp = self.label_scoring() == "first-token logprobs"
         results = client.chat_many(
-            msgs, max_tokens=self._max_tokens(self.decision_), temperature=self.temperature,
+            msgs, max_tokens=self._max_tokens("logprobs" if use_lp else "generate"),
+            temperature=self.temperature,
             top_logprobs=self.top_logprobs if use_lp else None,
         )
         k = len(self.labels)
         pred = np.full(len(X), INVALID, dtype=int)
         proba = np.full((len(X), k), 1.0 / k)
-        counts = dict.fromkeys(("examples", "not_sent_budget", "failed", "invalid", "logprob_unmapped"), 0)
+        real = np.zeros(len(X), dtype=bool)  # rows whose probabilities come from logprobs
+        counts = dict.fromkeys(("examples", "not_sent_budget", "failed", "invalid", "logprob_unmapped",
+                                "label_floored"), 0)
         counts["examples"] = len(X)
         for i, res in enumerate(results):
             if res.status == "not_sent":
@@ -266,13 +288,16 @@ class LlmApi(Classifier):
             if scores is not None:
                 proba[i] = scores
                 pred[i] = int(scores.argmax())
+                real[i] = True
+                counts["label_floored"] += int((scores == ABSENT_LABEL_FLOOR).any())
                 continue
             counts["logprob_unmapped"] += use_lp
             pred[i] = self.builder_.parse(res.text)
             if pred[i] == INVALID:
                 counts["invalid"] += 1
-            else:  # the parsed answer, as a degenerate distribution
+            else:  # the parsed answer, as a degenerate distribution (not a real probability)
                 proba[i] = np.eye(k)[pred[i]]
+        self.probability_rows_ = real if use_lp else None
         self._record(counts)
         if counts["not_sent_budget"]:
             log.warning(
@@ -280,6 +305,11 @@ class LlmApi(Classifier):
                 "(they count as invalid)", self.budget_usd, counts["not_sent_budget"], len(X),
             )
         return pred, (proba if use_lp else None)
+
+    def probability_rows(self) -> np.ndarray | None:
+        """Rows of the last `classify` whose probabilities come from logprobs; the others
+        (parsed text, failed or unsent requests) carry a placeholder that calibration skips."""
+        return getattr(self, "probability_rows_", None)
 
     def predict(self, X: Texts) -> np.ndarray:
         return self.classify(X)[0]
@@ -315,7 +345,12 @@ class LlmApi(Classifier):
         whose chosen token is not blank or punctuation is the answer's first token; None when
         that token could start several answers. Each top token adds its probability to the one
         label whose normalised answer word it is a prefix of (ambiguous and unrelated tokens
-        add nothing); the sums are renormalised. None when no top token maps to a label.
+        add nothing); the sums are renormalised. A label with no token among the top gets
+        `ABSENT_LABEL_FLOOR` (the others share the rest in their proportions): the API shows
+        only the top tokens, so its probability is unknown but small, and 0 would cost any
+        example of that class an unbounded log loss. None when the chosen token itself is not the
+        start of exactly one label's answer (the caller parses the text and counts it in
+        `logprob_unmapped`), or when no top token maps to a label.
         """
         from clfbench.prompts import normalize_answer
 
@@ -330,7 +365,10 @@ class LlmApi(Classifier):
             t = normalize_answer(token)
             return [j for j, w in enumerate(words) if t and w.startswith(t)]
 
-        if len(owners(first["token"])) > 1:
+        if len(owners(first["token"])) != 1:
+            # The model's answer does not start with a label ("The answer is negative"), or its
+            # first token could start several: the alternatives at this position say nothing
+            # about the label it gave (a 2% "Positive" there is not a positive answer).
             return None
         mass = np.zeros(len(words))
         for token, logprob in first["top"] or [(first["token"], first["logprob"])]:
@@ -338,7 +376,13 @@ class LlmApi(Classifier):
             if len(hits) == 1 and not math.isinf(logprob):
                 mass[hits[0]] += math.exp(logprob)
         total = mass.sum()
-        return mass / total if total > 0 else None
+        if total <= 0:
+            return None
+        scores = mass / total
+        absent = scores <= 0
+        if absent.any():  # no token of theirs among the top: a stated floor, not probability 0
+            scores = np.where(absent, ABSENT_LABEL_FLOOR, scores * (1 - ABSENT_LABEL_FLOOR * absent.sum()))
+        return scores
 
     # --- accounting -------------------------------------------------------------------------
     def _reset_counters(self) -> None:
@@ -377,6 +421,8 @@ class LlmApi(Classifier):
         info["invalid_answers"] = sum(p["invalid"] for p in every)
         info["invalid_rate"] = info["invalid_answers"] / answered if answered else None
         info["logprob_unmapped"] = sum(p["logprob_unmapped"] for p in every)
+        info["label_floored"] = sum(p.get("label_floored", 0) for p in every)
+        info["absent_label_floor"] = ABSENT_LABEL_FLOOR
         # the last of the largest calls (evaluation's warm-up call may be as large, and earlier)
         last_largest = max(range(len(passes)), key=lambda i: (passes[i]["examples"], i), default=None)
         info["reported_pass"] = passes[last_largest] if last_largest is not None else single

@@ -179,10 +179,12 @@ def reliability_plot(ta: TaskAnalysis, path: Path, n_bins: int = 10) -> Path | N
     for c in have:
         run = c.representative
         gold, pred = run.encoded()
-        valid = pred >= 0  # as ECE: an invalid output has no confidence to calibrate
+        proba = run.probabilities()
+        # as ECE: an invalid output, or one without probabilities, has no confidence to calibrate
+        valid = (pred >= 0) & np.isfinite(proba).all(axis=1)
         if not valid.any():
             continue
-        bins = [b for b in reliability_bins(gold[valid], run.probabilities()[valid], n_bins) if b["count"]]
+        bins = [b for b in reliability_bins(gold[valid], proba[valid], n_bins) if b["count"]]
         ece = run.metrics.get("ece")
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
                 label=_wrap(c.label, 40) + (f" (ECE {ece:.3f})" if isinstance(ece, (int, float)) else ""))

@@ -56,7 +56,8 @@ class Run:
 
     @property
     def has_probabilities(self) -> bool:
-        return bool(self.predictions) and all("probabilities" in p for p in self.predictions)
+        """Some rows have probabilities (an API answer parsed from text has none)."""
+        return any("probabilities" in p for p in self.predictions)
 
     def ids(self) -> list[str]:
         return [str(p["id"]) for p in self.predictions]
@@ -91,8 +92,9 @@ class Run:
     def probabilities(self) -> np.ndarray | None:
         if not self.has_probabilities:
             return None
+        nan = [float("nan")] * len(self.labels)  # a row without probabilities
         return np.array([[float(p["probabilities"].get(lab, 0.0)) for lab in self.labels]
-                         for p in self.predictions])
+                         if "probabilities" in p else nan for p in self.predictions])
 
 
 @dataclass
