@@ -110,3 +110,22 @@ def test_the_check_classifies_at_most_a_stratified_sample_of_validation():
     check = execute(RunSpec(method="tfidf-lr", name="toy", latency_examples=2), splits,
                     quiet=True).metrics["degenerate_check"]
     assert check["n"] == VALIDATION_CHECK_MAX and check["basis"] == "validation"
+
+
+def test_too_small_a_validation_set_warns_instead_of_flagging():
+    """14 of 20 right on a balanced binary task (a real 0.7-0.75 classifier on a tiny
+    validation set): not significantly better than a coin at 0.05, but nothing rules out a
+    real gain either. The old rule flagged it, so it could never be best."""
+    gold = np.arange(20) % 2
+    pred = gold.copy()
+    pred[:6] = 1 - pred[:6]
+    out = degenerate_check(gold, pred, np.array([50, 50]), 2)
+    assert out["p_accuracy"] >= 0.05 and out["p_macro_f1"] >= 0.05  # the test cannot tell
+    assert not out["degenerate"] and out["reasons"] == []
+    assert out["accuracy_gain_upper"] > 0.1 and "too small to tell" in out["warnings"][0]
+
+
+def test_random_predictions_on_enough_validation_are_still_degenerate():
+    gold = np.repeat([0, 1, 2], 200)
+    out = degenerate_check(gold, np.random.default_rng(7).integers(0, 3, 600), TRAIN, 3)
+    assert out["degenerate"] and out["macro_f1_gain_upper"] < 0.1 and out["warnings"] == []
