@@ -294,3 +294,29 @@ def test_single_run_of_a_trained_neural_method_is_called_out(tmp_path, make_run)
     v = build_report(root, tmp_path / "rep", n_boot=300).analyses[0].verdicts["macro_f1"]
     assert v.significant and v.leader == "encoder-ft/m"
     assert v.one_run == ["encoder-ft/m"] and "one run only of encoder-ft/m" in v.text, v.text
+
+
+def test_runs_on_a_changed_test_file_are_a_group_of_their_own(tmp_path, make_run):
+    """Same ids, 40 gold labels changed: that configuration leads, but it is scored on other
+    examples. It gets its own group with a note, and the rest are still compared."""
+    root = tmp_path / "res"
+    root.mkdir()
+    rng = np.random.default_rng(4)
+    gold = rng.integers(0, 2, 400)
+    changed = gold.copy()
+    changed[:40] = 1 - changed[:40]
+    make_run(root, "old-file", task="bin", method="encoder-ft", model="m", labels=["n", "p"],
+             gold=changed.tolist(), pred=changed.tolist())
+    make_run(root, "good", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.95).tolist(), params={"C": 1.0})
+    make_run(root, "weak", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.70).tolist(), params={"C": 2.0})
+    out = build_report(root, tmp_path / "rep", n_boot=300)
+    assert len(out.analyses) == 2
+    by_size = {len(a.configs): a for a in out.analyses}
+    alone, rest = by_size[1], by_size[2]
+    assert [c.label for c in alone.configs] == ["encoder-ft/m"]
+    assert "different gold labels (a changed test file)" in alone.group_note
+    v = rest.verdicts["macro_f1"]
+    assert v.significant and v.leader == "tfidf-lr C=1", v.text
+    assert not any("gold labels" in n for n in rest.notes)
