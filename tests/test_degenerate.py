@@ -129,3 +129,13 @@ def test_random_predictions_on_enough_validation_are_still_degenerate():
     gold = np.repeat([0, 1, 2], 200)
     out = degenerate_check(gold, np.random.default_rng(7).integers(0, 3, 600), TRAIN, 3)
     assert out["degenerate"] and out["macro_f1_gain_upper"] < 0.1 and out["warnings"] == []
+
+
+def test_one_class_predictions_with_three_positives_in_validation_warn_only():
+    """95/5 task, 60 validation examples, 3 positives: a good classifier (recall 0.67) misses
+    all three 4% of the time and then predicts only negatives. That cannot be told from a
+    collapse; it is warned about and stays eligible. 200 examples of other classes can."""
+    gold = np.r_[np.ones(3, int), np.zeros(57, int)]
+    out = degenerate_check(gold, np.zeros(60, int), np.array([95, 5]), 2)
+    assert not out["degenerate"] and "too few to tell a collapse" in out["warnings"][0]
+    assert degenerate_check(GOLD, np.zeros_like(GOLD), TRAIN, 3)["degenerate"]
