@@ -320,3 +320,18 @@ def test_runs_on_a_changed_test_file_are_a_group_of_their_own(tmp_path, make_run
     v = rest.verdicts["macro_f1"]
     assert v.significant and v.leader == "tfidf-lr C=1", v.text
     assert not any("gold labels" in n for n in rest.notes)
+
+
+def test_training_set_sizes_are_shown_and_a_difference_is_warned_about(tmp_path, make_run):
+    root = tmp_path / "res"
+    root.mkdir()
+    rng = np.random.default_rng(6)
+    gold = rng.integers(0, 2, 300)
+    make_run(root, "enc", task="bin", method="encoder-ft", model="m", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.8).tolist(), extra_metrics={"n_train": 1000})
+    make_run(root, "lr", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.9).tolist(), extra_metrics={"n_train": 4907})
+    out = build_report(root, tmp_path / "rep", n_boot=300)
+    md = (out.out_dir / "performance_table.md").read_text()
+    assert "| n train |" in md and _row(md, "encoder-ft/m")[-1] == "1000" and _row(md, "tfidf-lr")[-1] == "4907"
+    assert "trained on different amounts of labelled data (tfidf-lr: 4907; encoder-ft/m: 1000)" in md

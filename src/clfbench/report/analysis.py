@@ -168,7 +168,32 @@ def analyse_task(
                                "cheaper_below": cheap_first, "cheaper_above": cheap_later})
     return TaskAnalysis(task, configs, ci, comparisons, verdicts, cost, pareto, utility, list(taus),
                         break_even, analyse_errors(configs), notes, main_tau, group_note,
-                        text_budget_warnings(configs))
+                        text_budget_warnings(configs) + training_size_warnings(configs))
+
+
+def n_train(c: Config) -> float | None:
+    """Mean labelled training examples over the configuration's runs (`n_train`, else the
+    training split's size); None when no run records it (e.g. prompting without shots)."""
+    vals = []
+    for r in c.runs:
+        n = r.metrics.get("n_train", ((r.metrics.get("splits") or {}).get("sizes") or {}).get("train"))
+        if isinstance(n, (int, float)) and not isinstance(n, bool):
+            vals.append(float(n))
+    return float(np.mean(vals)) if vals else None
+
+
+def training_size_warnings(configs: list[Config]) -> list[str]:
+    """A warning when the compared configurations were trained on different amounts of data."""
+    from clfbench.learning_curve import trains
+
+    sizes = {c.label: n_train(c) for c in configs if trains(c.method)}
+    known = {k: v for k, v in sizes.items() if v is not None}
+    if len({round(v) for v in known.values()}) < 2:
+        return []
+    parts = "; ".join(f"{k}: {v:.0f}" for k, v in known.items())
+    return [f"Warning: these configurations were trained on different amounts of labelled data ({parts}); "
+            "a quality difference may come from the data, not the method. The learning-curve view "
+            "(--train-sizes) compares them at equal sizes."]
 
 
 def _config_ci(c: Config, n_boot: int, seed: int, notes: list[str]) -> dict[str, stats.Interval]:

@@ -119,6 +119,7 @@ def performance_table(ta: TaskAnalysis) -> Table:
             name(ta, c.label), _runs_cell(c), _quality_cell(c, ta, "accuracy"), _quality_cell(c, ta, "macro_f1"),
             _quality_cell(c, ta, "mcc"), fmt(c.mean("invalid_rate"), 3), fmt(_ece(c), 3),
             str(c.representative.metrics.get("n_examples", len(c.representative.predictions))),
+            _n_train_cell(c),
         ])
     best = {i for i, c in enumerate(ta.configs) if ta.verdicts["macro_f1"].significant
             and c.label == ta.verdicts["macro_f1"].leader}
@@ -136,7 +137,15 @@ def performance_table(ta: TaskAnalysis) -> Table:
         *[n for n in ta.notes if "differs from its predictions" in n],
     ]
     return Table(f"{ta.task}: quality", ["configuration", "runs", "accuracy", "macro-F1", "MCC",
-                                         "invalid", "ECE", "n test"], rows, notes, best)
+                                         "invalid", "ECE", "n test", "n train"], rows, notes, best)
+
+
+def _n_train_cell(c: Config) -> str:
+    """Labelled training examples the configuration's runs used (their mean; '-': not recorded)."""
+    from clfbench.report.analysis import n_train
+
+    n = n_train(c)
+    return "-" if n is None else f"{n:.0f}"
 
 
 def significance_table(ta: TaskAnalysis) -> Table:
