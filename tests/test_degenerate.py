@@ -110,3 +110,32 @@ def test_the_check_classifies_at_most_a_stratified_sample_of_validation():
     check = execute(RunSpec(method="tfidf-lr", name="toy", latency_examples=2), splits,
                     quiet=True).metrics["degenerate_check"]
     assert check["n"] == VALIDATION_CHECK_MAX and check["basis"] == "validation"
+
+
+def test_too_small_a_validation_set_warns_instead_of_flagging():
+    """14 of 20 right on a balanced binary task (a real 0.7-0.75 classifier on a tiny
+    validation set): not significantly better than a coin at 0.05, but nothing rules out a
+    real gain either. The old rule flagged it, so it could never be best."""
+    gold = np.arange(20) % 2
+    pred = gold.copy()
+    pred[:6] = 1 - pred[:6]
+    out = degenerate_check(gold, pred, np.array([50, 50]), 2)
+    assert out["p_accuracy"] >= 0.05 and out["p_macro_f1"] >= 0.05  # the test cannot tell
+    assert not out["degenerate"] and out["reasons"] == []
+    assert out["accuracy_gain_upper"] > 0.1 and "too small to tell" in out["warnings"][0]
+
+
+def test_random_predictions_on_enough_validation_are_still_degenerate():
+    gold = np.repeat([0, 1, 2], 200)
+    out = degenerate_check(gold, np.random.default_rng(7).integers(0, 3, 600), TRAIN, 3)
+    assert out["degenerate"] and out["macro_f1_gain_upper"] < 0.1 and out["warnings"] == []
+
+
+def test_one_class_predictions_with_three_positives_in_validation_warn_only():
+    """95/5 task, 60 validation examples, 3 positives: a good classifier (recall 0.67) misses
+    all three 4% of the time and then predicts only negatives. That cannot be told from a
+    collapse; it is warned about and stays eligible. 200 examples of other classes can."""
+    gold = np.r_[np.ones(3, int), np.zeros(57, int)]
+    out = degenerate_check(gold, np.zeros(60, int), np.array([95, 5]), 2)
+    assert not out["degenerate"] and "too few to tell a collapse" in out["warnings"][0]
+    assert degenerate_check(GOLD, np.zeros_like(GOLD), TRAIN, 3)["degenerate"]

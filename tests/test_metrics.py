@@ -134,3 +134,26 @@ def test_stored_run_with_some_rows_without_probabilities():
     assert run.has_probabilities
     proba = run.probabilities()
     assert proba[0].tolist() == [0.9, 0.1] and np.isnan(proba[1]).all()
+
+
+def test_validation_selection_uses_the_reported_macro_f1_when_a_class_is_missing():
+    """A small validation split of a 5-class task holds 3 classes: the score selection records
+    (torch_training.scores, c_choice.choose_c) is the reported macro-F1, over the gold classes,
+    not an average that counts the 2 absent classes as F1 0."""
+    from clfbench.data import LabeledTexts
+    from clfbench.methods.c_choice import choose_c
+    from clfbench.methods.torch_training import scores
+
+    gold = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    pred = np.array([0, 0, 1, 3, 2, 2, 1, 0])
+    reported = quality_metrics(gold, pred, list("abcde"))["macro_f1"]
+    assert reported == pytest.approx(f1_score(gold, pred, labels=[0, 1, 2], average="macro"))
+    assert scores(gold, np.eye(5)[pred], 5)["macro_f1"] == pytest.approx(reported)
+    validation = LabeledTexts(texts=["x"] * len(gold), labels=gold, label_names=list("abcde"))
+    c, _, by_c = choose_c("m", None, [0.5, 1.0], fit=lambda c: c,
+                          predict=lambda c: pred if c == 1.0 else np.zeros_like(pred),
+                          validation=validation, n_labels=5)
+    assert c == 1.0 and by_c["1.0"] == pytest.approx(reported)
+    from clfbench.metrics import macro_f1  # the one definition all of these call
+
+    assert macro_f1(gold, pred) == pytest.approx(reported)

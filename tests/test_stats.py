@@ -181,3 +181,52 @@ def test_resamples_for_family_make_a_clear_leader_reachable():
         b = stats.resamples_for_family(k - 1)
         assert (k - 1) / (b + 1) <= 0.05 / 20
     assert stats.resamples_for_family(1) == 1000
+
+
+def _nested(n: int, gold: np.ndarray, acc: float, shift: int) -> np.ndarray:
+    """Binary predictions right on `acc` of the examples (which ones rotate with `shift`)."""
+    right = np.roll(np.arange(n) < round(acc * n), shift)
+    return np.where(right, gold, 1 - gold)
+
+
+def test_seed_aware_test_counts_the_spread_between_seeds():
+    # Means over 3 seeds 0.82 vs 0.80, but the seeds of A span 0.76-0.88: the +2 points are
+    # well inside what training randomness gives. Over examples alone they look certain.
+    n = 1000
+    gold = np.arange(n) % 2
+    runs_a = np.stack([_nested(n, gold, a, s) for a, s in ((0.76, 0), (0.82, 5), (0.88, 10))])
+    runs_b = np.stack([_nested(n, gold, a, s) for a, s in ((0.78, 1), (0.80, 6), (0.82, 11))])
+    assert stats.paired_bootstrap(gold, runs_a, runs_b, 2, "macro_f1", 2000).p_value < 0.001  # the old test
+    for metric in ("accuracy", "macro_f1"):
+        t = stats.seed_aware_test(gold, runs_a, runs_b, 2, metric, n_resamples=2000)
+        assert t.delta == pytest.approx(0.02, abs=1e-9)
+        assert t.p_value > 0.5 and t.low < 0 < t.high and t.seeds_dominate
+        assert (t.runs_a, t.runs_b) == (3, 3) and 2 < t.df < 4
+
+
+def test_seed_aware_test_on_accuracy_by_hand():
+    rng = np.random.default_rng(4)
+    n, gold = 600, rng.integers(0, 3, 600)
+    runs_a = np.stack([np.where(rng.random(n) < acc, gold, (gold + 1) % 3) for acc in (0.70, 0.74, 0.79, 0.72)])
+    runs_b = np.stack([np.where(rng.random(n) < acc, gold, (gold + 2) % 3) for acc in (0.66, 0.71)])
+    t = stats.seed_aware_test(gold, runs_a, runs_b, 3, "accuracy")
+    va, vb = (runs_a == gold).mean(axis=1), (runs_b == gold).mean(axis=1)
+    d = (runs_a == gold).mean(axis=0) - (runs_b == gold).mean(axis=0)
+    parts = [(d.var(ddof=1) / n, n - 1), (va.var(ddof=1) / 4, 3), (vb.var(ddof=1) / 2, 1)]
+    var = sum(p for p, _ in parts)
+    df = var**2 / sum(p**2 / f for p, f in parts)
+    assert t.delta == pytest.approx(va.mean() - vb.mean())
+    assert t.se == pytest.approx(math.sqrt(var)) and t.df == pytest.approx(df)
+    assert t.p_value == pytest.approx(2 * sps.t(df).sf(abs(t.delta) / math.sqrt(var)))
+    assert t.high - t.delta == pytest.approx(sps.t(df).ppf(0.975) * math.sqrt(var))
+
+
+def test_seed_aware_test_with_one_run_each_is_over_examples_only():
+    gold, pred_b = _data(n=500, k=3, acc=0.6, seed=1)
+    pred_a = np.where(np.random.default_rng(2).random(500) < 0.4, gold, pred_b)
+    t = stats.seed_aware_test(gold, pred_a, pred_b, 3, "accuracy")
+    assert t.df == math.inf and t.se_seeds == 0.0
+    d = (pred_a == gold).astype(float) - (pred_b == gold)
+    assert t.p_value == pytest.approx(2 * sps.norm.sf(abs(d.mean()) / (d.std(ddof=1) / math.sqrt(500))))
+    same = stats.seed_aware_test(gold, pred_a, pred_a, 3, "macro_f1", n_resamples=200)
+    assert same.delta == 0 and same.p_value == 1.0

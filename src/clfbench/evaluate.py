@@ -153,6 +153,9 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
         warn(f"warning: {spec.task_label} / {spec.method}"
              f"{' / ' + spec.model if spec.model else ''} / seed {spec.seed} is degenerate: "
              + "; ".join(sanity["reasons"]) + ". It will never be called best.")
+    for text in sanity.get("warnings") or []:
+        warn(f"warning: {spec.task_label} / {spec.method}"
+             f"{' / ' + spec.model if spec.model else ''} / seed {spec.seed}: {text}.")
     if inference_info.get("budget_exhausted"):
         # Calls that sent nothing return at once: their timings describe no real request.
         latency = {**{k: None for k in latency}, "note": "budget exhausted: timings withheld"}

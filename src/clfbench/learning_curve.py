@@ -8,12 +8,14 @@ test examples and the draws (`stats.bootstrap_ci`). Methods that do not train (z
 shot prompting, API models) are *references*: flat lines.
 
 Crossover: the smallest size at which a curve beats the best reference (the highest mean
-macro-F1) significantly. At each size the paired bootstrap of macro-F1 (`stats.
-paired_bootstrap`: both sides scored on the same resampled test examples, each side the mean
-over its runs, so the draws are pooled by averaging) gives a p-value; the p-values of one
-curve's sizes are Holm-corrected together (one family per curve), and the crossover is the
-smallest size with a positive difference and a corrected p below `alpha`. Otherwise the curve
-"never beats it in the measured range".
+macro-F1) significantly. At each size the seed-aware test of macro-F1 (`stats.
+seed_aware_test`: the difference of the means over runs, with a standard error from the
+resampled test examples and from the spread between the point's runs, i.e. its draws of the
+training subset and seeds, on Welch-Satterthwaite degrees of freedom) gives a p-value; the
+p-values of one curve's sizes are Holm-corrected together (one family per curve), and the
+crossover is the smallest size with a positive difference and a corrected p below `alpha`.
+Otherwise the curve "never beats it in the measured range". A point with one run measures no
+training randomness; its test covers the test examples only.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Point:
     low: float
     high: float
     delta: float | None = None  # mean macro-F1 minus the best reference's
-    p_value: float | None = None  # paired bootstrap, before correction
+    p_value: float | None = None  # seed-aware test, before correction
     p_holm: float | None = None
 
     @property
@@ -178,7 +180,7 @@ def learning_curves(runs: list[Run], n_boot: int | None = None, seed: int = 0) -
                 iv = stats.bootstrap_ci(gold, preds, k, ("macro_f1",), boot, seed=seed)["macro_f1"]
                 point = Point(size, float(np.mean([_n_train(r) for r in group])), len(group), iv.value, iv.low, iv.high)
                 if best is not None:
-                    test = stats.paired_bootstrap(gold, preds, ref_preds[best.label], k, "macro_f1", boot, seed=seed)
+                    test = stats.seed_aware_test(gold, preds, ref_preds[best.label], k, "macro_f1", boot, seed=seed)
                     point.delta, point.p_value = test.delta, test.p_value
                 curve.points.append(point)
             curve.points.sort(key=lambda p: p.n)

@@ -1,6 +1,10 @@
 """Quality metrics from gold labels and predicted probabilities.
 
-`macro_f1` averages F1 over the gold classes of the reported split (scikit-learn's
+`macro_f1` (the function below, the one definition used everywhere: reported numbers, the
+report's statistics in `clfbench.stats`, and model selection on validation in
+`torch_training.scores`, `LLMSFT`'s validation and `c_choice.choose_c`, so that a recorded
+`val_macro_f1`, the `gap` selection rule and the reported figure are on one scale) averages
+F1 over the gold classes of the split it is computed on (scikit-learn's
 `labels=<gold classes>`): a class that occurs but is never predicted counts with F1 0; a class
 of the task that is absent from the reported split has no defined F1 and is left out (TREC's
 test split has 42 of its 50 fine labels), and predictions into it only lower the recall of the
@@ -91,7 +95,7 @@ def quality_metrics(
     out: dict[str, Any] = {
         "n_examples": int(len(gold)),
         "accuracy": float(accuracy_score(gold, pred)),
-        "macro_f1": _macro_f1(gold, pred, gold_labels(gold)),
+        "macro_f1": macro_f1(gold, pred),
         "macro_f1_gold_or_pred": _macro_f1(gold, pred, scored_labels(gold, pred)),
         "weighted_f1": float(
             f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)
@@ -154,6 +158,13 @@ def confusion_with_invalid(gold: np.ndarray, pred: np.ndarray, n_labels: int) ->
     col = np.where(np.asarray(pred) < 0, n_labels, pred)
     np.add.at(cm, (np.asarray(gold, dtype=int), np.asarray(col, dtype=int)), 1)
     return cm
+
+
+def macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
+    """Macro-F1 over the classes that occur in `gold` (see the module docstring): a class
+    absent from the split (a small validation set of banking77) adds no F1 of 0 to the
+    average; predictions into it lower the recall of the true class. -1 (invalid) is wrong."""
+    return _macro_f1(gold, pred, gold_labels(gold))
 
 
 def _macro_f1(gold: np.ndarray, pred: np.ndarray, labels: list[int]) -> float:

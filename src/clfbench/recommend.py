@@ -12,8 +12,8 @@ pooled over seeds and draws) is an *option*, and:
    needed (training examples: the realised learning-curve size, the training split, or a
    prompt's shots) <= `labels_available`; monthly cost <= `budget_usd_month`.
 2. Quality: the leader is the highest mean macro-F1; each other option is tested against it
-   with the paired bootstrap of macro-F1 on the same test examples (`stats.paired_bootstrap`,
-   Holm-corrected over the family). Options not significantly behind the leader are *tied*.
+   with the seed-aware test of macro-F1 on the same test examples (`stats.seed_aware_test`:
+   test examples and the spread between seeds; Holm-corrected over the family). Options not significantly behind the leader are *tied*.
 3. Pick: the cheapest per month of the leader and the options tied with it (equal quality as
    far as the test set can tell, so cost decides); the runner-up is the next cheapest tied
    option, else the next best by quality.
@@ -224,7 +224,7 @@ class Recommendation:
         if len(d.tied) > 1:
             others = [o.label for o in d.tied if o is not d.pick]
             out.append(f"  evidence: tied on quality with {', '.join(others)} (not significantly different from "
-                       f"the best, {leader.label}; paired bootstrap, Holm, alpha {ALPHA}); cheapest of the tie")
+                       f"the best, {leader.label}; seed-aware test, Holm, alpha {ALPHA}); cheapest of the tie")
         else:
             ahead = [f"{k} (-{v[0]:.3f}, p={v[1]:.2g})" for k, v in d.p_vs_leader.items()]
             out.append("  evidence: best macro-F1 of the options meeting the constraints"

@@ -77,9 +77,9 @@ def test_tie_when_the_difference_is_not_significant(tmp_path, make_run):
     out = build_report(root, tmp_path / "rep", n_boot=500)
     md = (out.out_dir / "performance_table.md").read_text()
     assert "Macro-F1: tie: tfidf-lr C=2, tfidf-lr C=1" in md
-    assert "Accuracy: tie:" in md and "exact binomial" not in md  # 3 discordant -> exact, in sig. table
+    assert "Accuracy: tie:" in md
     sig = (out.out_dir / "significance_tests.md").read_text()
-    assert "exact binomial (b=3, c=0)" in sig
+    assert "| +0.0150 [" in sig and "| 1 vs 1 |" in sig  # B (the leader): three more right of 200
 
 
 def test_seeds_become_mean_and_std(tmp_path, make_run):

@@ -8,6 +8,7 @@ import statistics
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from clfbench.report import build_report
 from clfbench.report.runs import group_configs, load_runs
@@ -252,3 +253,85 @@ def test_all_invalid_run_shows_no_ece(tmp_path, make_run):
     out = build_report(root, tmp_path / "rep", n_boot=100)
     cells = _row((out.out_dir / "performance_table.md").read_text(), "llm-prompt/m")
     assert cells[5] == "1.000" and cells[6] == "-"
+
+
+def _right_on(gold: np.ndarray, acc: float, shift: int) -> np.ndarray:
+    right = np.roll(np.arange(len(gold)) < round(acc * len(gold)), shift)
+    return np.where(right, gold, 1 - gold)
+
+
+def test_accuracy_verdict_tests_the_mean_over_seeds_the_table_shows(tmp_path, make_run):
+    # Seed means 0.812 vs 0.809 (+0.3 points); the median-macro-F1 runs are 0.85 vs 0.80, which
+    # McNemar alone calls a significant +5 points. The verdict must be about the means, and
+    # count the seed spread.
+    root = tmp_path / "res"
+    root.mkdir()
+    gold = np.arange(1000) % 2
+    for label, accs in (("a", (0.72, 0.85, 0.866)), ("b", (0.80, 0.80, 0.827))):
+        for seed, acc in enumerate(accs):
+            make_run(root, f"{label}{seed}", task="bin", method="encoder-ft", model=f"m{label}", labels=["n", "p"],
+                     gold=gold.tolist(), pred=_right_on(gold, acc, 3 * seed + (label == "b")).tolist(), seed=seed)
+    out = build_report(root, tmp_path / "rep", n_boot=500)
+    (comp,) = out.analyses[0].comparisons
+    assert comp.accuracy_a - comp.accuracy_b == pytest.approx(0.003, abs=1e-9)
+    assert comp.accuracy.delta == pytest.approx(0.003, abs=1e-9) and comp.accuracy.p_value > 0.5
+    v = out.analyses[0].verdicts["accuracy"]
+    assert not v.significant and v.text.startswith("tie:"), v.text
+    assert "more seeds would tell" in v.text
+    md = (out.out_dir / "significance_tests.md").read_text()
+    assert "+0.0030 [" in md and "McNemar" not in md
+
+
+def test_single_run_of_a_trained_neural_method_is_called_out(tmp_path, make_run):
+    root = tmp_path / "res"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 2, 400)
+    make_run(root, "enc", task="bin", method="encoder-ft", model="m", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.95).tolist())
+    make_run(root, "lr", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.7).tolist())
+    v = build_report(root, tmp_path / "rep", n_boot=300).analyses[0].verdicts["macro_f1"]
+    assert v.significant and v.leader == "encoder-ft/m"
+    assert v.one_run == ["encoder-ft/m"] and "one run only of encoder-ft/m" in v.text, v.text
+
+
+def test_runs_on_a_changed_test_file_are_a_group_of_their_own(tmp_path, make_run):
+    """Same ids, 40 gold labels changed: that configuration leads, but it is scored on other
+    examples. It gets its own group with a note, and the rest are still compared."""
+    root = tmp_path / "res"
+    root.mkdir()
+    rng = np.random.default_rng(4)
+    gold = rng.integers(0, 2, 400)
+    changed = gold.copy()
+    changed[:40] = 1 - changed[:40]
+    make_run(root, "old-file", task="bin", method="encoder-ft", model="m", labels=["n", "p"],
+             gold=changed.tolist(), pred=changed.tolist())
+    make_run(root, "good", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.95).tolist(), params={"C": 1.0})
+    make_run(root, "weak", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.70).tolist(), params={"C": 2.0})
+    out = build_report(root, tmp_path / "rep", n_boot=300)
+    assert len(out.analyses) == 2
+    by_size = {len(a.configs): a for a in out.analyses}
+    alone, rest = by_size[1], by_size[2]
+    assert [c.label for c in alone.configs] == ["encoder-ft/m"]
+    assert "different gold labels (a changed test file)" in alone.group_note
+    v = rest.verdicts["macro_f1"]
+    assert v.significant and v.leader == "tfidf-lr C=1", v.text
+    assert not any("gold labels" in n for n in rest.notes)
+
+
+def test_training_set_sizes_are_shown_and_a_difference_is_warned_about(tmp_path, make_run):
+    root = tmp_path / "res"
+    root.mkdir()
+    rng = np.random.default_rng(6)
+    gold = rng.integers(0, 2, 300)
+    make_run(root, "enc", task="bin", method="encoder-ft", model="m", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.8).tolist(), extra_metrics={"n_train": 1000})
+    make_run(root, "lr", task="bin", method="tfidf-lr", labels=["n", "p"], gold=gold.tolist(),
+             pred=_noisy(rng, gold, 0.9).tolist(), extra_metrics={"n_train": 4907})
+    out = build_report(root, tmp_path / "rep", n_boot=300)
+    md = (out.out_dir / "performance_table.md").read_text()
+    assert "| n train |" in md and _row(md, "encoder-ft/m")[-1] == "1000" and _row(md, "tfidf-lr")[-1] == "4907"
+    assert "trained on different amounts of labelled data (tfidf-lr: 4907; encoder-ft/m: 1000)" in md

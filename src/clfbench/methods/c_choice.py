@@ -51,13 +51,16 @@ def choose_c(
 ) -> tuple[float, Any, dict[str, float]]:
     """(C used, the model fitted with it, validation macro-F1 by C) for `C` or `c_grid`.
 
+    Validation macro-F1 is `metrics.macro_f1` (over the classes present in validation), the
+    definition of the reported number.
+
     `fit(c)` trains a model, `predict(model)` gives its label ids on `validation`. One candidate
     is used as is (no validation needed). Several need a validation split; without one, C = 1.0
     (scikit-learn's default) is used when the grid holds it (the default grids do), else it is
     an error, so that the C trained with is always one the user allowed. `verbose`: a
     progress bar over the grid.
     """
-    from sklearn.metrics import f1_score
+    from clfbench.metrics import macro_f1
 
     grid = [float(C)] if C is not None else [float(c) for c in c_grid]
     if len(grid) > 1 and (validation is None or not len(validation)):
@@ -70,8 +73,7 @@ def choose_c(
     best: tuple[float, Any] | None = None
     for c in progress(grid, f"{method}: choosing C on validation", verbose):
         model = fit(c)
-        by_c[str(c)] = float(f1_score(validation.labels, predict(model), average="macro",
-                                      labels=range(n_labels), zero_division=0))
+        by_c[str(c)] = macro_f1(np.asarray(validation.labels), predict(model))
         if best is None or by_c[str(c)] > by_c[str(best[0])]:
             best = (c, model)
     return best[0], best[1], by_c

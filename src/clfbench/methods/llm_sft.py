@@ -167,10 +167,11 @@ class LLMSFT(Tunable, LLMPrompt):
         """One LoRA training run at learning rate `lr` on `transformers.Trainer` (see
         `hf_trainer`); returns the kept epoch's validation macro-F1 (None without validation)."""
         from peft import LoraConfig
-        from sklearn.metrics import accuracy_score, f1_score
+        from sklearn.metrics import accuracy_score
 
         from clfbench.llm import load_causal_lm
         from clfbench.methods import hf_trainer
+        from clfbench.metrics import macro_f1
 
         device = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, device)
@@ -213,8 +214,7 @@ class LLMSFT(Tunable, LLMPrompt):
             self.scorer_.reset_cache()
             # Label scoring whatever `decision` is (predict_proba refuses decision=generate).
             pred = self.scorer_.score(validation)[0].argmax(1)
-            labels = list(range(len(self.labels)))
-            f1 = float(f1_score(validation.labels, pred, labels=labels, average="macro", zero_division=0))
+            f1 = macro_f1(validation.labels, pred)  # over the gold classes, as reported
             return ({"validation_macro_f1": f1,
                      "validation_accuracy": float(accuracy_score(validation.labels, pred))}, f1)
 

@@ -21,6 +21,8 @@ from clfbench.report.errors import ErrorAnalysis, analyse_errors
 from clfbench.report.runs import Config, Run, common_ids, text_budget_warnings
 
 ALPHA = 0.05
+#: The test behind every verdict (`stats.seed_aware_test`), as the report names it.
+TEST_NAME = "seed-aware t-test over test examples and runs"
 
 
 @dataclass
@@ -28,10 +30,10 @@ class Comparison:
     a: str  # configuration labels; A is the leader the test belongs to
     b: str
     n: int  # examples both predicted
-    accuracy_a: float
+    accuracy_a: float  # mean over the configuration's runs: the number the quality table shows
     accuracy_b: float
-    mcnemar: stats.McNemar
-    macro_f1: stats.PairedBootstrap
+    accuracy: stats.SeedAwareTest
+    macro_f1: stats.SeedAwareTest
     # Holm-adjusted within the metric's family (leader vs each other); None: not in that family.
     p_holm_accuracy: float | None = None
     p_holm_macro_f1: float | None = None
@@ -47,11 +49,20 @@ class Verdict:
     p_holm: float | None
     tied: list[str]
     excluded: list[str] = field(default_factory=list)  # degenerate: never called best
+    seeds_limit: bool = False  # a tie where the spread between runs, not the examples, dominates
+    one_run: list[str] = field(default_factory=list)  # leader / runner-up: one run of a trained method
 
     @property
     def text(self) -> str:
-        return self._text + (f"; not considered (degenerate): {', '.join(self.excluded)}"
-                             if self.excluded and self.leader is not None else "")
+        out = self._text
+        if self.seeds_limit and not self.significant:
+            out += ("; the spread between seeds, more than the number of test examples, keeps this open: "
+                    "more seeds would tell")
+        if self.one_run and self.runner_up is not None:
+            out += (f"; one run only of {', '.join(self.one_run)}: its training randomness is not measured, "
+                    "so the test covers the test examples only")
+        return out + (f"; not considered (degenerate): {', '.join(self.excluded)}"
+                      if self.excluded and self.leader is not None else "")
 
     @property
     def short(self) -> str:
@@ -124,8 +135,8 @@ def analyse_task(
     ranking = {m: _ranked(configs, ci, m) for m in ("accuracy", "macro_f1")}
     comparisons = _leader_tests(ranking, n_boot, seed, notes)
     verdicts = {
-        "accuracy": _verdict(ranking["accuracy"], comparisons, "accuracy", "McNemar"),
-        "macro_f1": _verdict(ranking["macro_f1"], comparisons, "macro_f1", "paired bootstrap"),
+        "accuracy": _verdict(ranking["accuracy"], comparisons, "accuracy", TEST_NAME),
+        "macro_f1": _verdict(ranking["macro_f1"], comparisons, "macro_f1", TEST_NAME),
     }
     cost = {}
     for c in configs:
@@ -159,7 +170,32 @@ def analyse_task(
                                "cheaper_below": cheap_first, "cheaper_above": cheap_later})
     return TaskAnalysis(task, configs, ci, comparisons, verdicts, cost, pareto, utility, list(taus),
                         break_even, analyse_errors(configs), notes, main_tau, group_note,
-                        text_budget_warnings(configs))
+                        text_budget_warnings(configs) + training_size_warnings(configs))
+
+
+def n_train(c: Config) -> float | None:
+    """Mean labelled training examples over the configuration's runs (`n_train`, else the
+    training split's size); None when no run records it (e.g. prompting without shots)."""
+    vals = []
+    for r in c.runs:
+        n = r.metrics.get("n_train", ((r.metrics.get("splits") or {}).get("sizes") or {}).get("train"))
+        if isinstance(n, (int, float)) and not isinstance(n, bool):
+            vals.append(float(n))
+    return float(np.mean(vals)) if vals else None
+
+
+def training_size_warnings(configs: list[Config]) -> list[str]:
+    """A warning when the compared configurations were trained on different amounts of data."""
+    from clfbench.learning_curve import trains
+
+    sizes = {c.label: n_train(c) for c in configs if trains(c.method)}
+    known = {k: v for k, v in sizes.items() if v is not None}
+    if len({round(v) for v in known.values()}) < 2:
+        return []
+    parts = "; ".join(f"{k}: {v:.0f}" for k, v in known.items())
+    return [f"Warning: these configurations were trained on different amounts of labelled data ({parts}); "
+            "a quality difference may come from the data, not the method. The learning-curve view "
+            "(--train-sizes) compares them at equal sizes."]
 
 
 def _config_ci(c: Config, n_boot: int, seed: int, notes: list[str]) -> dict[str, stats.Interval]:
@@ -203,16 +239,16 @@ def _compare(ca: Config, cb: Config, n_boot: int, seed: int) -> Comparison | str
     ids = common_ids([*ca.scored_runs, *cb.scored_runs])
     if not ids:
         return f"{ca.label} and {cb.label} share no example ids: not compared"
-    gold, pa = ra.encoded(ids)
-    gold_b, pb = rb.encoded(ids)
-    if not np.array_equal(gold, gold_b):
+    gold = ra.encoded(ids)[0]
+    if any(not np.array_equal(gold, r.encoded(ids)[0]) for r in [*ca.scored_runs, *cb.scored_runs]):
         return f"{ca.label} and {cb.label} disagree on gold labels of shared ids: not compared"
     runs_a = np.stack([r.encoded(ids)[1] for r in ca.scored_runs])
     runs_b = np.stack([r.encoded(ids)[1] for r in cb.scored_runs])
+    k = len(ra.labels)
     return Comparison(
-        ca.label, cb.label, len(ids), float((pa == gold).mean()), float((pb == gold).mean()),
-        stats.mcnemar(pa == gold, pb == gold),
-        stats.paired_bootstrap(gold, runs_a, runs_b, len(ra.labels), "macro_f1", n_resamples=n_boot, seed=seed),
+        ca.label, cb.label, len(ids), float((runs_a == gold).mean()), float((runs_b == gold).mean()),
+        stats.seed_aware_test(gold, runs_a, runs_b, k, "accuracy", seed=seed),
+        stats.seed_aware_test(gold, runs_a, runs_b, k, "macro_f1", n_resamples=n_boot, seed=seed),
     )
 
 
@@ -236,8 +272,8 @@ def _leader_tests(ranking: dict[str, list[Config]], n_boot: int, seed: int, note
                     continue
                 pairs[key] = result
             family.append(pairs[key])
-        attr, field_name = ("mcnemar", "p_holm_accuracy") if metric == "accuracy" else ("macro_f1", "p_holm_macro_f1")
-        for comp, p in zip(family, stats.holm([getattr(c, attr).p_value for c in family])):
+        field_name = f"p_holm_{metric}"
+        for comp, p in zip(family, stats.holm([getattr(c, metric).p_value for c in family])):
             setattr(comp, field_name, p)
     return list(pairs.values())
 
@@ -252,18 +288,17 @@ def _verdict(ranked: list[Config], comparisons: list[Comparison], metric: str, t
     if len(eligible) == 1:
         return Verdict(metric, test, leader.label, None, False, None, [leader.label], excluded)
 
+    def find(other: Config) -> Comparison | None:
+        return next((c for c in comparisons if {c.a, c.b} == {leader.label, other.label}), None)
+
     def compare(other: Config) -> tuple[bool, float | None]:
-        for c in comparisons:
-            if {c.a, c.b} == {leader.label, other.label}:
-                lead_is_a = c.a == leader.label
-                if metric == "accuracy":
-                    p = c.p_holm_accuracy
-                    ahead = (c.accuracy_a > c.accuracy_b) == lead_is_a and c.accuracy_a != c.accuracy_b
-                else:
-                    p = c.p_holm_macro_f1
-                    ahead = (c.macro_f1.delta > 0) == lead_is_a and c.macro_f1.delta != 0
-                return (p is not None and p < ALPHA and ahead), p
-        return False, None
+        c = find(other)
+        if c is None:
+            return False, None
+        test = getattr(c, metric)
+        p = getattr(c, f"p_holm_{metric}")
+        ahead = (test.delta > 0) == (c.a == leader.label) and test.delta != 0
+        return (p is not None and p < ALPHA and ahead), p
 
     # The leader is best only when it is significantly ahead of every other configuration;
     # otherwise the verdict names the best one it is not significantly ahead of.
@@ -271,5 +306,17 @@ def _verdict(ranked: list[Config], comparisons: list[Comparison], metric: str, t
     significant = all(sig for sig, _ in behind.values())
     runner = eligible[1] if significant else next(c for c in eligible[1:] if not behind[c.label][0])
     tied = [leader.label] + [c.label for c in eligible[1:] if not behind[c.label][0]]
+    found = find(runner)
+    seeds_limit = found is not None and getattr(found, metric).seeds_dominate
+    one_run = [c.label for c in (leader, runner) if _one_trained_run(c)]
     return Verdict(metric, test, leader.label, runner.label, significant, behind[runner.label][1],
-                   tied if not significant else [leader.label], excluded)
+                   tied if not significant else [leader.label], excluded, seeds_limit, one_run)
+
+
+def _one_trained_run(c: Config) -> bool:
+    """A configuration with a single run of a method that trains a neural model (encoder or LLM
+    family): the seed-to-seed spread the test needs is unknown. Classic methods (TF-IDF with a
+    linear model) are taken as deterministic; several seeds with identical predictions show it."""
+    from clfbench.learning_curve import trains
+
+    return len(c.runs) == 1 and c.family != "classic" and trains(c.method)

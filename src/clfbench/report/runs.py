@@ -74,7 +74,13 @@ class Run:
         return gold, pred
 
     def examples_digest(self) -> str:
-        """A short hash of the set of test example ids the run was scored on."""
+        """A short hash of the test examples the run was scored on: their ids and gold labels
+        (a test file whose labels changed is other examples, never compared with the old)."""
+        pairs = sorted(f"{p['id']}\t{p['gold']}" for p in self.predictions)
+        return hashlib.sha1("\n".join(pairs).encode()).hexdigest()[:12]
+
+    def ids_digest(self) -> str:
+        """A short hash of the set of test example ids alone."""
         return hashlib.sha1("\n".join(sorted(self.ids())).encode()).hexdigest()[:12]
 
     def prediction_signature(self) -> tuple:
@@ -473,6 +479,11 @@ def comparison_groups(grouped: dict[str, list[Config]]) -> list[ComparisonGroup]
             note = (f"{task}: the configurations were scored on {len(by_examples)} different sets of test "
                     f"examples; each set is ranked on its own. This group: {len(first.predictions)} examples "
                     f"({data_choice(first)}).")
+            twins = [d for d, m in by_examples.items()
+                     if d != digest and m[0].runs[0].ids_digest() == first.ids_digest()]
+            if twins:
+                note += (f" {len(twins)} other group(s) have the same example ids with different gold labels "
+                         "(a changed test file): their runs are not compared with these.")
             out.append(ComparisonGroup(name, task, members, note))
     return out
 

@@ -146,6 +146,7 @@ def performance_table(ta: TaskAnalysis) -> Table:
             name(ta, c.label), _runs_cell(c), _quality_cell(c, ta, "accuracy"), _quality_cell(c, ta, "macro_f1"),
             _quality_cell(c, ta, "mcc"), fmt(c.mean("invalid_rate"), 3), fmt(_ece(c), 3),
             str(c.representative.metrics.get("n_examples", len(c.representative.predictions))),
+            _n_train_cell(c),
         ])
     best = {i for i, c in enumerate(ta.configs) if ta.verdicts["macro_f1"].significant
             and c.label == ta.verdicts["macro_f1"].leader}
@@ -163,33 +164,45 @@ def performance_table(ta: TaskAnalysis) -> Table:
         *[n for n in ta.notes if "differs from its predictions" in n],
     ]
     return Table(f"{ta.task}: quality", ["configuration", "runs", "accuracy", "macro-F1", "MCC",
-                                         "invalid", "ECE", "n test"], rows, notes, best)
+                                         "invalid", "ECE", "n test", "n train"], rows, notes, best)
+
+
+def _n_train_cell(c: Config) -> str:
+    """Labelled training examples the configuration's runs used (their mean; '-': not recorded)."""
+    from clfbench.report.analysis import n_train
+
+    n = n_train(c)
+    return "-" if n is None else f"{n:.0f}"
 
 
 def significance_table(ta: TaskAnalysis) -> Table:
     rows = []
     for c in ta.comparisons:
-        m, b = c.mcnemar, c.macro_f1
+        a, b = c.accuracy, c.macro_f1
         rows.append([
-            f"{name(ta, c.a)} vs {name(ta, c.b)}", str(c.n), f"{c.accuracy_a - c.accuracy_b:+.4f}",
-            f"{m.test} (b={m.b}, c={m.c})", _p(m.p_value), _p(c.p_holm_accuracy),
-            f"{b.delta:+.4f} [{b.low:+.3f}, {b.high:+.3f}]", _p(b.p_value), _p(c.p_holm_macro_f1),
+            f"{name(ta, c.a)} vs {name(ta, c.b)}", str(c.n), f"{a.runs_a} vs {a.runs_b}",
+            f"{a.delta:+.4f} [{a.low:+.3f}, {a.high:+.3f}]", _p(a.p_value), _p(c.p_holm_accuracy),
+            f"{b.delta:+.4f} [{b.low:+.3f}, {b.high:+.3f}]", f"{b.se_examples:.4f} / {b.se_seeds:.4f}",
+            _df(b.df), _p(b.p_value), _p(c.p_holm_macro_f1),
         ])
-    n_boot = max((c.macro_f1.n_resamples for c in ta.comparisons), default=None)
     notes = [
         "Paired on the same examples (matched by id). Each metric's leader (the best configuration not "
         "flagged degenerate) is tested against every other configuration: a family of k - 1 tests, "
-        "Holm-corrected within the family ('-': the pair is not in that metric's family). Accuracy: "
-        "McNemar on the median-macro-F1 runs, exact binomial when b + c < 25 discordant pairs, otherwise "
-        "chi-square with continuity correction; b = first right and second wrong, c = the reverse. "
-        "Macro-F1: paired bootstrap of the difference of the means over seeds (95% CI, two-sided p"
-        + (f"; {n_boot} resamples, so that the smallest reachable p times Holm's factor stays far below 0.05"
-           if n_boot else "") + ").",
+        "Holm-corrected within the family ('-': the pair is not in that metric's family). Both metrics: "
+        "the difference of the means over runs (seeds, draws), the numbers of the quality table, with a "
+        "seed-aware t-test: its standard error adds the variance from the test examples (resampled, runs "
+        "fixed; exact for accuracy) and the spread between runs (s² / runs on each side), on "
+        "Welch-Satterthwaite degrees of freedom (∞: no side has two runs, so training randomness is not "
+        "measured). 95% CI: difference ± t × SE. SE examples / seeds: the two parts of the macro-F1 SE.",
         *ta.notes,
     ]
     return Table(f"{ta.task}: paired significance tests", [
-        "comparison", "n", "Δ accuracy", "McNemar test", "p", "p (Holm)", "Δ macro-F1 [95% CI]", "p",
-        "p (Holm)"], rows, notes)
+        "comparison", "n", "runs", "Δ accuracy [95% CI]", "p", "p (Holm)", "Δ macro-F1 [95% CI]",
+        "SE examples / seeds", "df", "p", "p (Holm)"], rows, notes)
+
+
+def _df(df: float) -> str:
+    return "∞" if df == float("inf") else f"{df:.1f}"
 
 
 def _served_cells(served: dict[str, Any] | None) -> list[str]:
@@ -339,8 +352,8 @@ def summary_table(analyses: list[TaskAnalysis]) -> Table:
     tau = analyses[0].main_tau if analyses else 500.0
     notes = ["A task whose configurations were scored on different test examples has one row per set of "
              "examples: only configurations scored on the same examples are compared."]
-    return Table("Verdicts per task", ["task", "configurations", "best macro-F1 (paired bootstrap, Holm)",
-                                       "best accuracy (McNemar, Holm)", "Pareto front",
+    return Table("Verdicts per task", ["task", "configurations", "best macro-F1 (seed-aware test, Holm)",
+                                       "best accuracy (seed-aware test, Holm)", "Pareto front",
                                        f"highest utility (τ={tau:g} ms)", "degenerate (never best)"], rows, notes)
 
 
