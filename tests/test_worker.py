@@ -118,3 +118,42 @@ def test_a_worker_whose_driver_is_killed_exits():
         driver.kill()
         if worker is not None and worker.is_running():
             worker.kill()
+
+
+def test_a_worker_killed_while_it_starts_is_a_crash_within_seconds(tmp_path):
+    """The OOM killer taking the worker before it read its job (~200 KB, more than a pipe
+    holds) left the caller blocked for ever writing it, Ctrl-C ignored. Here the worker's
+    'python' is a script that SIGKILLs itself before reading anything."""
+    killed = tmp_path / "killed-at-start"
+    killed.write_text("#!/bin/sh\nkill -9 $$\n")
+    killed.chmod(0o755)
+    driver_code = f"""
+import multiprocessing, pickle, sys, time
+from importlib import resources
+from clfbench.config import RunSpec
+from clfbench.evaluate import load_data
+from clfbench.worker import WorkerCrashed, execute_in_worker
+
+if __name__ == "__main__":
+    demo = resources.files("clfbench") / "demo_data"
+    spec = RunSpec(method="tfidf-lr", train_file=str(demo / "train.csv"),
+                   validation_file=str(demo / "validation.csv"), test_file=str(demo / "test.csv"))
+    splits = load_data(spec)
+    assert len(pickle.dumps((spec, splits))) > 150_000  # more than the 64 KB a pipe holds
+    multiprocessing.set_executable({str(killed)!r})
+    start = time.monotonic()
+    try:
+        execute_in_worker(spec, splits, quiet=True)
+    except WorkerCrashed as e:
+        print(f"WorkerCrashed after {{time.monotonic() - start:.1f}} s: {{e}}", flush=True)
+        sys.exit(0)
+    sys.exit("no error")
+"""
+    try:
+        done = subprocess.run([sys.executable, "-c", driver_code], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the caller hung on a worker killed while it started")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "killed by SIGKILL (out of memory?)" in done.stdout
+    assert float(done.stdout.split("after ")[1].split(" s")[0]) < 30

@@ -10,6 +10,11 @@ exit 2); any other exception is raised again with the worker's traceback as its 
 worker that dies without answering (segfault, out-of-memory kill) raises `WorkerCrashed`.
 Ctrl-C in the caller terminates the worker; a worker whose caller is killed exits by itself.
 Neither leaves anything in the results store: only the caller writes there.
+
+The job (function and arguments, often hundreds of KB of data) goes to the worker through a
+private temporary file, not through `Process.start`: multiprocessing writes the process object
+into a pipe whose read end it keeps open itself until the write ends, so a worker killed while
+it starts (the OOM killer) would leave that write, and the caller, blocked for ever.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import shutil
 import signal
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -98,23 +105,28 @@ def call_in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     The worker inherits stdout/stderr, so its progress output reaches the console.
     """
     ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker_main, args=(send, os.getpid(), fn, args, kwargs),
-                       name=f"{WORKER_NAME}{getattr(fn, '__name__', 'fn')}")
+    job = _write_job(fn, args, kwargs)  # `start` then writes only a few KB: it cannot block
     try:
-        with _ctrl_c_deferred():  # a Ctrl-C while starting is raised once `proc` can be stopped
-            proc.start()
-        send.close()
-        wait([receive, proc.sentinel])
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker_main, args=(send, os.getpid(), job),
+                           name=f"{WORKER_NAME}{getattr(fn, '__name__', 'fn')}")
         try:
-            message = receive.recv() if receive.poll() else None
-        except EOFError:
-            message = None
-        proc.join()
-    finally:  # Ctrl-C or any error here: never leave the worker running
-        receive.close()
-        send.close()
-        _stop(proc)
+            with _ctrl_c_deferred():  # a Ctrl-C while starting is raised once `proc` can be stopped
+                proc.start()
+            send.close()
+            wait([receive, proc.sentinel])
+            try:
+                message = receive.recv() if receive.poll() else None
+            except EOFError:
+                message = None
+            proc.join()
+        finally:  # Ctrl-C or any error here: never leave the worker running
+            receive.close()
+            send.close()
+            _stop(proc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(job)
     if message is None:
         raise WorkerCrashed(f"the worker process died without a result ({_exit_reason(proc.exitcode)}); "
                             "nothing was written for this run")
@@ -147,10 +159,24 @@ def _ctrl_c_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _worker_main(send: Connection, parent: int, fn: Callable[..., Any], args: tuple,
-                 kwargs: dict) -> None:
+def _write_job(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:
+    """(fn, args, kwargs) pickled into a new temporary file (readable by this user only); its path."""
+    fd, path = tempfile.mkstemp(prefix="clfbench-job-", suffix=".pkl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump((fn, args, kwargs), f, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
+def _worker_main(send: Connection, parent: int, job: str) -> None:
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     try:
+        with open(job, "rb") as f:
+            fn, args, kwargs = pickle.load(f)
         message = ("ok", fn(*args, **kwargs), None)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the caller reports it
         os._exit(130)
