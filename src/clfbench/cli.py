@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-texts", type=int, default=256, help="texts per request (more: 413)")
     sv.add_argument("--max-text-chars", type=int, default=20_000, help="characters per text (more: 422)")
     sv.add_argument("--api-key-env", help="require the API key held in this environment variable")
+    sv.add_argument("--drain-s", type=float, default=30.0,
+                    help="on SIGTERM or Ctrl-C: stop accepting and give the requests in flight this many "
+                         "seconds (default 30); then those unanswered get 503 with Retry-After. Exits 0 on SIGTERM")
 
     lt = sub.add_parser("loadtest", help="bounded load test of a `clfbench serve` URL")
     lt.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
@@ -456,23 +459,20 @@ def cmd_serve(args) -> int:
     import tempfile
 
     require("fastapi", "uvicorn", what="clfbench serve")
-    import uvicorn
-
-    from clfbench.serving.app import ServeSettings, create_app
+    from clfbench.serving.app import ServeSettings, create_app, serve
     from clfbench.serving.export import export_run, is_export, load_export
 
-    if min(args.max_batch_size, args.max_texts, args.max_text_chars) < 1 or args.max_wait_ms < 0:
+    if min(args.max_batch_size, args.max_texts, args.max_text_chars) < 1 or min(args.max_wait_ms, args.drain_s) < 0:
         raise ClfbenchError("serve: --max-batch-size, --max-texts, --max-text-chars must be >= 1 "
-                            "and --max-wait-ms >= 0")
+                            "and --max-wait-ms, --drain-s >= 0")
     settings = ServeSettings(args.max_batch_size, args.max_wait_ms, args.max_texts, args.max_text_chars,
-                             api_key=_env_key(args.api_key_env))
+                             api_key=_env_key(args.api_key_env), drain_s=args.drain_s)
     with tempfile.TemporaryDirectory(prefix="clfbench-serve-") as tmp:
         folder = args.path if is_export(args.path) else export_run(args.path, Path(tmp) / "export")
         app = create_app(load_export(folder), settings)
         print(f"serving {args.path} on http://{args.host}:{args.port} "
               f"(batch {args.max_batch_size}, wait {args.max_wait_ms} ms)", file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    timeout_graceful_shutdown=30)
+        serve(app, args.host, args.port)
     return 0
 
 

@@ -107,3 +107,25 @@ def test_a_stopped_batcher_starts_again():
             await b.stop()
 
     asyncio.run(twice())
+
+
+def test_drop_queued_fails_the_queue_but_not_the_batch_in_the_model():
+    model = Recorder(delay_s=0.5)
+
+    async def scenario():
+        b = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
+        await b.start()
+        tasks = [asyncio.create_task(b.submit([str(i)])) for i in range(5)]
+        while not model.calls:  # the first request is in the model, the others queued
+            await asyncio.sleep(0.01)
+        assert b.drop_queued() == 4 and b.pending == 0
+        out = await asyncio.gather(*tasks, return_exceptions=True)
+        with pytest.raises(BatcherClosed):
+            await b.submit(["9"])
+        await b.stop()  # nothing left to wait for
+        return out
+
+    out = asyncio.run(scenario())
+    assert out[0][0].tolist() == [0]
+    assert all(isinstance(e, BatcherClosed) and "drain limit" in str(e) for e in out[1:])
+    assert len(model.calls) == 1

@@ -80,6 +80,20 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    def drop_queued(self) -> int:
+        """Refuse new work and fail every job not yet in a model call with BatcherClosed (a
+        shutdown past its drain limit); the batch in the model finishes. How many were dropped."""
+        self._closing = True
+        dropped, self._held = ([self._held] if self._held is not None else []), None
+        while self._queue is not None and not self._queue.empty():
+            dropped.append(self._queue.get_nowait())
+        for job in dropped:
+            if not job.future.done():
+                job.future.set_exception(BatcherClosed("the server is shutting down: drain limit reached"))
+            if self._queue is not None:
+                self._queue.task_done()
+        return len(dropped)
+
     async def _collect(self) -> list[_Job]:
         assert self._queue is not None
         first, self._held = self._held or await self._queue.get(), None
