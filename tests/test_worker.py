@@ -99,14 +99,14 @@ def test_ctrl_c_in_the_driver_stops_the_worker():
     assert workers() == []
 
 
-def test_a_worker_whose_driver_is_killed_exits():
+def test_a_worker_whose_driver_is_killed_exits(tmp_path):
     driver_code = (
         "import time\n"
         "from clfbench.worker import call_in_fresh_process\n"
         "if __name__ == '__main__':\n"
         "    call_in_fresh_process(time.sleep, 600)\n"
     )
-    driver = subprocess.Popen([sys.executable, "-c", driver_code])
+    driver = subprocess.Popen([sys.executable, "-c", driver_code], env={**os.environ, "TMPDIR": str(tmp_path)})
     worker = None
     try:
         worker = wait_for_worker(psutil.Process(driver.pid))
@@ -114,6 +114,7 @@ def test_a_worker_whose_driver_is_killed_exits():
         driver.wait()
         gone, alive = psutil.wait_procs([worker], timeout=30)
         assert alive == [], "the worker outlived its killed driver"
+        assert list(tmp_path.glob("clfbench-job-*")) == []  # the worker removed the job it read
     finally:
         driver.kill()
         if worker is not None and worker.is_running():

@@ -173,10 +173,14 @@ def _write_job(fn: Callable[..., Any], args: tuple, kwargs: dict) -> str:
 
 
 def _worker_main(send: Connection, parent: int, job: str) -> None:
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     try:
-        with open(job, "rb") as f:
-            fn, args, kwargs = pickle.load(f)
+        try:
+            with open(job, "rb") as f:
+                fn, args, kwargs = pickle.load(f)
+        finally:  # read, then gone: the caller may be killed (SIGKILL) before it cleans up
+            with contextlib.suppress(OSError):
+                os.unlink(job)
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
         message = ("ok", fn(*args, **kwargs), None)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the caller reports it
         os._exit(130)
