@@ -195,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--executor", choices=["local", "ray"], default="local",
                     help="with --out: classify here (default) or with Ray Data on a Ray cluster")
     pr.add_argument("--address", help="--executor ray: the cluster (auto, ray://HOST:10001; default: a new local one)")
+    ep = pr.add_argument_group(
+        "API models (llm-api, llm-dspy)",
+        "A saved run does not choose which key is sent where: a stored base_url or api_key_env "
+        "other than the defaults (https://api.openai.com/v1, OPENAI_API_KEY) is refused unless "
+        "you give the endpoint yourself or trust the run's.")
+    ep.add_argument("--base-url", help="the OpenAI-compatible endpoint to send requests to (replaces the run's)")
+    ep.add_argument("--api-key-env", help="environment variable holding the endpoint's API key (replaces the run's)")
+    ep.add_argument("--trust-run-endpoint", action="store_true",
+                    help="use the base_url and api_key_env stored in the run folder")
 
     ex = sub.add_parser("export", help="a self-contained folder of a saved run's model, with its model card")
     ex.add_argument("run", help="a run folder saved with --save-model")
@@ -377,7 +386,7 @@ def cmd_recommend(args) -> int:
 
 def cmd_predict(args) -> int:
     from clfbench.data import Texts
-    from clfbench.methods.base import Classifier
+    from clfbench.methods.base import Classifier, confirm_endpoint
 
     model_dir = Path(args.run) / "model"
     if not model_dir.is_dir():
@@ -391,6 +400,7 @@ def cmd_predict(args) -> int:
     else:
         raise ClfbenchError("predict: give --text or --file")
     model = Classifier.load(model_dir)
+    confirm_endpoint(model, _endpoint_args(args))
     pred, proba = model.classify(texts)
     for i in range(len(texts)):
         row = {"text": texts.texts[i], "label": model.labels[pred[i]] if pred[i] >= 0 else None}
@@ -400,6 +410,10 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _endpoint_args(args) -> dict:
+    return {"base_url": args.base_url, "api_key_env": args.api_key_env, "trust": args.trust_run_endpoint}
+
+
 def _predict_to_file(args) -> int:
     """`predict --file F --out PRED.parquet`: streamed, batched, throughput on stderr."""
     from clfbench.batch_predict import DEFAULT_BATCH_SIZE, predict_file
@@ -407,7 +421,8 @@ def _predict_to_file(args) -> int:
     if not args.file or not args.out or args.text:
         raise ClfbenchError("predict: --out, --batch-size and --executor take --file (not --text) and --out")
     stats = predict_file(args.run, args.file, args.out, args.text_col, args.text_pair_col,
-                         args.batch_size or DEFAULT_BATCH_SIZE, args.executor, args.address)
+                         args.batch_size or DEFAULT_BATCH_SIZE, args.executor, args.address,
+                         endpoint=_endpoint_args(args))
     print(f"{stats['rows']:,} texts predicted in {stats['seconds']:.1f} s "
           f"({stats['throughput_sps']:,.0f} texts/s, batch {stats['batch_size']}, "
           f"executor {stats['executor']}) -> {stats['out']}", file=sys.stderr)

@@ -37,7 +37,12 @@ and the store keeps the run in `.incomplete/` without indexing it: a re-run retr
 Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid.
 
 The API key is read from the environment variable named by `api_key_env` when requests
-are made; it is never a parameter and is never written anywhere. A key that cannot be sent
+are made; it is never a parameter and is never written anywhere. A saved model does not choose
+where a key goes: when it is loaded, a stored `base_url` or `api_key_env` other than the
+defaults (`DEFAULT_BASE_URL`, `DEFAULT_API_KEY_ENV`) is used only once the user confirms it
+(`use_endpoint`: `clfbench predict --base-url URL`, `--api-key-env NAME` or
+`--trust-run-endpoint`); before that the client is refused, so no request is sent and no
+variable is read (an edited method.json could otherwise send any secret to any URL). A key that cannot be sent
 (whitespace such as a trailing newline, non-ASCII characters) is an error naming the
 variable, before any request.
 """
@@ -60,6 +65,8 @@ from clfbench.methods.base import INVALID, Classifier
 log = logging.getLogger(__name__)
 
 DECISIONS = ("auto", "logprobs", "generate")
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 #: The probability given to a label none of whose tokens is among the returned top logprobs
 #: (bounds one example's log loss at -ln(1e-4) = 9.2 nats; counted as `label_floored`).
@@ -77,8 +84,8 @@ class LlmApi(Classifier):
     def __init__(
         self,
         model: str | None = None,
-        base_url: str = "https://api.openai.com/v1",
-        api_key_env: str = "OPENAI_API_KEY",
+        base_url: str = DEFAULT_BASE_URL,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
         shots: int = 0,
         seed: int = 99,
         concurrency: int = 4,
@@ -223,6 +230,8 @@ class LlmApi(Classifier):
         client = getattr(self, "_client_", None)
         if client is not None:
             return client
+        if getattr(self, "endpoint_unconfirmed_", None):
+            raise ClfbenchError(self._endpoint_refusal(self.endpoint_unconfirmed_))
         from clfbench.api_client import ChatClient, check_api_key, is_loopback
         from clfbench.pricing import load_prices, price_for, request_cost
 
@@ -467,7 +476,40 @@ class LlmApi(Classifier):
 
         return inline_descriptions(self.get_params(), self.builder_)
 
+    def _hold_saved_endpoint(self) -> None:
+        """A loaded model: its stored endpoint and key variable wait for the user's word
+        (`use_endpoint`) unless they are the defaults."""
+        self.endpoint_unconfirmed_ = {
+            k: v for k, v in (("base_url", self.base_url), ("api_key_env", self.api_key_env))
+            if v != {"base_url": DEFAULT_BASE_URL, "api_key_env": DEFAULT_API_KEY_ENV}[k]
+        }
+
+    def _endpoint_refusal(self, held: dict[str, Any]) -> str:
+        stored = ", ".join(f"{k}={v!r}" for k, v in held.items())
+        return (f"{self.name}: the saved model names {stored}; a saved folder does not choose "
+                "which key is sent where: give --base-url URL and --api-key-env NAME yourself, "
+                "or --trust-run-endpoint to use the stored values")
+
+    def use_endpoint(self, base_url: str | None = None, api_key_env: str | None = None,
+                     trust: bool = False) -> None:
+        """The user's word on a loaded model's endpoint: `base_url` / `api_key_env` replace the
+        stored values; `trust` accepts the stored ones. A stored non-default value that is
+        neither replaced nor trusted is refused (one ClfbenchError naming it and the flags)."""
+        if base_url is not None:
+            self.base_url = base_url
+        if api_key_env is not None:
+            self.api_key_env = api_key_env
+        held = {k: v for k, v in (getattr(self, "endpoint_unconfirmed_", None) or {}).items()
+                if {"base_url": base_url, "api_key_env": api_key_env}[k] is None}
+        if held and not trust:
+            raise ClfbenchError(self._endpoint_refusal(held))
+        self.endpoint_unconfirmed_ = {}
+        self._client_ = None
+        if not str(self.base_url).startswith(("http://", "https://")):
+            raise ClfbenchError(f"{self.name}: base_url={self.base_url!r}; expected an http(s):// URL")
+
     def _load_state(self, path: Path) -> None:
+        self._hold_saved_endpoint()
         state = json.loads((path / "llm_api.json").read_text())
         self.decision_ = state["decision"]
         self.shots_ = [(t, p, int(y)) for t, p, y in state["shots"]]
