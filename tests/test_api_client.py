@@ -261,3 +261,19 @@ def test_close_stops_the_request_loop():
         thread = c._runner._thread
         c.close()
     assert not thread.is_alive() and c._runner is None
+
+
+def test_a_stream_closed_before_done_is_not_an_answer():
+    """A reply cut off (the stream ends cleanly but without `data: [DONE]`) is a failed
+    attempt: retried, and never returned as the model's answer."""
+    with ApiServer(RULE) as server:
+        server.script.append("cut")  # sends "positive", then closes: looks whole, is not
+        c = client(server)
+        r = c.chat(msgs("a great film"), max_tokens=4)
+        assert r.status == "ok" and r.attempts == 2 and r.text == "positive"
+        assert c.summary()["errors_by_kind"] == {"truncated": 1}
+    with ApiServer(RULE, done=False) as server:  # every reply whole but for [DONE]
+        c = client(server, max_retries=1)
+        r = c.chat(msgs("a great film"), max_tokens=4)
+        assert r.status == "failed" and r.text == "" and "[DONE]" in r.error
+        assert len(server.requests) == 2 and c.summary()["failures"] == 1

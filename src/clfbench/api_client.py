@@ -1,7 +1,8 @@
 """A client for OpenAI-compatible chat-completions endpoints, built for measuring.
 
 What it adds over a plain POST: retries with seeded exponential backoff (429, 5xx,
-timeouts, connection errors, malformed replies; `Retry-After` honoured), a thread pool for
+timeouts, connection errors, malformed replies, streams that close before `data: [DONE]`;
+`Retry-After` honoured), a thread pool for
 `concurrency` requests in flight, streaming (SSE) so that time to first token is measured,
 token accounting from each reply's `usage`, and a hard USD budget shared by all requests.
 
@@ -497,12 +498,14 @@ class ChatClient:
         usage = None
         ttft = None
         saw_logprobs = False
+        done = False
         async for line in r.aiter_lines():
             line = line.strip()
             if not line.startswith("data:"):
                 continue  # blank separators, comments (":"), event:/id: fields
             data = line[5:].strip()
             if data == "[DONE]":
+                done = True
                 break
             try:
                 chunk = json.loads(data)
@@ -525,6 +528,8 @@ class ChatClient:
                 pieces.append(piece)
                 if lp and len(logprobs) < KEEP_LOGPROB_POSITIONS:
                     logprobs.extend(_positions(lp)[: KEEP_LOGPROB_POSITIONS - len(logprobs)])
+        if not done:  # the connection closed early: what came is not the whole reply
+            raise _Retryable("truncated", "stream closed before [DONE] (reply cut off)", True)
         return _Reply("".join(pieces), logprobs if saw_logprobs else None, usage, ttft,
                       time.perf_counter() - t0)
 

@@ -448,3 +448,37 @@ def test_a_stored_url_needs_the_users_word_even_with_the_default_variable(tmp_pa
         assert main(["predict", "--run", str(run), "--file", str(texts), "--out", str(tmp_path / "p.parquet"),
                      "--base-url", server.url]) == 0
         assert len(server.requests) == n_fit + 2
+
+
+def test_cli_run_of_streams_without_done_is_incomplete(datasets_dir, tmp_path):
+    from clfbench.store import Store
+
+    out = tmp_path / "runs"
+    with ApiServer(RULE, done=False) as server:
+        assert _run_cli(datasets_dir, server.url, out, "--param", "max_retries=0",
+                        "--param", "decision=logprobs") == 1
+    assert Store(out).runs() == []
+    [run] = (out / ".incomplete").iterdir()
+    info = json.loads((run / "metrics.json").read_text())["inference_info"]
+    assert info["incomplete"].startswith("26 of 26 API requests failed")
+    assert info["errors_by_kind"] == {"truncated": 26} and info["succeeded"] == 0
+
+
+def test_cli_run_that_sends_no_request_is_incomplete(datasets_dir, tmp_path, monkeypatch):
+    """max_tokens=100000 against a small budget: nothing is sent, so no accuracy 0.0 is indexed."""
+    from clfbench.store import Store
+
+    monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  test-model: {input: 10.0, output: 10.0}\n")
+    out = tmp_path / "runs"
+    with ApiServer(RULE) as server:
+        assert _run_cli(datasets_dir, server.url, out, "--param", f"prices={prices}",
+                        "--param", "budget_usd=0.5", "--param", "decision=generate",
+                        "--param", "max_tokens=100000") == 1
+        assert server.requests == []
+    assert Store(out).runs() == []
+    [run] = (out / ".incomplete").iterdir()
+    info = json.loads((run / "metrics.json").read_text())["inference_info"]
+    assert info["incomplete"].startswith("no request of the reported pass was sent (20 of 20")
+    assert "max_tokens=100000" in info["incomplete"]

@@ -34,7 +34,10 @@ Failed requests: a request that still fails after its retries (5xx, timeouts, br
 malformed replies) is not an answer the model gave, so a run with any such request is not a
 result. `inference_info()` then carries `incomplete` ("N of M API requests failed ..."),
 and the store keeps the run in `.incomplete/` without indexing it: a re-run retries it.
-Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid.
+Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid,
+and only once some example was answered: a reported pass with no request sent is incomplete
+too. A streamed reply that closes before `data: [DONE]` is a failed attempt (retried), never
+an answer.
 
 The API key is read from the environment variable named by `api_key_env` when requests
 are made; it is never a parameter and is never written anywhere. A saved model does not choose
@@ -442,6 +445,16 @@ class LlmApi(Classifier):
             kinds = ", ".join(f"{k} x{n}" for k, n in sorted(info["errors_by_kind"].items()))
             info["incomplete"] = (f"{info['failures']} of {info['requests']} API requests failed "
                                   f"after retries (attempt errors: {kinds})")
+        rp = info["reported_pass"] or {}
+        if (not info.get("incomplete") and rp.get("examples")
+                and rp["not_sent_budget"] + rp["failed"] >= rp["examples"]):
+            # nothing answered: a budget that covers no request is not a result (accuracy 0)
+            lp_or_gen = "logprobs" if info["label_scoring"] == "first-token logprobs" else "generate"
+            info["incomplete"] = (
+                f"no request of the reported pass was sent ({rp['not_sent_budget']} of "
+                f"{rp['examples']} examples): budget_usd={self.budget_usd} does not cover "
+                f"one request's worst case (max_tokens={self._max_tokens(lp_or_gen)})"
+            )
         if info["budget_exhausted"]:
             info["budget_note"] = (
                 "budget_usd ran out: examples not sent count as invalid, and the latency and "
