@@ -277,3 +277,22 @@ def test_a_stream_closed_before_done_is_not_an_answer():
         r = c.chat(msgs("a great film"), max_tokens=4)
         assert r.status == "failed" and r.text == "" and "[DONE]" in r.error
         assert len(server.requests) == 2 and c.summary()["failures"] == 1
+
+
+def test_negative_usage_keeps_the_worst_case_and_the_budget_on():
+    """A server reporting -1,000,000 tokens: the spend is the request's worst case (not
+    negative), the tokens are not counted, and the budget still stops the next request."""
+    cost = lambda i, o: float(i + o)  # noqa: E731
+    m = msgs("a good film")
+    worst = prompt_token_bound(m) + 3
+    with ApiServer(RULE) as server:
+        server.script.append("negative-usage")
+        c = client(server, cost_fn=cost, budget_usd=1.5 * worst)
+        first = c.chat(m, max_tokens=3)
+        second = c.chat(m, max_tokens=3)
+        summary = c.summary()
+    assert first.status == "ok" and first.cost_usd == pytest.approx(worst)
+    assert second.status == "not_sent" and len(server.requests) == 1
+    assert summary["usd_spent"] == pytest.approx(worst) and summary["budget_exhausted"] is True
+    assert summary["usage_invalid"] == 1 and summary["usage_missing"] == 1
+    assert summary["input_tokens"] == 0 and summary["output_tokens"] == 0
