@@ -159,8 +159,10 @@ def test_budget_counts_attempts_that_may_have_been_billed():
         server.script.extend(["hang", "hang"])
         c = client(server, cost_fn=cost, budget_usd=2.5 * worst, timeout_s=0.2)
         r = c.chat(m, max_tokens=2)
-    # two timed-out attempts are charged their worst case; a third does not fit
-    assert r.status == "failed" and r.attempts == 2 and "budget" in r.error
+    # two timed-out attempts are charged their worst case; a third does not fit: a budget
+    # stop (not_sent), not a failed request that would make the run incomplete
+    assert r.status == "not_sent" and r.attempts == 2 and "budget exhausted before retry" in r.error
+    assert c.summary()["failures"] == 0 and c.summary()["not_sent_budget"] == 1
     assert c.budget.uncertain_usd == pytest.approx(2 * worst)
 
 

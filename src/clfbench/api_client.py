@@ -323,7 +323,9 @@ class ChatClient:
             if not self.budget.reserve(worst):
                 if attempt == 0:
                     return self._count_not_sent(ChatResult("not_sent", error="budget exhausted"))
-                result.error = "budget exhausted before retry"
+                # A budget stop, not a failure: the retry was never sent for want of money.
+                result.status = "not_sent"
+                result.error = f"budget exhausted before retry ({attempt} failed attempt(s): {result.error})"
                 break
             result.attempts = attempt + 1
             with self._lock:
@@ -352,7 +354,9 @@ class ChatClient:
             break
         result.total_s = time.perf_counter() - t_start
         with self._lock:
-            if result.status == "ok":
+            if result.status == "not_sent":
+                self.stats.not_sent += 1
+            elif result.status == "ok":
                 self.stats.ok += 1
                 self.stats.latency_s.append(result.latency_s or 0.0)
                 if result.ttft_s is not None:

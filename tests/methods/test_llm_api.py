@@ -482,3 +482,36 @@ def test_cli_run_that_sends_no_request_is_incomplete(datasets_dir, tmp_path, mon
     info = json.loads((run / "metrics.json").read_text())["inference_info"]
     assert info["incomplete"].startswith("no request of the reported pass was sent (20 of 20")
     assert "max_tokens=100000" in info["incomplete"]
+
+
+def test_budget_bounds_a_configuration_across_re_runs(datasets_dir, tmp_path, monkeypatch, capsys):
+    """An incomplete run's spend is kept with it; the re-run of the same configuration may
+    spend only what is left of budget_usd (and says so), so both together stay within it."""
+    from clfbench.store import Store
+
+    monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  test-model: {input: 10.0, output: 10.0}\n")
+    out = tmp_path / "runs"
+    budget = 0.06  # the first run spends about $0.056 (worst cases of maybe-billed replies)
+    args = ("--param", f"prices={prices}", "--param", f"budget_usd={budget}", "--param", "max_retries=0",
+            "--param", "concurrency=1")
+    with ApiServer(RULE) as server:  # the same endpoint (base_url is part of the configuration)
+        server.script.extend(["ok"] + ["malformed"] * 200)  # the probe answers, then broken replies
+        assert _run_cli(datasets_dir, server.url, out, *args) == 1
+        [kept] = (out / ".incomplete").iterdir()
+        first = json.loads((kept / "metrics.json").read_text())["inference_info"]
+        spent1 = first["usd_spent"] + first["usd_uncertain"]
+        assert 0 < spent1 <= budget and "incomplete" in first
+        assert json.loads((kept / "spend.json").read_text())["usd"] == pytest.approx(spent1)
+        capsys.readouterr()
+        server.script.clear()  # the endpoint works again
+        assert _run_cli(datasets_dir, server.url, out, *args) == 0
+    said = capsys.readouterr()
+    assert f"spent ${spent1:.4f}" in said.out + said.err
+    [row] = Store(out).runs()
+    info = row["inference_info"]
+    assert info["usd_spent_before"] == pytest.approx(spent1) and info["budget_usd"] == budget
+    assert info["budget_usd_this_run"] == pytest.approx(budget - spent1)
+    assert spent1 + info["usd_spent"] + info["usd_uncertain"] <= budget + 1e-9
+    assert info["budget_exhausted"] is True  # what was left did not pay for the whole re-run

@@ -34,6 +34,9 @@ Failed requests: a request that still fails after its retries (5xx, timeouts, br
 malformed replies) is not an answer the model gave, so a run with any such request is not a
 result. `inference_info()` then carries `incomplete` ("N of M API requests failed ..."),
 and the store keeps the run in `.incomplete/` without indexing it: a re-run retries it.
+`budget_usd` bounds a configuration across re-runs: what an incomplete run spent is kept
+with it, and a re-run may spend only what is left (the runner says so; `usd_spent_before`).
+A request whose retry no longer fits in the budget is a budget stop, not a failure.
 Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid,
 and only once some example was answered: a reported pass with no request sent is incomplete
 too. A streamed reply that closes before `data: [DONE]` is a failed attempt (retried), never
@@ -83,6 +86,9 @@ class LlmApi(Classifier):
     requires = ("httpx",)
     needs_training = False
     remote = True
+    #: USD that incomplete earlier runs of this configuration spent (set by the runner from the
+    #: results folder): this run may spend `budget_usd` less that.
+    spent_before_usd: float = 0.0
 
     def __init__(
         self,
@@ -260,9 +266,15 @@ class LlmApi(Classifier):
             self.base_url, model, key, timeout_s=self.timeout_s, max_retries=self.max_retries,
             backoff_base_s=self.backoff_base_s, backoff_max_s=self.backoff_max_s,
             concurrency=self.concurrency, seed=self.seed, stream=self.stream, cost_fn=cost_fn,
-            budget_usd=self.budget_usd,
+            budget_usd=self._budget_left(),
         )
         return self._client_
+
+    def _budget_left(self) -> float | None:
+        """`budget_usd` less what incomplete earlier runs of this configuration spent."""
+        if self.budget_usd is None:
+            return None
+        return max(0.0, float(self.budget_usd) - float(self.spent_before_usd or 0.0))
 
     def _max_tokens(self, decision: str) -> int:
         """Enough for the answer word: 8 tokens when scoring logprobs, 16 when parsing text."""
@@ -423,6 +435,10 @@ class LlmApi(Classifier):
             return {}
         info: dict[str, Any] = {"endpoint": self.base_url, "decision": self.decision_,
                                 **client.summary()}
+        if self.spent_before_usd:  # earlier incomplete runs: budget_usd covers them too
+            info["usd_spent_before"] = float(self.spent_before_usd)
+            info["budget_usd_this_run"] = info["budget_usd"]
+            info["budget_usd"] = self.budget_usd
         info["label_scoring"] = self.label_scoring()
         passes = list(getattr(self, "passes_", []))
         single = dict(getattr(self, "single_calls_", {}))
@@ -454,6 +470,8 @@ class LlmApi(Classifier):
                 f"no request of the reported pass was sent ({rp['not_sent_budget']} of "
                 f"{rp['examples']} examples): budget_usd={self.budget_usd} does not cover "
                 f"one request's worst case (max_tokens={self._max_tokens(lp_or_gen)})"
+                + (f" after ${self.spent_before_usd:.4f} spent by earlier incomplete runs"
+                   if self.spent_before_usd else "")
             )
         if info["budget_exhausted"]:
             info["budget_note"] = (
