@@ -104,6 +104,14 @@ class _Parser(argparse.ArgumentParser):
         self.register("action", "store", _StoreOnce)
 
 
+#: What `predict --help` and `serve --help` say about loading saved models (README: Trust).
+TRUST_NOTE = (
+    "Trust: a saved model's pipeline.joblib (tfidf-lr) and logreg.joblib (embed-probe, setfit) "
+        "are Python pickles: loading them runs any code they hold. Load only run folders and "
+        "exports you made or got from a source you trust. Weights (safetensors), ONNX graphs, "
+        "tokenizer files and JSON/YAML state are data.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="clfbench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--html", metavar="OUT", help="also write the recommendation as an HTML page")
     rc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
-    pr = sub.add_parser("predict", help="predict with a run's saved model")
+    pr = sub.add_parser("predict", help="predict with a run's saved model", description=(
+        "Predict with a run's saved model (--save-model). " + TRUST_NOTE))
     pr.add_argument("--run", required=True, help="a run folder saved with --save-model")
     pr.add_argument("--text", action="append", help="a text to classify (repeatable)")
     pr.add_argument("--text-pair", action="append", help="the second text, for pair tasks")
@@ -213,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--recheck", default="auto", help="onnx-int8: re-check margin, 'auto' (the run's, else "
                     "calibrated to 99.8%% agreement with fp32) or 'off'")
 
-    sv = sub.add_parser("serve", help="serve a run or an export over HTTP (needs the serve extra)")
+    sv = sub.add_parser("serve", help="serve a run or an export over HTTP (needs the serve extra)",
+                        description="Serve a run folder (--save-model) or an export over HTTP. " + TRUST_NOTE)
     sv.add_argument("path", help="an export folder, or a run folder saved with --save-model")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
