@@ -135,5 +135,6 @@ def test_loading_help_says_which_saved_files_are_code(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "pipeline.joblib" in out and "logreg.joblib" in out
-    assert "pickles: loading them runs any code they hold" in out and "source you trust" in out
+    assert "pipeline.joblib" in out and "logreg.joblib" in out and "pipeline.skops" in out
+    assert "pickle: loading it runs any code it holds" in out and "source you trust" in out
+    assert "CLFBENCH_TRUST_PICKLES=1" in out

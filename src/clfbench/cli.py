@@ -106,10 +106,11 @@ class _Parser(argparse.ArgumentParser):
 
 #: What `predict --help` and `serve --help` say about loading saved models (README: Trust).
 TRUST_NOTE = (
-    "Trust: a saved model's pipeline.joblib (tfidf-lr) and logreg.joblib (embed-probe, setfit) "
-        "are Python pickles: loading them runs any code they hold. Load only run folders and "
-        "exports you made or got from a source you trust. Weights (safetensors), ONNX graphs, "
-        "tokenizer files and JSON/YAML state are data.")
+    "Trust: scikit-learn estimators are saved as pipeline.skops / logreg.skops and loaded with "
+        "trusted types only. A pipeline.joblib or logreg.joblib (folders of earlier versions) is "
+        "a Python pickle: loading it runs any code it holds, so it is refused unless "
+        "CLFBENCH_TRUST_PICKLES=1; set that only for folders from a source you trust. Weights "
+        "(safetensors), ONNX graphs, tokenizer files and JSON/YAML state are data.")
 
 
 def build_parser() -> argparse.ArgumentParser:
