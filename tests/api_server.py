@@ -7,9 +7,12 @@ and not, with `usage` and optional `logprobs`/`top_logprobs` (`logprobs=False`: 
 tiny local causal LM through `transformers` generate (`model_path=`). Scripted misbehaviour is
 consumed one request at a time from `script`: "429" (with `Retry-After`), "500", "hang"
 (longer than the client's timeout), "trickle" (a whole reply, status line included, one byte
-every `trickle_s`), "malformed" (invalid JSON), "401" (echoing the key, as real APIs partly
+every `trickle_s`), "malformed" (invalid JSON), "cut" (a stream that closes cleanly after its
+first piece, without finish_reason, usage or `[DONE]`), "negative-usage" (a whole reply whose
+`usage` says -1,000,000 tokens each way), "401" (echoing the key, as real APIs partly
 do), "400", "ok". Every request is recorded (headers, body, what was done), and `usage_sent`
-lists the usage of each well-formed reply (what the server bills; also kept with
+lists the usage of each well-formed reply (with `done=False`, streams carry everything but the
+final `data: [DONE]`) (what the server bills; also kept with
 `usage=False`, where replies carry no `usage`). With `honour_max_tokens=True` a reply is cut
 to `max_tokens` pieces (one piece per word). Prompt tokens are `count_tokens(content)`
 (default: words) + 4 per message + 3.
@@ -47,7 +50,9 @@ class ApiServer:
         count_tokens: Callable[[str], int] | None = None,
         trickle_s: float = 0.05,
         honour_max_tokens: bool = False,
+        done: bool = True,
     ) -> None:
+        self.done = done
         self.reply = reply or (lambda messages: "ok")
         self.logprobs = logprobs
         self.reject_logprobs = reject_logprobs
@@ -221,6 +226,9 @@ def _handler(server: ApiServer):
             k = int(body.get("top_logprobs") or 0)
             usage = {"prompt_tokens": n_in, "completion_tokens": n_out,
                      "total_tokens": n_in + n_out}
+            if behaviour == "negative-usage":
+                usage = {"prompt_tokens": -1_000_000, "completion_tokens": -1_000_000,
+                         "total_tokens": -2_000_000}
             last_user = next((m.get("content", "") for m in reversed(body.get("messages") or [])
                               if m.get("role") == "user"), "")
             with server._lock:
@@ -249,6 +257,10 @@ def _handler(server: ApiServer):
             self._start_stream()
             first = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
             self._event(first)
+            if behaviour == "cut":  # the first piece, then the stream ends: no [DONE]
+                self._event({"choices": [{"index": 0, "delta": {"content": pieces[0]}}]})
+                self._chunk(b"")
+                return
             for p, entry in zip(pieces, lp_entries):
                 choice = {"index": 0, "delta": {"content": p}}
                 if want_lp:
@@ -257,7 +269,8 @@ def _handler(server: ApiServer):
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             if server.send_usage and (body.get("stream_options") or {}).get("include_usage"):
                 self._event({"choices": [], "usage": usage})
-            self._chunk(b"data: [DONE]\n\n")
+            if server.done:
+                self._chunk(b"data: [DONE]\n\n")
             self._chunk(b"")
 
         def _trickle(self, body: dict[str, Any]) -> None:

@@ -159,8 +159,10 @@ def test_budget_counts_attempts_that_may_have_been_billed():
         server.script.extend(["hang", "hang"])
         c = client(server, cost_fn=cost, budget_usd=2.5 * worst, timeout_s=0.2)
         r = c.chat(m, max_tokens=2)
-    # two timed-out attempts are charged their worst case; a third does not fit
-    assert r.status == "failed" and r.attempts == 2 and "budget" in r.error
+    # two timed-out attempts are charged their worst case; a third does not fit: a budget
+    # stop (not_sent), not a failed request that would make the run incomplete
+    assert r.status == "not_sent" and r.attempts == 2 and "budget exhausted before retry" in r.error
+    assert c.summary()["failures"] == 0 and c.summary()["not_sent_budget"] == 1
     assert c.budget.uncertain_usd == pytest.approx(2 * worst)
 
 
@@ -261,3 +263,38 @@ def test_close_stops_the_request_loop():
         thread = c._runner._thread
         c.close()
     assert not thread.is_alive() and c._runner is None
+
+
+def test_a_stream_closed_before_done_is_not_an_answer():
+    """A reply cut off (the stream ends cleanly but without `data: [DONE]`) is a failed
+    attempt: retried, and never returned as the model's answer."""
+    with ApiServer(RULE) as server:
+        server.script.append("cut")  # sends "positive", then closes: looks whole, is not
+        c = client(server)
+        r = c.chat(msgs("a great film"), max_tokens=4)
+        assert r.status == "ok" and r.attempts == 2 and r.text == "positive"
+        assert c.summary()["errors_by_kind"] == {"truncated": 1}
+    with ApiServer(RULE, done=False) as server:  # every reply whole but for [DONE]
+        c = client(server, max_retries=1)
+        r = c.chat(msgs("a great film"), max_tokens=4)
+        assert r.status == "failed" and r.text == "" and "[DONE]" in r.error
+        assert len(server.requests) == 2 and c.summary()["failures"] == 1
+
+
+def test_negative_usage_keeps_the_worst_case_and_the_budget_on():
+    """A server reporting -1,000,000 tokens: the spend is the request's worst case (not
+    negative), the tokens are not counted, and the budget still stops the next request."""
+    cost = lambda i, o: float(i + o)  # noqa: E731
+    m = msgs("a good film")
+    worst = prompt_token_bound(m) + 3
+    with ApiServer(RULE) as server:
+        server.script.append("negative-usage")
+        c = client(server, cost_fn=cost, budget_usd=1.5 * worst)
+        first = c.chat(m, max_tokens=3)
+        second = c.chat(m, max_tokens=3)
+        summary = c.summary()
+    assert first.status == "ok" and first.cost_usd == pytest.approx(worst)
+    assert second.status == "not_sent" and len(server.requests) == 1
+    assert summary["usd_spent"] == pytest.approx(worst) and summary["budget_exhausted"] is True
+    assert summary["usage_invalid"] == 1 and summary["usage_missing"] == 1
+    assert summary["input_tokens"] == 0 and summary["output_tokens"] == 0

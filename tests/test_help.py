@@ -127,3 +127,14 @@ def test_methods_into_a_closed_pipe_ends_quietly():
     done = subprocess.run(f"'{sys.executable}' -m clfbench.cli methods | true", shell=True,
                           capture_output=True, text=True, timeout=120)
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_loading_help_says_which_saved_files_are_code(command, capsys):
+    """Issue 23.3: the pickles (code) among a saved model's files are named where it is loaded."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pipeline.joblib" in out and "logreg.joblib" in out and "pipeline.skops" in out
+    assert "pickle: loading it runs any code it holds" in out and "source you trust" in out
+    assert "CLFBENCH_TRUST_PICKLES=1" in out

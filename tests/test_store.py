@@ -489,7 +489,7 @@ def test_report_on_a_missing_folder_creates_nothing(tmp_path, capsys):
                                     "method_json_not_an_object"])
 def test_corrupted_saved_model_is_a_clear_error(runs_copy, capsys, damage):
     model = run_folder(runs_copy) / "model"
-    target = {"truncated_model": "pipeline.joblib", "garbage_model": "pipeline.joblib",
+    target = {"truncated_model": "pipeline.skops", "garbage_model": "pipeline.skops",
               "broken_method_json": "method.json", "method_json_not_an_object": "method.json"}[damage]
     path = model / target
     data = path.read_bytes()

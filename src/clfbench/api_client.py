@@ -1,7 +1,8 @@
 """A client for OpenAI-compatible chat-completions endpoints, built for measuring.
 
 What it adds over a plain POST: retries with seeded exponential backoff (429, 5xx,
-timeouts, connection errors, malformed replies; `Retry-After` honoured), a thread pool for
+timeouts, connection errors, malformed replies, streams that close before `data: [DONE]`;
+`Retry-After` honoured), a thread pool for
 `concurrency` requests in flight, streaming (SSE) so that time to first token is measured,
 token accounting from each reply's `usage`, and a hard USD budget shared by all requests.
 
@@ -12,8 +13,9 @@ by attempts whose outcome is unknown (timeouts, replies cut off or malformed); t
 the reservation are one atomic step, whatever the concurrency. The prompt bound needs no
 tokenizer: a byte-level BPE token covers at least one UTF-8 byte, so the prompt's bytes
 (plus chat framing) bound its tokens, for any script (CJK text has 3 bytes per character).
-Spend is settled from the actual `usage` of each reply; a reply without `usage` keeps its
-worst case. (A server that reports more prompt tokens than the bound raises all later
+Spend is settled from the actual `usage` of each reply; a reply without `usage`, or with
+impossible usage (negative token counts, counted in `usage_invalid`), keeps its worst case, so
+spend never goes down and the budget stays on. (A server that reports more prompt tokens than the bound raises all later
 bounds by that ratio.)
 
 `timeout_s` is a deadline for each attempt as a whole (connect, headers, body): every
@@ -183,7 +185,8 @@ class _Stats:
     ok: int = 0
     failed: int = 0
     not_sent: int = 0
-    usage_missing: int = 0
+    usage_missing: int = 0  # replies without usable usage (absent, or impossible: negative)
+    usage_invalid: int = 0  # of which the usage was impossible (negative token counts)
     input_tokens: int = 0
     output_tokens: int = 0
     errors: Counter = field(default_factory=Counter)
@@ -320,7 +323,9 @@ class ChatClient:
             if not self.budget.reserve(worst):
                 if attempt == 0:
                     return self._count_not_sent(ChatResult("not_sent", error="budget exhausted"))
-                result.error = "budget exhausted before retry"
+                # A budget stop, not a failure: the retry was never sent for want of money.
+                result.status = "not_sent"
+                result.error = f"budget exhausted before retry ({attempt} failed attempt(s): {result.error})"
                 break
             result.attempts = attempt + 1
             with self._lock:
@@ -349,7 +354,9 @@ class ChatClient:
             break
         result.total_s = time.perf_counter() - t_start
         with self._lock:
-            if result.status == "ok":
+            if result.status == "not_sent":
+                self.stats.not_sent += 1
+            elif result.status == "ok":
                 self.stats.ok += 1
                 self.stats.latency_s.append(result.latency_s or 0.0)
                 if result.ttft_s is not None:
@@ -372,6 +379,7 @@ class ChatClient:
                 "not_sent_budget": s.not_sent,
                 "errors_by_kind": dict(s.errors),
                 "usage_missing": s.usage_missing,
+                "usage_invalid": s.usage_invalid,
                 "input_tokens": s.input_tokens,
                 "output_tokens": s.output_tokens,
                 "mean_input_tokens": s.input_tokens / n_usage if n_usage else None,
@@ -401,10 +409,13 @@ class ChatClient:
         return self.cost_fn(math.ceil(est_in * self._input_ratio), int(max_tokens))
 
     def _settle_reply(self, reply: _Reply, est_in: int, worst: float, result: ChatResult) -> float | None:
-        usage = reply.usage or {}
+        usage = reply.usage if isinstance(reply.usage, dict) else {}
         tin, tout = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        have = isinstance(tin, int) and isinstance(tout, int)
+        have = all(isinstance(v, int) and not isinstance(v, bool) for v in (tin, tout))
+        impossible = have and (tin < 0 or tout < 0)  # negative usage: a broken server
+        have = have and not impossible
         with self._lock:
+            self.stats.usage_invalid += impossible
             if have:
                 self.stats.input_tokens += tin
                 self.stats.output_tokens += tout
@@ -417,7 +428,8 @@ class ChatClient:
         if self.cost_fn is None:
             self.budget.settle(worst)
             return None
-        cost = self.cost_fn(tin, tout) if have else worst  # no usage: the worst case stands
+        # No (or impossible) usage: the worst case stands; a price never makes spend negative.
+        cost = max(0.0, float(self.cost_fn(tin, tout))) if have else worst
         self.budget.settle(worst, spent_usd=cost)
         return cost
 
@@ -497,12 +509,14 @@ class ChatClient:
         usage = None
         ttft = None
         saw_logprobs = False
+        done = False
         async for line in r.aiter_lines():
             line = line.strip()
             if not line.startswith("data:"):
                 continue  # blank separators, comments (":"), event:/id: fields
             data = line[5:].strip()
             if data == "[DONE]":
+                done = True
                 break
             try:
                 chunk = json.loads(data)
@@ -525,6 +539,8 @@ class ChatClient:
                 pieces.append(piece)
                 if lp and len(logprobs) < KEEP_LOGPROB_POSITIONS:
                     logprobs.extend(_positions(lp)[: KEEP_LOGPROB_POSITIONS - len(logprobs)])
+        if not done:  # the connection closed early: what came is not the whole reply
+            raise _Retryable("truncated", "stream closed before [DONE] (reply cut off)", True)
         return _Reply("".join(pieces), logprobs if saw_logprobs else None, usage, ttft,
                       time.perf_counter() - t0)
 

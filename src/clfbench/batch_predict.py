@@ -33,10 +33,12 @@ READABLE = (".parquet", ".csv", ".tsv", ".jsonl", ".txt")
 class BatchPredictor:
     """A saved model, loaded once, classifying pyarrow tables of texts (Ray Data's callable class)."""
 
-    def __init__(self, model_dir: str | Path, text_col: str = "text", pair_col: str | None = None) -> None:
-        from clfbench.methods.base import Classifier
+    def __init__(self, model_dir: str | Path, text_col: str = "text", pair_col: str | None = None,
+                 endpoint: dict | None = None) -> None:
+        from clfbench.methods.base import Classifier, confirm_endpoint
 
         self.model = Classifier.load(model_dir)
+        confirm_endpoint(self.model, endpoint)
         self.labels = list(self.model.labels)
         self.text_col, self.pair_col = text_col, pair_col
 
@@ -120,7 +122,8 @@ def _check_columns(path: Path, wanted: list[str], have: list[str]) -> None:
 
 def predict_file(run: str | Path, path: str | Path, out: str | Path, text_col: str = "text",
                  pair_col: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 executor: str = "local", address: str | None = None) -> dict[str, Any]:
+                 executor: str = "local", address: str | None = None,
+                 endpoint: dict | None = None) -> dict[str, Any]:
     """Classify every row of `path` with the model of `run`, streaming into the Parquet file
     `out`; returns rows, seconds and throughput (rows per second, model loading included)."""
     path, out, model_dir = Path(path), Path(out), Path(run) / "model"
@@ -137,9 +140,10 @@ def predict_file(run: str | Path, path: str | Path, out: str | Path, text_col: s
     partial = out.with_name(out.name + ".partial")
     t0 = time.perf_counter()
     if executor == "ray":
-        labels, batches = _ray_batches(model_dir, path, columns, text_col, pair_col, batch_size, address)
+        labels, batches = _ray_batches(model_dir, path, columns, text_col, pair_col, batch_size, address,
+                                       endpoint)
     else:
-        predictor = BatchPredictor(model_dir, text_col, pair_col)
+        predictor = BatchPredictor(model_dir, text_col, pair_col, endpoint)
         labels, batches = predictor.labels, _local_batches(predictor, path, columns, batch_size)
     rows = n_batches = 0
     writer = None
@@ -178,7 +182,8 @@ def _local_batches(predictor: BatchPredictor, path: Path, columns: list[str],
 
 
 def _ray_batches(model_dir: Path, path: Path, columns: list[str], text_col: str, pair_col: str | None,
-                 batch_size: int, address: str | None) -> tuple[list[str], Iterator[pa.Table]]:
+                 batch_size: int, address: str | None,
+                 endpoint: dict | None = None) -> tuple[list[str], Iterator[pa.Table]]:
     """Ray Data: read, `map_batches` over BatchPredictor actors, results in the input's order."""
     from clfbench.executors.ray import import_ray
 
@@ -207,7 +212,7 @@ def _ray_batches(model_dir: Path, path: Path, columns: list[str], text_col: str,
     labels = json.loads((model_dir / "method.json").read_text(encoding="utf-8"))["labels"]
     # One model actor per CPU but one: reading needs a CPU too (actors on every CPU deadlock).
     cpus = ray.cluster_resources().get("CPU", 1)
-    ds = ds.map_batches(BatchPredictor, fn_constructor_args=(str(model_dir), text_col, pair_col),
+    ds = ds.map_batches(BatchPredictor, fn_constructor_args=(str(model_dir), text_col, pair_col, endpoint),
                         batch_size=batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=max(1, int(cpus) - 1)),
                         num_cpus=1 if cpus >= 2 else cpus / 2)

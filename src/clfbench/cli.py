@@ -104,6 +104,15 @@ class _Parser(argparse.ArgumentParser):
         self.register("action", "store", _StoreOnce)
 
 
+#: What `predict --help` and `serve --help` say about loading saved models (README: Trust).
+TRUST_NOTE = (
+    "Trust: scikit-learn estimators are saved as pipeline.skops / logreg.skops and loaded with "
+        "trusted types only. A pipeline.joblib or logreg.joblib (folders of earlier versions) is "
+        "a Python pickle: loading it runs any code it holds, so it is refused unless "
+        "CLFBENCH_TRUST_PICKLES=1; set that only for folders from a source you trust. Weights "
+        "(safetensors), ONNX graphs, tokenizer files and JSON/YAML state are data.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="clfbench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--html", metavar="OUT", help="also write the recommendation as an HTML page")
     rc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
-    pr = sub.add_parser("predict", help="predict with a run's saved model")
+    pr = sub.add_parser("predict", help="predict with a run's saved model", description=(
+        "Predict with a run's saved model (--save-model). " + TRUST_NOTE))
     pr.add_argument("--run", required=True, help="a run folder saved with --save-model")
     pr.add_argument("--text", action="append", help="a text to classify (repeatable)")
     pr.add_argument("--text-pair", action="append", help="the second text, for pair tasks")
@@ -195,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--executor", choices=["local", "ray"], default="local",
                     help="with --out: classify here (default) or with Ray Data on a Ray cluster")
     pr.add_argument("--address", help="--executor ray: the cluster (auto, ray://HOST:10001; default: a new local one)")
+    ep = pr.add_argument_group(
+        "API models (llm-api, llm-dspy)",
+        "A saved run does not choose which key is sent where: a stored base_url or api_key_env "
+        "other than the defaults (https://api.openai.com/v1, OPENAI_API_KEY) is refused unless "
+        "you give the endpoint yourself or trust the run's.")
+    ep.add_argument("--base-url", help="the OpenAI-compatible endpoint to send requests to (replaces the run's)")
+    ep.add_argument("--api-key-env", help="environment variable holding the endpoint's API key (replaces the run's)")
+    ep.add_argument("--trust-run-endpoint", action="store_true",
+                    help="use the base_url and api_key_env stored in the run folder")
 
     ex = sub.add_parser("export", help="a self-contained folder of a saved run's model, with its model card")
     ex.add_argument("run", help="a run folder saved with --save-model")
@@ -204,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--recheck", default="auto", help="onnx-int8: re-check margin, 'auto' (the run's, else "
                     "calibrated to 99.8%% agreement with fp32) or 'off'")
 
-    sv = sub.add_parser("serve", help="serve a run or an export over HTTP (needs the serve extra)")
+    sv = sub.add_parser("serve", help="serve a run or an export over HTTP (needs the serve extra)",
+                        description="Serve a run folder (--save-model) or an export over HTTP. " + TRUST_NOTE)
     sv.add_argument("path", help="an export folder, or a run folder saved with --save-model")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -380,7 +400,7 @@ def cmd_recommend(args) -> int:
 
 def cmd_predict(args) -> int:
     from clfbench.data import Texts
-    from clfbench.methods.base import Classifier
+    from clfbench.methods.base import Classifier, confirm_endpoint
 
     model_dir = Path(args.run) / "model"
     if not model_dir.is_dir():
@@ -394,6 +414,7 @@ def cmd_predict(args) -> int:
     else:
         raise ClfbenchError("predict: give --text or --file")
     model = Classifier.load(model_dir)
+    confirm_endpoint(model, _endpoint_args(args))
     pred, proba = model.classify(texts)
     for i in range(len(texts)):
         row = {"text": texts.texts[i], "label": model.labels[pred[i]] if pred[i] >= 0 else None}
@@ -403,6 +424,10 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _endpoint_args(args) -> dict:
+    return {"base_url": args.base_url, "api_key_env": args.api_key_env, "trust": args.trust_run_endpoint}
+
+
 def _predict_to_file(args) -> int:
     """`predict --file F --out PRED.parquet`: streamed, batched, throughput on stderr."""
     from clfbench.batch_predict import DEFAULT_BATCH_SIZE, predict_file
@@ -410,7 +435,8 @@ def _predict_to_file(args) -> int:
     if not args.file or not args.out or args.text:
         raise ClfbenchError("predict: --out, --batch-size and --executor take --file (not --text) and --out")
     stats = predict_file(args.run, args.file, args.out, args.text_col, args.text_pair_col,
-                         args.batch_size or DEFAULT_BATCH_SIZE, args.executor, args.address)
+                         args.batch_size or DEFAULT_BATCH_SIZE, args.executor, args.address,
+                         endpoint=_endpoint_args(args))
     print(f"{stats['rows']:,} texts predicted in {stats['seconds']:.1f} s "
           f"({stats['throughput_sps']:,.0f} texts/s, batch {stats['batch_size']}, "
           f"executor {stats['executor']}) -> {stats['out']}", file=sys.stderr)

@@ -89,6 +89,10 @@ class RunSpec:
     latency_warmup: Annotated[int, Ge(0)] = 5
     threads: Annotated[int, Ge(1)] | None = None
     save_model: bool = False
+    # USD already spent on this configuration by incomplete earlier runs (kept in
+    # `.incomplete/`): an API method's `budget_usd` is what is left of it. Set by the runner
+    # from the store, not by users; not part of the identity.
+    spent_before_usd: float = 0.0
 
     @property
     def task_label(self) -> str:
@@ -108,6 +112,7 @@ class RunSpec:
         if d["train_size"] is None:  # likewise runs without a learning-curve size
             del d["train_size"]
         del d["size_draws"]  # how many draws were asked for, not what this run is
+        del d["spent_before_usd"]  # what earlier attempts cost, not what this run is
         # where a training saves its checkpoints changes nothing it computes
         d["params"] = {k: v for k, v in d["params"].items() if k not in NOT_FINGERPRINTED}
         for key in ("data_dir", "train_file", "validation_file", "test_file"):
@@ -279,7 +284,7 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", s).strip("_")[:48]
 
 
-SPEC_FIELDS = {f.name for f in fields(RunSpec)}
+SPEC_FIELDS = {f.name for f in fields(RunSpec)} - {"spent_before_usd"}  # set by the runner
 #: Spec fields a grid may set, at its top level or in a task entry (the rest come from its lists).
 TASK_KEYS = SPEC_FIELDS - {"task", "method", "model", "seed", "draw", "params", "train_size"}
 #: `executor` and `resources` say where runs compute (clfbench.executors), not what they are.

@@ -120,6 +120,8 @@ def _execute(spec: RunSpec, splits: TaskSplits | None, quiet: bool,
 
         splits = train_subset(load_data(spec), spec.train_size, spec.draw)
     method = build_method(spec)
+    if spec.spent_before_usd and hasattr(method, "spent_before_usd"):
+        method.spent_before_usd = float(spec.spent_before_usd)  # budget_usd covers re-runs too
     if hasattr(method, "verbose"):
         method.verbose = not quiet
     memory = PeakMemory()

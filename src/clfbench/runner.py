@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from clfbench.config import RunSpec, expand_draws, repeat_key
-from clfbench.evaluate import RunResult, execute, load_data, preflight
+from clfbench.evaluate import RunResult, execute, load_data, preflight, warn
 from clfbench.executors import Executor, Job, SequentialExecutor
 from clfbench.splits import SMALL_SIZE_DRAWS, TaskSplits, size_draws_needed, train_subset
 from clfbench.store import Store, incomplete_reason
@@ -164,6 +164,7 @@ def _drive(todo: list[RunSpec], data: dict[tuple, TaskSplits], store: Store, exe
                             waiting[spec.hash()] = (i, spec, owner)
                             console.print(f"  claimed by {escape(_who([owner]))}: waiting for it")
                         continue
+                    spec = _with_spend_before(spec, store)
                     held[spec.hash()] = scratch = _model_scratch(spec)
                     executor.submit(Job(spec, splits_for(spec, data), quiet, scratch.__enter__()))
                 if waiting and not errors and not queue and len(held) < executor.capacity:
@@ -246,6 +247,20 @@ def _who(owners: list[str | None]) -> str:
                     (o.rsplit(":", 2) for o in owners if o and o.count(":") >= 2)})
     who = "another process" if len(named) <= 1 else "other processes"
     return f"{who} ({', '.join(named)})" if named else who
+
+
+def _with_spend_before(spec: RunSpec, store: Store) -> RunSpec:
+    """The spec with what incomplete earlier runs of it spent (said on the console): an API
+    method's budget_usd is what is left of it."""
+    before = store.spent_before(spec.hash(), spec.run_id())
+    if not before:
+        return spec
+    budget = spec.params.get("budget_usd")
+    left = (f"; budget_usd={budget} leaves ${max(0.0, float(budget) - before):.4f} for this run"
+            if isinstance(budget, (int, float)) and not isinstance(budget, bool) else "")
+    # Money: said even with --quiet (stderr), like other warnings.
+    warn(f"{_label(spec)}: earlier incomplete runs of this configuration spent ${before:.4f}{left}")
+    return replace(spec, spent_before_usd=before)
 
 
 def _report(result: RunResult, folder: Path, console: Console) -> bool:

@@ -14,7 +14,9 @@ Safe for any number of concurrent writers (processes, hosts sharing the folder):
   resolved config (hash) is indexed.
 - A result that a method marks incomplete (`inference_info()["incomplete"]`, e.g. API
   requests that failed) is kept in `DIR/.incomplete/<run-id>/` for inspection, never
-  indexed: a re-run computes it again.
+  indexed: a re-run computes it again. What it spent (with what earlier incomplete runs of
+  the same configuration spent) is kept there in `spend.json`: the re-run's `budget_usd` is
+  what is left (`spent_before`), so a budget bounds a configuration across re-runs.
 - The index runs in WAL mode with a busy timeout, so concurrent commits wait, not fail.
 """
 
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 INDEX = "index.sqlite"
 PARTIAL = ".partial"
 INCOMPLETE = ".incomplete"
+#: In an incomplete run's folder: what its configuration has spent so far (USD), so that a
+#: re-run's budget is what is left of `budget_usd`.
+SPEND_FILE = "spend.json"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -70,6 +75,15 @@ DB_TIMEOUT_S = 60.0
 HEARTBEAT_S = 30.0
 #: ... and taken over by another worker when not refreshed for this long.
 STALE_AFTER_S = 600.0
+
+
+def config_spend(metrics: dict[str, Any]) -> float | None:
+    """USD this configuration has cost so far: the run's spend (settled and uncertain) plus
+    what incomplete earlier runs of it spent; None for a run that spends nothing."""
+    info = metrics.get("inference_info")
+    if not isinstance(info, dict) or info.get("usd_spent") is None:
+        return None
+    return sum(float(info.get(k) or 0.0) for k in ("usd_spent", "usd_uncertain", "usd_spent_before"))
 
 
 def incomplete_reason(metrics: dict[str, Any]) -> str | None:
@@ -330,6 +344,9 @@ class Store:
                     log.warning("run %s was completed by another writer; keeping that one", run_id)
                     return final
                 if reason is not None:
+                    spent = config_spend(result.metrics)
+                    if spent is not None:
+                        _write_json(partial / SPEND_FILE, {"usd": spent, "hash": spec_hash})
                     dest = self.root / INCOMPLETE / run_id
                     dest.parent.mkdir(exist_ok=True)
                     trash += self._move_into_place(partial, dest)
@@ -346,6 +363,18 @@ class Store:
             for folder in (partial, *trash):
                 if folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
+
+    def spent_before(self, spec_hash: str, run_id: str) -> float:
+        """USD spent on this configuration by its incomplete earlier runs (0 when none)."""
+        f = self.root / INCOMPLETE / run_id / SPEND_FILE
+        try:
+            rec = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return 0.0
+        if not isinstance(rec, dict) or rec.get("hash") != spec_hash:
+            return 0.0
+        usd = rec.get("usd")
+        return max(0.0, float(usd)) if isinstance(usd, (int, float)) and not isinstance(usd, bool) else 0.0
 
     def _move_into_place(self, src: Path, dest: Path) -> list[Path]:
         """Rename `src` to `dest`; a leftover `dest` (not an indexed run) is moved aside first

@@ -154,6 +154,7 @@ def test_save_and_load_keep_shots_and_decision(tmp_path, monkeypatch):
         m = method(server, shots=2, api_key_env="CLFBENCH_TEST_KEY").fit(toy(10))
         m.save(tmp_path / "model")
         loaded = Classifier.load(tmp_path / "model")
+        loaded.use_endpoint(trust=True)  # a saved model's own endpoint is used when the user says so
         pred, proba = loaded.classify(test)
         assert server.requests[-1]["headers"]["Authorization"] == "Bearer sk-SENTINEL-save-5c4b"
     assert loaded.decision_ == "logprobs" and loaded.shots_ == m.shots_
@@ -379,3 +380,138 @@ def test_cli_run_whose_requests_all_fail_is_not_a_result_and_is_retried(datasets
         assert len(server.requests) == 27
     [row] = Store(out).runs()
     assert row["n_examples"] == 20 and "incomplete" not in row["inference_info"]
+
+
+def _saved_run(tmp_path: Path, server: ApiServer, **kw) -> Path:
+    """A run folder holding a saved llm-api model fitted against `server`."""
+    run = tmp_path / "run"
+    method(server, **kw).fit(toy(10)).save(run / "model")
+    return run
+
+
+def test_a_tampered_run_cannot_send_a_secret_to_its_url(tmp_path, monkeypatch, capsys):
+    """A method.json edited to name another variable and a listener: predict is refused in one
+    line (exit 2) naming the stored values and the flags, and the listener gets nothing; the
+    user's own --base-url/--api-key-env, or --trust-run-endpoint, make it work."""
+    from clfbench.cli import main
+
+    secret = "SENTINEL-aws-secret-7f3e"
+    monkeypatch.setenv("SOME_SECRET", secret)
+    monkeypatch.setenv("CLFBENCH_TEST_KEY", "sk-user-key")
+    with ApiServer(RULE) as server:
+        run = _saved_run(tmp_path, server, api_key_env="CLFBENCH_TEST_KEY")
+        meta_file = run / "model" / "method.json"
+        meta = json.loads(meta_file.read_text())
+        meta["params"]["api_key_env"] = "SOME_SECRET"
+        meta_file.write_text(json.dumps(meta))
+        n_fit = len(server.requests)
+        capsys.readouterr()
+        for extra in ([], ["--base-url", server.url]):  # the stored variable still needs a word
+            assert main(["predict", "--run", str(run), "--text", "a great day", *extra]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "api_key_env='SOME_SECRET'" in err
+            assert "--trust-run-endpoint" in err and "--api-key-env" in err
+        assert len(server.requests) == n_fit  # nothing was sent
+        # A library load is held the same way until the endpoint is confirmed.
+        loaded = Classifier.load(run / "model")
+        with pytest.raises(ClfbenchError, match="does not choose"):
+            loaded.classify(Texts(["a great day"]))
+        assert len(server.requests) == n_fit
+        # The user's own variable: the user's key goes, not the secret.
+        assert main(["predict", "--run", str(run), "--text", "a great day",
+                     "--base-url", server.url, "--api-key-env", "CLFBENCH_TEST_KEY"]) == 0
+        assert server.requests[-1]["headers"]["Authorization"] == "Bearer sk-user-key"
+        assert json.loads(capsys.readouterr().out)["label"] == "positive"
+        # Trusting the run: its stored values are used (the user said so).
+        assert main(["predict", "--run", str(run), "--text", "a great day", "--trust-run-endpoint"]) == 0
+        assert server.requests[-1]["headers"]["Authorization"] == f"Bearer {secret}"
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+
+
+def test_a_stored_url_needs_the_users_word_even_with_the_default_variable(tmp_path, monkeypatch, capsys):
+    from clfbench.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-SENTINEL-openai")
+    with ApiServer(RULE) as server:
+        run = _saved_run(tmp_path, server, api_key_env="OPENAI_API_KEY")
+        n_fit = len(server.requests)
+        capsys.readouterr()
+        assert main(["predict", "--run", str(run), "--text", "a great day"]) == 2
+        err = capsys.readouterr().err
+        assert f"base_url={server.url!r}" in err and "api_key_env" not in err.split("names")[1].split(";")[0]
+        assert len(server.requests) == n_fit
+        texts = tmp_path / "texts.txt"
+        texts.write_text("a great day\na dull day\n")
+        assert main(["predict", "--run", str(run), "--file", str(texts), "--out", str(tmp_path / "p.parquet")]) == 2
+        assert len(server.requests) == n_fit
+        assert main(["predict", "--run", str(run), "--file", str(texts), "--out", str(tmp_path / "p.parquet"),
+                     "--base-url", server.url]) == 0
+        assert len(server.requests) == n_fit + 2
+
+
+def test_cli_run_of_streams_without_done_is_incomplete(datasets_dir, tmp_path):
+    from clfbench.store import Store
+
+    out = tmp_path / "runs"
+    with ApiServer(RULE, done=False) as server:
+        assert _run_cli(datasets_dir, server.url, out, "--param", "max_retries=0",
+                        "--param", "decision=logprobs") == 1
+    assert Store(out).runs() == []
+    [run] = (out / ".incomplete").iterdir()
+    info = json.loads((run / "metrics.json").read_text())["inference_info"]
+    assert info["incomplete"].startswith("26 of 26 API requests failed")
+    assert info["errors_by_kind"] == {"truncated": 26} and info["succeeded"] == 0
+
+
+def test_cli_run_that_sends_no_request_is_incomplete(datasets_dir, tmp_path, monkeypatch):
+    """max_tokens=100000 against a small budget: nothing is sent, so no accuracy 0.0 is indexed."""
+    from clfbench.store import Store
+
+    monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  test-model: {input: 10.0, output: 10.0}\n")
+    out = tmp_path / "runs"
+    with ApiServer(RULE) as server:
+        assert _run_cli(datasets_dir, server.url, out, "--param", f"prices={prices}",
+                        "--param", "budget_usd=0.5", "--param", "decision=generate",
+                        "--param", "max_tokens=100000") == 1
+        assert server.requests == []
+    assert Store(out).runs() == []
+    [run] = (out / ".incomplete").iterdir()
+    info = json.loads((run / "metrics.json").read_text())["inference_info"]
+    assert info["incomplete"].startswith("no request of the reported pass was sent (20 of 20")
+    assert "max_tokens=100000" in info["incomplete"]
+
+
+def test_budget_bounds_a_configuration_across_re_runs(datasets_dir, tmp_path, monkeypatch, capsys):
+    """An incomplete run's spend is kept with it; the re-run of the same configuration may
+    spend only what is left of budget_usd (and says so), so both together stay within it."""
+    from clfbench.store import Store
+
+    monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  test-model: {input: 10.0, output: 10.0}\n")
+    out = tmp_path / "runs"
+    budget = 0.06  # the first run spends about $0.056 (worst cases of maybe-billed replies)
+    args = ("--param", f"prices={prices}", "--param", f"budget_usd={budget}", "--param", "max_retries=0",
+            "--param", "concurrency=1")
+    with ApiServer(RULE) as server:  # the same endpoint (base_url is part of the configuration)
+        server.script.extend(["ok"] + ["malformed"] * 200)  # the probe answers, then broken replies
+        assert _run_cli(datasets_dir, server.url, out, *args) == 1
+        [kept] = (out / ".incomplete").iterdir()
+        first = json.loads((kept / "metrics.json").read_text())["inference_info"]
+        spent1 = first["usd_spent"] + first["usd_uncertain"]
+        assert 0 < spent1 <= budget and "incomplete" in first
+        assert json.loads((kept / "spend.json").read_text())["usd"] == pytest.approx(spent1)
+        capsys.readouterr()
+        server.script.clear()  # the endpoint works again
+        assert _run_cli(datasets_dir, server.url, out, *args) == 0
+    said = capsys.readouterr()
+    assert f"spent ${spent1:.4f}" in said.out + said.err
+    [row] = Store(out).runs()
+    info = row["inference_info"]
+    assert info["usd_spent_before"] == pytest.approx(spent1) and info["budget_usd"] == budget
+    assert info["budget_usd_this_run"] == pytest.approx(budget - spent1)
+    assert spent1 + info["usd_spent"] + info["usd_uncertain"] <= budget + 1e-9
+    assert info["budget_exhausted"] is True  # what was left did not pay for the whole re-run

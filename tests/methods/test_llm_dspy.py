@@ -156,6 +156,7 @@ def test_saved_program_reloads_and_sends_the_same_prompts(tmp_path):
         first = [r["body"]["messages"] for r in server.requests[-len(test):]]
         m.save(tmp_path / "model")
         loaded = Classifier.load(tmp_path / "model")
+        loaded.use_endpoint(trust=True)
         pred2, _ = loaded.classify(test)
         second = [r["body"]["messages"] for r in server.requests[-len(test):]]
     saved = json.loads((tmp_path / "model" / "program.json").read_text())
@@ -180,7 +181,9 @@ def test_tiny_local_model_outputs_that_match_no_label_are_invalid(tmp_path):
         pred, _ = m.classify(test)
         info = m.inference_info()
         m.save(tmp_path / "model")
-        pred2, _ = Classifier.load(tmp_path / "model").classify(test)
+        loaded = Classifier.load(tmp_path / "model")
+        loaded.use_endpoint(trust=True)
+        pred2, _ = loaded.classify(test)
         usage = list(server.usage_sent)
     outputs = [text for _, text in server.outputs[n_fit:n_fit + len(test)]]
     assert set(pred.tolist()) <= {INVALID, 0, 1}
@@ -219,7 +222,8 @@ def test_cli_run_report_and_predict_show_the_optimised_program(tmp_path, capsys)
         n_run = len(server.requests)
         run = next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
         capsys.readouterr()
-        assert main(["predict", "--run", str(run), "--text", "I want a refund please"]) == 0
+        assert main(["predict", "--run", str(run), "--text", "I want a refund please",
+                     "--base-url", server.url]) == 0
         printed = capsys.readouterr().out
         assert len(server.requests) == n_run + 1 and "billing" in printed
     metrics = json.loads((run / "metrics.json").read_text())
@@ -287,6 +291,7 @@ def test_saved_model_reloads_without_its_descriptions_file(tmp_path, name):
         m.save(tmp_path / "model")
         descriptions.unlink()
         loaded = Classifier.load(tmp_path / "model")
+        loaded.use_endpoint(trust=True)
         loaded.classify(test)
         second = sorted(r["body"]["messages"][0]["content"] for r in server.requests[-2:])
     assert "FILEDESC" in first[0] and second == first

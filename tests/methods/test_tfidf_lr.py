@@ -78,3 +78,47 @@ def test_without_validation_c_comes_from_the_grid():
 def test_bad_c_settings_are_refused(params, match):
     with pytest.raises(ClfbenchError, match=match):
         make_method("tfidf-lr", **params)
+
+
+def test_saved_pipeline_is_skops_and_a_crafted_pickle_runs_no_code(tmp_path, monkeypatch):
+    """Issue 23.3: the pipeline is saved without a pickle; a legacy (or crafted)
+    pipeline.joblib is refused unless CLFBENCH_TRUST_PICKLES=1, and never runs unasked."""
+    import pickle
+
+    from clfbench.data import LabeledTexts, Texts
+    from clfbench.errors import ClfbenchError
+    from clfbench.methods.base import Classifier, make_method
+
+    texts = ["good film", "great plot", "bad film", "awful plot"] * 3
+    data = LabeledTexts(texts, None, np.array([1, 1, 0, 0] * 3), ["neg", "pos"])
+    m = make_method("tfidf-lr", C=1.0).fit(data)
+    m.save(tmp_path / "model")
+    assert (tmp_path / "model" / "pipeline.skops").is_file()
+    assert not (tmp_path / "model" / "pipeline.joblib").exists()
+    assert Classifier.load(tmp_path / "model").predict(Texts(["good film"])).tolist() == [1]
+    # A crafted pickle in the place of the pipeline: refused, the command never runs.
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "model" / "pipeline.skops").unlink()
+    (tmp_path / "model" / "pipeline.joblib").write_bytes(pickle.dumps(Evil()))
+    monkeypatch.delenv("CLFBENCH_TRUST_PICKLES", raising=False)
+    with pytest.raises(ClfbenchError, match="a pickle, which runs any code.*CLFBENCH_TRUST_PICKLES"):
+        Classifier.load(tmp_path / "model")
+    assert not marker.exists()
+
+
+def test_a_crafted_skops_file_naming_a_function_is_refused(tmp_path):
+    import os
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from clfbench.sklearn_io import load_estimator
+
+    sio.dump(FunctionTransformer(os.system), tmp_path / "pipeline.skops")
+    with pytest.raises(ClfbenchError, match="not trusted.*system"):
+        load_estimator(tmp_path, "pipeline")

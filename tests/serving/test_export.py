@@ -150,3 +150,27 @@ def test_cli_serves_a_run_folder_by_exporting_it_on_the_fly(make_run, monkeypatc
     assert main(["serve", str(run), "--port", "8123"]) == 0
     assert seen["card"]["export"]["run_id"] == run.name and seen["where"] == ("127.0.0.1", 8123)
     assert seen["results"][0]["label"] in seen["card"]["labels"]
+
+
+def test_an_export_with_a_crafted_pickle_is_refused_and_runs_nothing(make_run, tmp_path, monkeypatch):
+    """Issue 23.3: a tfidf-lr export holds pipeline.skops (no pickle); a pipeline.joblib put in
+    its place is not unpickled (what `serve` loads) unless CLFBENCH_TRUST_PICKLES=1."""
+    import pickle
+    import shutil
+
+    out = export_run(make_run("tfidf-lr", C=1.0), tmp_path / "export")
+    assert (out / "pipeline.skops").is_file() and not list(out.glob("*.joblib"))
+    crafted = tmp_path / "crafted"
+    shutil.copytree(out, crafted)
+    (crafted / "pipeline.skops").unlink()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (crafted / "pipeline.joblib").write_bytes(pickle.dumps(Evil()))
+    monkeypatch.delenv("CLFBENCH_TRUST_PICKLES", raising=False)
+    with pytest.raises(ClfbenchError, match="a pickle, which runs any code"):
+        load_export(crafted)
+    assert not marker.exists()

@@ -144,6 +144,15 @@ class Classifier:
         raise NotImplementedError
 
 
+def confirm_endpoint(model: Classifier, endpoint: dict | None) -> None:
+    """Apply the user's word on a loaded API model's endpoint (`LlmApi.use_endpoint`:
+    base_url, api_key_env, trust); other methods have none. Refuses a stored non-default
+    endpoint the user has not confirmed, before any request."""
+    use = getattr(model, "use_endpoint", None)
+    if use is not None:
+        use(**(endpoint or {}))
+
+
 def load_file(path: Path, loader: Callable[[Path], T]) -> T:
     """`loader(path)`; any failure (a truncated, corrupted or missing file) becomes one
     ClfbenchError naming `path`."""

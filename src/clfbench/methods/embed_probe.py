@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 import torch
 
@@ -27,6 +26,7 @@ from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
 from clfbench.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
 from clfbench.progress import progress
+from clfbench.sklearn_io import load_estimator, save_estimator
 
 
 class _Output:
@@ -168,7 +168,7 @@ class EmbeddingProbe(Classifier):
     # alias reloads it exactly and only the regression is saved. A local folder is copied
     # (save_pretrained), since the folder may change or vanish after the run.
     def _save_state(self, path: Path) -> None:
-        joblib.dump(self.lr_, path / "logreg.joblib")
+        save_estimator(self.lr_, path, "logreg")  # skops: loading runs no code
         state = {"C": self.C_, "encoder": {"name": self.ref_.name, "kind": self.ref_.kind,
                                            "revision": self.revision_},
                  "fit_info": self.fit_info_}
@@ -187,6 +187,6 @@ class EmbeddingProbe(Classifier):
             ref = resolve_model(enc["name"], self.name)
         self._load_encoder(ref, enc.get("revision") if ref.kind == "hub" else None)
         self.ref_ = ModelRef(enc["name"], ref.source, enc["kind"])
-        self.lr_ = joblib.load(path / "logreg.joblib")
+        self.lr_ = load_estimator(path, "logreg")
         self.C_ = state["C"]
         self.fit_info_ = state.get("fit_info", {})

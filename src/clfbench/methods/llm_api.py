@@ -34,10 +34,21 @@ Failed requests: a request that still fails after its retries (5xx, timeouts, br
 malformed replies) is not an answer the model gave, so a run with any such request is not a
 result. `inference_info()` then carries `incomplete` ("N of M API requests failed ..."),
 and the store keeps the run in `.incomplete/` without indexing it: a re-run retries it.
-Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid.
+`budget_usd` bounds a configuration across re-runs: what an incomplete run spent is kept
+with it, and a re-run may spend only what is left (the runner says so; `usd_spent_before`).
+A request whose retry no longer fits in the budget is a budget stop, not a failure.
+Only a budget stop (requests never sent) leaves a complete run with unsent examples invalid,
+and only once some example was answered: a reported pass with no request sent is incomplete
+too. A streamed reply that closes before `data: [DONE]` is a failed attempt (retried), never
+an answer.
 
 The API key is read from the environment variable named by `api_key_env` when requests
-are made; it is never a parameter and is never written anywhere. A key that cannot be sent
+are made; it is never a parameter and is never written anywhere. A saved model does not choose
+where a key goes: when it is loaded, a stored `base_url` or `api_key_env` other than the
+defaults (`DEFAULT_BASE_URL`, `DEFAULT_API_KEY_ENV`) is used only once the user confirms it
+(`use_endpoint`: `clfbench predict --base-url URL`, `--api-key-env NAME` or
+`--trust-run-endpoint`); before that the client is refused, so no request is sent and no
+variable is read (an edited method.json could otherwise send any secret to any URL). A key that cannot be sent
 (whitespace such as a trailing newline, non-ASCII characters) is an error naming the
 variable, before any request.
 """
@@ -60,6 +71,8 @@ from clfbench.methods.base import INVALID, Classifier
 log = logging.getLogger(__name__)
 
 DECISIONS = ("auto", "logprobs", "generate")
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 #: The probability given to a label none of whose tokens is among the returned top logprobs
 #: (bounds one example's log loss at -ln(1e-4) = 9.2 nats; counted as `label_floored`).
@@ -73,12 +86,15 @@ class LlmApi(Classifier):
     requires = ("httpx",)
     needs_training = False
     remote = True
+    #: USD that incomplete earlier runs of this configuration spent (set by the runner from the
+    #: results folder): this run may spend `budget_usd` less that.
+    spent_before_usd: float = 0.0
 
     def __init__(
         self,
         model: str | None = None,
-        base_url: str = "https://api.openai.com/v1",
-        api_key_env: str = "OPENAI_API_KEY",
+        base_url: str = DEFAULT_BASE_URL,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
         shots: int = 0,
         seed: int = 99,
         concurrency: int = 4,
@@ -223,6 +239,8 @@ class LlmApi(Classifier):
         client = getattr(self, "_client_", None)
         if client is not None:
             return client
+        if getattr(self, "endpoint_unconfirmed_", None):
+            raise ClfbenchError(self._endpoint_refusal(self.endpoint_unconfirmed_))
         from clfbench.api_client import ChatClient, check_api_key, is_loopback
         from clfbench.pricing import load_prices, price_for, request_cost
 
@@ -248,9 +266,15 @@ class LlmApi(Classifier):
             self.base_url, model, key, timeout_s=self.timeout_s, max_retries=self.max_retries,
             backoff_base_s=self.backoff_base_s, backoff_max_s=self.backoff_max_s,
             concurrency=self.concurrency, seed=self.seed, stream=self.stream, cost_fn=cost_fn,
-            budget_usd=self.budget_usd,
+            budget_usd=self._budget_left(),
         )
         return self._client_
+
+    def _budget_left(self) -> float | None:
+        """`budget_usd` less what incomplete earlier runs of this configuration spent."""
+        if self.budget_usd is None:
+            return None
+        return max(0.0, float(self.budget_usd) - float(self.spent_before_usd or 0.0))
 
     def _max_tokens(self, decision: str) -> int:
         """Enough for the answer word: 8 tokens when scoring logprobs, 16 when parsing text."""
@@ -411,6 +435,10 @@ class LlmApi(Classifier):
             return {}
         info: dict[str, Any] = {"endpoint": self.base_url, "decision": self.decision_,
                                 **client.summary()}
+        if self.spent_before_usd:  # earlier incomplete runs: budget_usd covers them too
+            info["usd_spent_before"] = float(self.spent_before_usd)
+            info["budget_usd_this_run"] = info["budget_usd"]
+            info["budget_usd"] = self.budget_usd
         info["label_scoring"] = self.label_scoring()
         passes = list(getattr(self, "passes_", []))
         single = dict(getattr(self, "single_calls_", {}))
@@ -433,6 +461,18 @@ class LlmApi(Classifier):
             kinds = ", ".join(f"{k} x{n}" for k, n in sorted(info["errors_by_kind"].items()))
             info["incomplete"] = (f"{info['failures']} of {info['requests']} API requests failed "
                                   f"after retries (attempt errors: {kinds})")
+        rp = info["reported_pass"] or {}
+        if (not info.get("incomplete") and rp.get("examples")
+                and rp["not_sent_budget"] + rp["failed"] >= rp["examples"]):
+            # nothing answered: a budget that covers no request is not a result (accuracy 0)
+            lp_or_gen = "logprobs" if info["label_scoring"] == "first-token logprobs" else "generate"
+            info["incomplete"] = (
+                f"no request of the reported pass was sent ({rp['not_sent_budget']} of "
+                f"{rp['examples']} examples): budget_usd={self.budget_usd} does not cover "
+                f"one request's worst case (max_tokens={self._max_tokens(lp_or_gen)})"
+                + (f" after ${self.spent_before_usd:.4f} spent by earlier incomplete runs"
+                   if self.spent_before_usd else "")
+            )
         if info["budget_exhausted"]:
             info["budget_note"] = (
                 "budget_usd ran out: examples not sent count as invalid, and the latency and "
@@ -467,7 +507,40 @@ class LlmApi(Classifier):
 
         return inline_descriptions(self.get_params(), self.builder_)
 
+    def _hold_saved_endpoint(self) -> None:
+        """A loaded model: its stored endpoint and key variable wait for the user's word
+        (`use_endpoint`) unless they are the defaults."""
+        self.endpoint_unconfirmed_ = {
+            k: v for k, v in (("base_url", self.base_url), ("api_key_env", self.api_key_env))
+            if v != {"base_url": DEFAULT_BASE_URL, "api_key_env": DEFAULT_API_KEY_ENV}[k]
+        }
+
+    def _endpoint_refusal(self, held: dict[str, Any]) -> str:
+        stored = ", ".join(f"{k}={v!r}" for k, v in held.items())
+        return (f"{self.name}: the saved model names {stored}; a saved folder does not choose "
+                "which key is sent where: give --base-url URL and --api-key-env NAME yourself, "
+                "or --trust-run-endpoint to use the stored values")
+
+    def use_endpoint(self, base_url: str | None = None, api_key_env: str | None = None,
+                     trust: bool = False) -> None:
+        """The user's word on a loaded model's endpoint: `base_url` / `api_key_env` replace the
+        stored values; `trust` accepts the stored ones. A stored non-default value that is
+        neither replaced nor trusted is refused (one ClfbenchError naming it and the flags)."""
+        if base_url is not None:
+            self.base_url = base_url
+        if api_key_env is not None:
+            self.api_key_env = api_key_env
+        held = {k: v for k, v in (getattr(self, "endpoint_unconfirmed_", None) or {}).items()
+                if {"base_url": base_url, "api_key_env": api_key_env}[k] is None}
+        if held and not trust:
+            raise ClfbenchError(self._endpoint_refusal(held))
+        self.endpoint_unconfirmed_ = {}
+        self._client_ = None
+        if not str(self.base_url).startswith(("http://", "https://")):
+            raise ClfbenchError(f"{self.name}: base_url={self.base_url!r}; expected an http(s):// URL")
+
     def _load_state(self, path: Path) -> None:
+        self._hold_saved_endpoint()
         state = json.loads((path / "llm_api.json").read_text())
         self.decision_ = state["decision"]
         self.shots_ = [(t, p, int(y)) for t, p, y in state["shots"]]

@@ -54,7 +54,7 @@ from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.extras import import_optional
 from clfbench.methods.base import INVALID
-from clfbench.methods.llm_api import LlmApi
+from clfbench.methods.llm_api import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, LlmApi
 from clfbench.progress import interactive, say
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class LlmDspy(LlmApi):
     def __init__(
         self,
         model: str | None = None,
-        base_url: str = "https://api.openai.com/v1",
-        api_key_env: str = "OPENAI_API_KEY",
+        base_url: str = DEFAULT_BASE_URL,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
         optimizer: str = "bootstrap",
         trials: int | None = None,
         max_demos: int = 4,
@@ -532,6 +532,7 @@ class LlmDspy(LlmApi):
         (path / "llm_dspy.json").write_text(json.dumps(state, ensure_ascii=False, indent=2, default=str))
 
     def _load_state(self, path: Path) -> None:
+        self._hold_saved_endpoint()
         state = json.loads((path / "llm_dspy.json").read_text(encoding="utf-8"))
         self.is_pair_ = bool(state["is_pair"])
         self.fit_info_ = state.get("fit_info", {})

@@ -14,7 +14,7 @@ Differences from `setfit.Trainer.train` and why:
   training split makes pairs, and validation is used for one choice only: the head's `C`
   (from `c_grid`, by validation macro-F1, as embed-probe does), unless `C` is given.
 - The head is scikit-learn's LogisticRegression fitted here on the tuned embeddings (what
-  SetFit's default head is), so `C` can be chosen and the head saved with joblib.
+  SetFit's default head is), so `C` can be chosen and the head saved with skops (no pickle).
 - Nothing is written to disk during training (no checkpoints folder in the working directory).
 - Progress is clfbench's own, on stderr and only when `verbose` (as for the other trained
   methods): the estimate line after a timed step, a bar over the steps (whole lines in a log)
@@ -38,7 +38,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 
 from clfbench.data import LabeledTexts, Texts
@@ -49,6 +48,7 @@ from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
 from clfbench.models import ModelRef, resolve_model
 from clfbench.progress import estimate_line, format_seconds, progress_bar, say
+from clfbench.sklearn_io import load_estimator, save_estimator
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
@@ -234,7 +234,7 @@ class SetFit(Classifier):
     # --- persistence: the tuned encoder (sentence-transformers folder) and the head ---------
     def _save_state(self, path: Path) -> None:
         self.body_.save(str(path / "body"))
-        joblib.dump(self.lr_, path / "logreg.joblib")
+        save_estimator(self.lr_, path, "logreg")  # skops: loading runs no code
         state = {"C": self.C_, "encoder": {"name": self.ref_.name, "kind": self.ref_.kind},
                  "fit_info": self.fit_info_}
         (path / "state.json").write_text(json.dumps(state, indent=2, default=str))
@@ -243,7 +243,7 @@ class SetFit(Classifier):
         state = json.loads((path / "state.json").read_text())
         self.body_ = self._load_body(str(path / "body")).eval()
         self.ref_ = ModelRef(state["encoder"]["name"], str(path / "body"), state["encoder"]["kind"])
-        self.lr_ = joblib.load(path / "logreg.joblib")
+        self.lr_ = load_estimator(path, "logreg")
         self.C_ = state["C"]
         self.fit_info_ = state.get("fit_info", {})
 

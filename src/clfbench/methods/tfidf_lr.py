@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -13,8 +12,9 @@ from sklearn.pipeline import make_pipeline
 
 from clfbench.data import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
-from clfbench.methods.base import Classifier, load_file
+from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
+from clfbench.sklearn_io import load_estimator, save_estimator
 
 DEFAULT_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 
@@ -90,7 +90,7 @@ class TfidfLogReg(Classifier):
         return n, n
 
     def _save_state(self, path: Path) -> None:
-        joblib.dump(self.pipeline_, path / "pipeline.joblib")
+        save_estimator(self.pipeline_, path, "pipeline")  # skops: loading runs no code
 
     def _load_state(self, path: Path) -> None:
-        self.pipeline_ = load_file(path / "pipeline.joblib", joblib.load)
+        self.pipeline_ = load_estimator(path, "pipeline")

@@ -4,13 +4,13 @@ An export holds what inference needs and nothing of training:
 
     DIR/export.json       what it is: method, format, labels, preprocessing and truncation
     DIR/MODEL_CARD.md     the model card, and the same facts as model_card.json
-    DIR/pipeline.joblib   tfidf-lr: the fitted scikit-learn pipeline
+    DIR/pipeline.skops    tfidf-lr: the fitted scikit-learn pipeline (skops: no pickle)
     DIR/onnx/             encoders (and embed-probe's frozen encoder): ONNX graph(s) + tokenizer
-    DIR/logreg.joblib     embed-probe: the probe on the pooled embeddings
+    DIR/logreg.skops      embed-probe: the probe on the pooled embeddings (skops)
     DIR/torch/            --format torch: the (merged) weights + tokenizer, save_pretrained
     DIR/method/, DIR/base/  llm-prompt / llm-sft: prompt state (+ LoRA adapter) and base weights
 
-`load_export(DIR).classify(texts, pairs)` needs onnxruntime, transformers/tokenizers or joblib
+`load_export(DIR).classify(texts, pairs)` needs onnxruntime, transformers/tokenizers or skops
 only: tfidf-lr, embed-probe and encoder exports never import `clfbench.methods` (prompted LLMs
 reuse the prompt and scoring code of their method, which has no separate inference form).
 """
@@ -27,6 +27,7 @@ import numpy as np
 
 from clfbench.data import Texts
 from clfbench.errors import ClfbenchError
+from clfbench.sklearn_io import load_estimator, save_estimator
 
 EXPORT_FILE = "export.json"
 CARD_JSON = "model_card.json"
@@ -171,18 +172,14 @@ def _export_fitted(model, kind: str, fmt: str, out: Path, texts: Texts, metrics:
                    recheck: float | str | None) -> dict[str, Any]:
     """Write a fitted model's inference state; return export.json's facts about it."""
     if kind == "sklearn-text":
-        import joblib
-
-        joblib.dump(model.pipeline_, out / "pipeline.joblib")
+        save_estimator(model.pipeline_, out, "pipeline")
         return {"preprocessing": {"pair_joiner": TFIDF_PAIR_JOINER, "truncation": "none (whole texts)",
                                   "max_length": None}}
     if kind == "embedding-probe":
-        import joblib
-
         encoder = model.encoder_.encoder
         encoder.set_attn_implementation("eager")  # the pooled wrapper has no switch of its own
         graph = _export_onnx(model.encoder_.cpu(), model.tokenizer_, out, fmt, None, texts, model.max_length)
-        joblib.dump(model.lr_, out / "logreg.joblib")
+        save_estimator(model.lr_, out, "logreg")
         return {"preprocessing": _tokenizer_policy(model.tokenizer_, model.max_length, ""), **graph,
                 "pooling": "mean over attention mask", "normalize": model.normalize}
     prefix = _pair_prefix(model)
@@ -307,10 +304,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 class SklearnText(ExportedModel):
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
-        import joblib
-
         super().__init__(folder, meta)
-        self.pipeline = joblib.load(folder / "pipeline.joblib")
+        self.pipeline = load_estimator(folder, "pipeline")
 
     def _proba(self, X: Texts) -> np.ndarray:
         joined = X.joined(self.meta["preprocessing"]["pair_joiner"])
@@ -353,10 +348,8 @@ class OnnxExport(ExportedModel):
 
 class EmbeddingProbe(OnnxExport):
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
-        import joblib
-
         super().__init__(folder, meta)
-        self.probe = joblib.load(folder / "logreg.joblib")
+        self.probe = load_estimator(folder, "logreg")
 
     def _proba(self, X: Texts) -> np.ndarray:
         emb = self.logits(X).astype(np.float64)
