@@ -204,3 +204,48 @@ def test_max_train_below_two_per_class_is_refused_once_the_classes_are_known(tmp
     assert "--max-train 153 (max_train)" in refused(["run", str(grid)], tmp_path / "runs", capsys)
     assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--max-train", "154",
                  "--latency-examples", "2", "--out", str(tmp_path / "runs"), "-q"]) == 0
+
+
+_BAD_FILES = {
+    "template_missing": ("template", None, "prompt template file not found"),
+    "template_yaml": ("template", "user: [unclosed\n", r"line \d+: invalid YAML"),
+    "template_key": ("template", "instructions: typo\n", r"unknown template key\(s\) instructions"),
+    "template_jinja": ("template", "user: '{{ oops'\n", "template key 'user'"),
+    "descriptions_missing": ("label_descriptions", None, "label descriptions file not found"),
+    "descriptions_list": ("label_descriptions", "- a\n- b\n", "label descriptions must be a mapping"),
+    "prices_missing": ("prices", None, "price file not found"),
+    "prices_negative": ("prices", "models:\n  m: {input: -1, output: 2}\n", r"models\.m\.input"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_FILES))
+def test_files_a_parameter_names_are_read_before_the_first_run_of_a_grid(case, tmp_path, capsys,
+                                                                         monkeypatch):
+    """A bad template, descriptions or price file of the grid's last run used to be read in
+    that run: the tfidf-lr run before it was computed and saved, and the error came late."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    param, text, expected = _BAD_FILES[case]
+    path = tmp_path / f"{param}.yaml"
+    if text is not None:
+        path.write_text(text)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"tasks: [{{name: reviews, train_file: {GOOD / 'train.csv'}, test_file: {GOOD / 'test.csv'}}}]\n"
+        "latency_examples: 2\n"
+        "methods:\n  - tfidf-lr\n"
+        "  - {name: llm-api, model: m, params: {base_url: 'http://127.0.0.1:9/v1', "
+        f"{param}: '{path}'}}}}\n"
+    )
+    line = refused(["run", str(grid)], tmp_path / "runs", capsys)
+    assert str(path) in line and re.search(expected, line), line
+
+
+def test_a_distill_teachers_price_file_is_read_before_any_work(tmp_path, capsys):
+    from clfbench.evaluate import preflight
+
+    spec = RunSpec(method="distill", train_file=str(GOOD / "train.csv"),
+                   params={"teacher": {"method": "llm-api", "model": "m",
+                                       "base_url": "http://127.0.0.1:9/v1",
+                                       "prices": str(tmp_path / "nope.yaml")}})
+    with pytest.raises(ClfbenchError, match=r"nope\.yaml: price file not found"):
+        preflight(spec)

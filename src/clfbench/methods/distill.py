@@ -141,6 +141,11 @@ class Distill(Classifier):
         self.teacher_.check_models()
         self.student_.check_models()
 
+    def check_files(self) -> None:
+        """The files the teacher's and the student's parameters name, before any data loads."""
+        self.teacher_.check_files()
+        self.student_.check_files()
+
     def _check_pool(self) -> None:
         """The pool's file type; whether the file is there is checked in `fit` (a saved model
         loads without its pool file)."""
