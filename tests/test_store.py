@@ -540,3 +540,36 @@ def test_a_failed_grid_leaves_a_folder_it_did_not_create(tmp_path, monkeypatch):
         with pytest.raises(ClfbenchError):
             runner.run_grid([spec], out, quiet=True, isolate=False)
         assert out.exists() == kept
+
+
+def test_a_full_disk_mid_save_is_one_line_and_leaves_no_half_written_run(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the second run was saved used to end in `OSError: [Errno 28]` and a traceback."""
+    import errno
+
+    from clfbench import store as store_module
+    from clfbench.cli import main
+
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    grid, out = tiny_grid(tmp_path, [1, 2]), tmp_path / "runs"
+    real, saved = store_module._write_json, []
+
+    def write_json(path, payload):
+        if path.name == "metrics.json":
+            saved.append(path)
+            if len(saved) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, payload)
+
+    monkeypatch.setattr(store_module, "_write_json", write_json)
+    assert main(["run", str(grid), "--out", str(out), "-q"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert lines[0].startswith(f"clfbench: error: {out}: cannot save run ")
+    assert "No space left on device (free some space and run again" in lines[0]
+    store = Store(out)
+    assert len(store.runs()) == 1 and not any((out / ".partial").iterdir())
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [store.runs()[0]["run_id"], "index.sqlite"])
+    monkeypatch.setattr(store_module, "_write_json", real)
+    assert main(["run", str(grid), "--out", str(out), "-q"]) == 0
+    assert len(Store(out).runs()) == 2

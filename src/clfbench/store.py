@@ -20,6 +20,7 @@ Safe for any number of concurrent writers (processes, hosts sharing the folder):
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clfbench.errors import ClfbenchError
+from clfbench.errors import ClfbenchError, WriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +343,12 @@ class Store:
                                              default=_json_default)),
                 )
             return final
+        except OSError as e:  # a full disk mid-save: one line; the partial folder goes below
+            raise WriteFailed(
+                f"{self.root}: cannot save run {run_id}: {e.strerror or e}"
+                + (" (free some space and run again: completed runs are kept)"
+                   if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+            ) from None
         finally:
             for folder in (partial, *trash):
                 if folder.exists():
