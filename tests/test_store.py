@@ -573,3 +573,19 @@ def test_a_full_disk_mid_save_is_one_line_and_leaves_no_half_written_run(tmp_pat
     monkeypatch.setattr(store_module, "_write_json", real)
     assert main(["run", str(grid), "--out", str(out), "-q"]) == 0
     assert len(Store(out).runs()) == 2
+
+
+@pytest.mark.parametrize("field, value", [
+    ("accuracy", "high"), ("macro_f1", [0.5]), ("n_train", "many"), ("latency_ms_p50", True),
+    ("train_seconds", {"s": 1}), ("splits", "train"), ("fit_info", [1, 2]),
+])
+def test_metrics_with_wrong_types_are_one_line(runs_copy, capsys, field, value):
+    """A metrics.json edited or damaged into the wrong types used to end `results` in a
+    traceback (a format code on a string, int() of a word, .get on a list)."""
+    path = run_folder(runs_copy) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics[field] = value
+    path.write_text(json.dumps(metrics))
+    for fmt in ("table", "markdown", "csv"):
+        err = cli_error(capsys, "results", str(runs_copy), "--format", fmt)
+        assert f"{path}: field {field!r} is {value!r} (expected" in err, err

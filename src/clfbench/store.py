@@ -81,6 +81,28 @@ def incomplete_reason(metrics: dict[str, Any]) -> str | None:
     return str(reason) if reason else None
 
 
+#: Fields of metrics.json the tables read, by the JSON type each must have (or null).
+NUMBER_FIELDS = (*SUMMARY_KEYS, "n_train")
+OBJECT_FIELDS = ("fit_info", "splits", "inference_info")
+
+
+def check_metric_types(metrics: dict[str, Any], path: Path) -> None:
+    """A field of metrics.json with the wrong type (an edited or damaged file) is one line
+    naming the file and field, not a traceback where a table formats or sorts it."""
+    for key in NUMBER_FIELDS:
+        v = metrics.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ClfbenchError(f"{path}: field {key!r} is {v!r} (expected a number or null)")
+    for key in OBJECT_FIELDS:
+        v = metrics.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise ClfbenchError(f"{path}: field {key!r} is {v!r} (expected an object or null)")
+    for key in ("train_size", "degenerate"):
+        v = metrics.get(key)
+        if isinstance(v, (list, dict)):
+            raise ClfbenchError(f"{path}: field {key!r} is {v!r} (expected a single value)")
+
+
 def read_json(path: Path) -> Any:
     """A JSON file of a results folder; a missing, unreadable or broken file is one clear error."""
     try:
@@ -380,6 +402,7 @@ class Store:
                 metrics = read_json(path)
                 if not isinstance(metrics, dict):
                     raise ClfbenchError(f"{path}: corrupted (expected a JSON object)")
+                check_metric_types(metrics, path)
                 out.append({"run_id": run_id, "task": task, "method": method, "model": model,
                             "seed": seed, "path": str(self.root / run_id), **metrics})
         return out
