@@ -249,3 +249,23 @@ def test_a_distill_teachers_price_file_is_read_before_any_work(tmp_path, capsys)
                                        "prices": str(tmp_path / "nope.yaml")}})
     with pytest.raises(ClfbenchError, match=r"nope\.yaml: price file not found"):
         preflight(spec)
+
+
+def test_html_in_names_is_escaped_in_markdown_tables(tmp_path, capsys, monkeypatch):
+    """A task name with raw HTML went into `results --format markdown` and the report's
+    Markdown tables as markup (a script tag, an image) instead of as text."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    shutil.copy(GOOD / "train.csv", tmp_path / "train.csv")
+    out, name = tmp_path / "runs", "<img src=x onerror=alert(1)> & <b>co</b>"
+    assert main(["run", "--train", str(tmp_path / "train.csv"), "--method", "tfidf-lr",
+                 "--name", name, "--latency-examples", "2", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["results", str(out), "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    escaped = "&lt;img src=x onerror=alert(1)> & &lt;b>co&lt;/b>"
+    assert f"| {escaped} |" in table and "<img" not in table and "<b>" not in table
+    assert main(["report", str(out), "--bootstrap", "50"]) == 0
+    performance = (out / "report" / "performance_table.md").read_text()
+    assert escaped in performance, performance
+    for md in (out / "report").glob("*.md"):
+        assert "<img" not in md.read_text() and "<b>" not in md.read_text(), md
