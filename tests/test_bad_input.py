@@ -50,6 +50,7 @@ EXPECTED = {
     "true_and_one.csv": r"labels '1' and 'true' would be two classes",
     "case_variants.csv": r"labels 'Pos' and 'pos' would be two classes",
     "duplicate_header.csv": r"line 1: column 'text' appears twice in the header",
+    "out_number.yaml": r"out=5 \(expected a folder path\)",
 }
 
 
