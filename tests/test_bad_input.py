@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import refused
 
@@ -51,6 +52,7 @@ EXPECTED = {
     "case_variants.csv": r"labels 'Pos' and 'pos' would be two classes",
     "duplicate_header.csv": r"line 1: column 'text' appears twice in the header",
     "out_number.yaml": r"out=5 \(expected a folder path\)",
+    "fraction_label.csv": r"row 8: label '0\.5' in column 'label' is a fraction among the integer classes 0, 1",
 }
 
 
@@ -270,3 +272,12 @@ def test_html_in_names_is_escaped_in_markdown_tables(tmp_path, capsys, monkeypat
     assert escaped in performance, performance
     for md in (out / "report").glob("*.md"):
         assert "<img" not in md.read_text() and "<b>" not in md.read_text(), md
+
+
+def test_fractional_labels_that_are_all_fractions_are_classes_with_a_warning(capsys):
+    """Scores such as 0.5 and 1.5 as labels were silently classes; now a warning says so."""
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(6)], "label": [0.5, 1.5, 2.5, 0.5, 1.5, 2.5]})
+    data = frame_to_labeled(df, "scores.jsonl", "text", "label")
+    assert data.label_names == ["0.5", "1.5", "2.5"]
+    err = capsys.readouterr().err
+    assert "scores.jsonl: row 1: label '0.5' in column 'label' is a fractional number" in err, err
