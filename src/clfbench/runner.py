@@ -55,6 +55,10 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
         preflight(spec)
     store = Store(out)
     store.check_writable()  # an unusable --out fails before any work
+    orphans = store.clean_partials()  # saves that killed processes left half-written
+    if orphans:
+        console.print(f"[dim]removed {len(orphans)} half-written save(s) left in "
+                      f"{escape(str(Path(out) / '.partial'))} by processes that are gone[/]")
     data = _load_all(specs)
     specs = unique(expand_size_draws(specs, data))
     fresh = not Path(out).exists()

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 INDEX = "index.sqlite"
 PARTIAL = ".partial"
+PARTIAL_OWNER = ".owner"  # in a folder being written under PARTIAL: the writer's `Store.owner`
 INCOMPLETE = ".incomplete"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -338,6 +339,7 @@ class Store:
         trash: list[Path] = []  # replaced folders, deleted once the index lock is released
         try:
             partial.mkdir(parents=True)
+            (partial / PARTIAL_OWNER).write_text(self.owner)  # whose it is, for `clean_partials`
             _write_json(partial / "config.json", result.config)
             with open(partial / "predictions.jsonl", "w", encoding="utf-8") as f:
                 for row in result.predictions:
@@ -347,6 +349,7 @@ class Store:
             for name, payload in result.extra.items():
                 _write_json(partial / name, payload)
             _write_json(partial / "metrics.json", result.metrics)  # last: marks the folder complete
+            (partial / PARTIAL_OWNER).unlink()
             final = self.root / run_id
             with self._db(write=True) as con:
                 if self._indexed(con, spec_hash):
@@ -376,6 +379,28 @@ class Store:
                 if folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
 
+    def clean_partials(self) -> list[Path]:
+        """Delete what killed writers left under `.partial/` (a save cut short by SIGKILL or a
+        lost machine): folders whose owner is a dead process on this host, or untouched for
+        longer than a claim stays valid. A live writer's folder is kept. The folders removed."""
+        folder = self.root / PARTIAL
+        if not folder.is_dir():
+            return []
+        removed, now = [], time.time()
+        for p in folder.iterdir():
+            try:
+                owned = p.is_dir() and (p / PARTIAL_OWNER).is_file()
+                owner = (p / PARTIAL_OWNER).read_text().strip() if owned else ""
+                touched = p.stat().st_mtime
+            except OSError:  # its writer has just moved or deleted it
+                continue
+            if owner and owner.startswith(f"{socket.gethostname()}:{os.getpid()}:"):
+                continue  # this process's own save
+            if self._stale(owner, touched, now) if owner else now - touched > self.stale_after_s:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
+
     def _move_into_place(self, src: Path, dest: Path) -> list[Path]:
         """Rename `src` to `dest`; a leftover `dest` (not an indexed run) is moved aside first
         and returned for deletion. Called under the index's write lock, so no other Store
@@ -391,10 +416,16 @@ class Store:
         """Completed runs, oldest first, with their full metrics.json."""
         if not self.index_path.exists():
             raise ClfbenchError(f"{self.root}: no clfbench results here ({INDEX} missing)")
+        if self.index_path.stat().st_size == 0:  # truncated to nothing: not "no runs yet"
+            raise ClfbenchError(f"{self.index_path}: empty (0 bytes), not a clfbench index; "
+                                "move it away to start a new one")
         with self._db() as con:
+            if "runs" not in _tables(con):  # every index a run wrote has the table
+                raise ClfbenchError(f"{self.index_path}: not a clfbench index (no runs table); "
+                                    "move it away to start a new one")
             rows = con.execute(
                 "SELECT run_id, task, method, model, seed FROM runs ORDER BY finished_at"
-            ).fetchall() if "runs" in _tables(con) else []
+            ).fetchall()
         out = []
         for run_id, task, method, model, seed in rows:
             path = self.root / run_id / "metrics.json"
