@@ -8,6 +8,7 @@ what its one-line error must contain, and must list every file of the corpus.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 from dataclasses import replace
@@ -281,3 +282,24 @@ def test_fractional_labels_that_are_all_fractions_are_classes_with_a_warning(cap
     assert data.label_names == ["0.5", "1.5", "2.5"]
     err = capsys.readouterr().err
     assert "scores.jsonl: row 1: label '0.5' in column 'label' is a fractional number" in err, err
+
+
+def test_a_ten_row_file_warns_that_its_validation_split_is_one_example(tmp_path, capsys, monkeypatch):
+    """A 10-row file left a one-example validation split (epoch selection, tuning and the
+    degenerate check on one example) without a word."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    train = tmp_path / "ten.csv"
+    train.write_text("text,label\n" + "".join(
+        f"{'good great' if i % 2 else 'bad awful'} film {i},{'pos' if i % 2 else 'neg'}\n" for i in range(10)))
+    out = tmp_path / "runs"
+    assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--latency-examples", "2",
+                 "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert (f"clfbench: warning: {train}: the validation split has only 1 example(s) "
+            "(carved: 10% of train, stratified): too few") in err, err
+    [metrics] = [json.loads(p.read_text()) for p in out.glob("*/metrics.json")]
+    assert metrics["splits"]["sizes"]["validation"] == 1 and metrics["splits"]["warnings"]
+    # a complete folder: nothing to run, nothing to warn about
+    assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--latency-examples", "2",
+                 "--out", str(out), "-q"]) == 0
+    assert "validation split" not in capsys.readouterr().err
