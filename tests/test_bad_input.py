@@ -303,3 +303,20 @@ def test_a_ten_row_file_warns_that_its_validation_split_is_one_example(tmp_path,
     assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--latency-examples", "2",
                  "--out", str(out), "-q"]) == 0
     assert "validation split" not in capsys.readouterr().err
+
+
+def test_a_distill_pool_file_is_read_before_the_first_run_of_a_grid(tmp_path, capsys, monkeypatch):
+    """The pool file was read in distill's fit: the grid's earlier runs were computed first."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    pool = tmp_path / "pool.csv"
+    pool.write_text("review\nfine text\n")  # no `text` column
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"tasks: [{{name: reviews, train_file: {GOOD / 'train.csv'}, test_file: {GOOD / 'test.csv'}}}]\n"
+        "latency_examples: 2\n"
+        "methods:\n  - tfidf-lr\n"
+        "  - {name: distill, params: {teacher: {method: llm-api, model: m, "
+        f"base_url: 'http://127.0.0.1:9/v1'}}, pool: '{pool}'}}}}\n"
+    )
+    line = refused(["run", str(grid)], tmp_path / "runs", capsys)
+    assert f"{pool}: no text column 'text'" in line, line
