@@ -8,12 +8,14 @@ what its one-line error must contain, and must list every file of the corpus.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import refused
 
@@ -50,6 +52,8 @@ EXPECTED = {
     "true_and_one.csv": r"labels '1' and 'true' would be two classes",
     "case_variants.csv": r"labels 'Pos' and 'pos' would be two classes",
     "duplicate_header.csv": r"line 1: column 'text' appears twice in the header",
+    "out_number.yaml": r"out=5 \(expected a folder path\)",
+    "fraction_label.csv": r"row 8: label '0\.5' in column 'label' is a fraction among the integer classes 0, 1",
 }
 
 
@@ -204,3 +208,115 @@ def test_max_train_below_two_per_class_is_refused_once_the_classes_are_known(tmp
     assert "--max-train 153 (max_train)" in refused(["run", str(grid)], tmp_path / "runs", capsys)
     assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--max-train", "154",
                  "--latency-examples", "2", "--out", str(tmp_path / "runs"), "-q"]) == 0
+
+
+_BAD_FILES = {
+    "template_missing": ("template", None, "prompt template file not found"),
+    "template_yaml": ("template", "user: [unclosed\n", r"line \d+: invalid YAML"),
+    "template_key": ("template", "instructions: typo\n", r"unknown template key\(s\) instructions"),
+    "template_jinja": ("template", "user: '{{ oops'\n", "template key 'user'"),
+    "descriptions_missing": ("label_descriptions", None, "label descriptions file not found"),
+    "descriptions_list": ("label_descriptions", "- a\n- b\n", "label descriptions must be a mapping"),
+    "prices_missing": ("prices", None, "price file not found"),
+    "prices_negative": ("prices", "models:\n  m: {input: -1, output: 2}\n", r"models\.m\.input"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_FILES))
+def test_files_a_parameter_names_are_read_before_the_first_run_of_a_grid(case, tmp_path, capsys,
+                                                                         monkeypatch):
+    """A bad template, descriptions or price file of the grid's last run used to be read in
+    that run: the tfidf-lr run before it was computed and saved, and the error came late."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    param, text, expected = _BAD_FILES[case]
+    path = tmp_path / f"{param}.yaml"
+    if text is not None:
+        path.write_text(text)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"tasks: [{{name: reviews, train_file: {GOOD / 'train.csv'}, test_file: {GOOD / 'test.csv'}}}]\n"
+        "latency_examples: 2\n"
+        "methods:\n  - tfidf-lr\n"
+        "  - {name: llm-api, model: m, params: {base_url: 'http://127.0.0.1:9/v1', "
+        f"{param}: '{path}'}}}}\n"
+    )
+    line = refused(["run", str(grid)], tmp_path / "runs", capsys)
+    assert str(path) in line and re.search(expected, line), line
+
+
+def test_a_distill_teachers_price_file_is_read_before_any_work(tmp_path, capsys):
+    from clfbench.evaluate import preflight
+
+    spec = RunSpec(method="distill", train_file=str(GOOD / "train.csv"),
+                   params={"teacher": {"method": "llm-api", "model": "m",
+                                       "base_url": "http://127.0.0.1:9/v1",
+                                       "prices": str(tmp_path / "nope.yaml")}})
+    with pytest.raises(ClfbenchError, match=r"nope\.yaml: price file not found"):
+        preflight(spec)
+
+
+def test_html_in_names_is_escaped_in_markdown_tables(tmp_path, capsys, monkeypatch):
+    """A task name with raw HTML went into `results --format markdown` and the report's
+    Markdown tables as markup (a script tag, an image) instead of as text."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    shutil.copy(GOOD / "train.csv", tmp_path / "train.csv")
+    out, name = tmp_path / "runs", "<img src=x onerror=alert(1)> & <b>co</b>"
+    assert main(["run", "--train", str(tmp_path / "train.csv"), "--method", "tfidf-lr",
+                 "--name", name, "--latency-examples", "2", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["results", str(out), "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    escaped = "&lt;img src=x onerror=alert(1)> & &lt;b>co&lt;/b>"
+    assert f"| {escaped} |" in table and "<img" not in table and "<b>" not in table
+    assert main(["report", str(out), "--bootstrap", "50"]) == 0
+    performance = (out / "report" / "performance_table.md").read_text()
+    assert escaped in performance, performance
+    for md in (out / "report").glob("*.md"):
+        assert "<img" not in md.read_text() and "<b>" not in md.read_text(), md
+
+
+def test_fractional_labels_that_are_all_fractions_are_classes_with_a_warning(capsys):
+    """Scores such as 0.5 and 1.5 as labels were silently classes; now a warning says so."""
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(6)], "label": [0.5, 1.5, 2.5, 0.5, 1.5, 2.5]})
+    data = frame_to_labeled(df, "scores.jsonl", "text", "label")
+    assert data.label_names == ["0.5", "1.5", "2.5"]
+    err = capsys.readouterr().err
+    assert "scores.jsonl: row 1: label '0.5' in column 'label' is a fractional number" in err, err
+
+
+def test_a_ten_row_file_warns_that_its_validation_split_is_one_example(tmp_path, capsys, monkeypatch):
+    """A 10-row file left a one-example validation split (epoch selection, tuning and the
+    degenerate check on one example) without a word."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    train = tmp_path / "ten.csv"
+    train.write_text("text,label\n" + "".join(
+        f"{'good great' if i % 2 else 'bad awful'} film {i},{'pos' if i % 2 else 'neg'}\n" for i in range(10)))
+    out = tmp_path / "runs"
+    assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--latency-examples", "2",
+                 "--out", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert (f"clfbench: warning: {train}: the validation split has only 1 example(s) "
+            "(carved: 10% of train, stratified): too few") in err, err
+    [metrics] = [json.loads(p.read_text()) for p in out.glob("*/metrics.json")]
+    assert metrics["splits"]["sizes"]["validation"] == 1 and metrics["splits"]["warnings"]
+    # a complete folder: nothing to run, nothing to warn about
+    assert main(["run", "--train", str(train), "--method", "tfidf-lr", "--latency-examples", "2",
+                 "--out", str(out), "-q"]) == 0
+    assert "validation split" not in capsys.readouterr().err
+
+
+def test_a_distill_pool_file_is_read_before_the_first_run_of_a_grid(tmp_path, capsys, monkeypatch):
+    """The pool file was read in distill's fit: the grid's earlier runs were computed first."""
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    pool = tmp_path / "pool.csv"
+    pool.write_text("review\nfine text\n")  # no `text` column
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        f"tasks: [{{name: reviews, train_file: {GOOD / 'train.csv'}, test_file: {GOOD / 'test.csv'}}}]\n"
+        "latency_examples: 2\n"
+        "methods:\n  - tfidf-lr\n"
+        "  - {name: distill, params: {teacher: {method: llm-api, model: m, "
+        f"base_url: 'http://127.0.0.1:9/v1'}}, pool: '{pool}'}}}}\n"
+    )
+    line = refused(["run", str(grid)], tmp_path / "runs", capsys)
+    assert f"{pool}: no text column 'text'" in line, line

@@ -160,3 +160,46 @@ def test_ray_data_empty_text_is_a_clear_error(ray_cluster, run_dir, tmp_path):
     with pytest.raises(ClfbenchError, match="empty text in column 'text'"):
         predict_file(run_dir, src, tmp_path / "p.parquet", executor="ray")
     assert not (tmp_path / "p.parquet").exists()
+
+
+BAD_FILES = {  # name -> (bytes, what the one line must say); `run` refuses each the same way
+    "empty.csv": (b"", "file is empty"),
+    "garbage.csv": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not valid UTF-8"),
+    "utf16.csv": ("text,label\nhello,a\n".encode("utf-16"), "not valid UTF-8"),
+    "latin1.csv": ("text,label\ncafé crème,a\n".encode("latin-1"), r"line 2: not valid UTF-8"),
+    "header_only.csv": (b"text,label\n", "but no data rows"),
+    "unclosed_quote.csv": (b'text,label\nfine,a\n"never closed,b\nmore,a\n', "cannot parse as csv"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+@pytest.mark.parametrize("to_file", [True, False], ids=["out", "stdout"])
+def test_predict_refuses_the_files_run_refuses_in_one_line(run_dir, tmp_path, capsys, name, to_file):
+    """`predict --file F --out P` used to load the model and crash with a traceback (pandas'
+    or the codec's) on these six files, which `run --train F` refuses in one line."""
+    import re
+
+    data, expected = BAD_FILES[name]
+    src = tmp_path / name
+    src.write_bytes(data)
+    out = tmp_path / "pred.parquet"
+    argv = ["predict", "--run", str(run_dir), "--file", str(src)] + (["--out", str(out)] if to_file else [])
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, captured.err
+    assert lines[0].startswith(f"clfbench: error: {src}: ") and re.search(expected, lines[0]), lines[0]
+    assert captured.out == "" and list(tmp_path.glob("pred*")) == []
+    # `run` on the same file: the same kind of one-line refusal
+    assert main(["run", "--train", str(src), "--method", "tfidf-lr", "--out", str(tmp_path / "runs"), "-q"]) == 2
+    assert re.search(expected, capsys.readouterr().err)
+
+
+def test_predict_txt_file_not_utf8_or_blank_is_one_line(run_dir, tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    for data, expected in ((b"caf\xe9\n", "line 1: not valid UTF-8"), (b"\n  \n", "no rows")):
+        src.write_bytes(data)
+        for extra in ([], ["--out", str(tmp_path / "p.parquet")]):
+            assert main(["predict", "--run", str(run_dir), "--file", str(src), *extra]) == 2
+            err = capsys.readouterr().err
+            assert len(err.strip().splitlines()) == 1 and expected in err, err

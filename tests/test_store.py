@@ -540,3 +540,109 @@ def test_a_failed_grid_leaves_a_folder_it_did_not_create(tmp_path, monkeypatch):
         with pytest.raises(ClfbenchError):
             runner.run_grid([spec], out, quiet=True, isolate=False)
         assert out.exists() == kept
+
+
+def test_a_full_disk_mid_save_is_one_line_and_leaves_no_half_written_run(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the second run was saved used to end in `OSError: [Errno 28]` and a traceback."""
+    import errno
+
+    from clfbench import store as store_module
+    from clfbench.cli import main
+
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    grid, out = tiny_grid(tmp_path, [1, 2]), tmp_path / "runs"
+    real, saved = store_module._write_json, []
+
+    def write_json(path, payload):
+        if path.name == "metrics.json":
+            saved.append(path)
+            if len(saved) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, payload)
+
+    monkeypatch.setattr(store_module, "_write_json", write_json)
+    assert main(["run", str(grid), "--out", str(out), "-q"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert lines[0].startswith(f"clfbench: error: {out}: cannot save run ")
+    assert "No space left on device (free some space and run again" in lines[0]
+    store = Store(out)
+    assert len(store.runs()) == 1 and not any((out / ".partial").iterdir())
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [store.runs()[0]["run_id"], "index.sqlite"])
+    monkeypatch.setattr(store_module, "_write_json", real)
+    assert main(["run", str(grid), "--out", str(out), "-q"]) == 0
+    assert len(Store(out).runs()) == 2
+
+
+@pytest.mark.parametrize("field, value", [
+    ("accuracy", "high"), ("macro_f1", [0.5]), ("n_train", "many"), ("latency_ms_p50", True),
+    ("train_seconds", {"s": 1}), ("splits", "train"), ("fit_info", [1, 2]),
+])
+def test_metrics_with_wrong_types_are_one_line(runs_copy, capsys, field, value):
+    """A metrics.json edited or damaged into the wrong types used to end `results` in a
+    traceback (a format code on a string, int() of a word, .get on a list)."""
+    path = run_folder(runs_copy) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics[field] = value
+    path.write_text(json.dumps(metrics))
+    for fmt in ("table", "markdown", "csv"):
+        err = cli_error(capsys, "results", str(runs_copy), "--format", fmt)
+        assert f"{path}: field {field!r} is {value!r} (expected" in err, err
+
+
+@pytest.mark.parametrize("index", ["empty", "other_sqlite"])
+def test_an_empty_or_foreign_index_is_an_error_not_an_empty_table(runs_copy, capsys, index):
+    """A 0-byte index.sqlite (a full disk, a bad copy) used to show an empty table, exit 0."""
+    path = runs_copy / "index.sqlite"
+    for extra in ("-wal", "-shm"):
+        (runs_copy / f"index.sqlite{extra}").unlink(missing_ok=True)
+    path.unlink()
+    if index == "empty":
+        path.write_bytes(b"")
+    else:
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE notes (x)")
+        con.commit()
+        con.close()
+    expected = "empty (0 bytes)" if index == "empty" else "not a clfbench index (no runs table)"
+    for cmd in (["results", str(runs_copy)], ["report", str(runs_copy), "--out", str(runs_copy / "rep")]):
+        err = cli_error(capsys, *cmd)
+        assert f"{path}: {expected}" in err, err
+    assert not (runs_copy / "rep").exists()
+
+
+def test_orphaned_partial_folders_are_cleaned_and_a_live_writers_kept(tmp_path, monkeypatch):
+    """A save cut short by SIGKILL left `.partial/<run>.<uuid>/` behind for ever."""
+    import subprocess
+    import sys
+
+    from clfbench.runner import run_grid
+
+    monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
+    out = tmp_path / "runs"
+    store = Store(out)
+    store.save(result())
+    partial = out / ".partial"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = socket.gethostname()
+        folders = {name: partial / f"r-{name}.0123" for name in ("dead", "live", "old", "recent")}
+        for folder in folders.values():
+            folder.mkdir()
+            (folder / "predictions.jsonl").write_text("{}\n")
+        (folders["dead"] / ".owner").write_text(f"{host}:{dead}:abc")
+        (folders["live"] / ".owner").write_text(f"{host}:{live.pid}:abc")
+        os.utime(folders["old"], (time.time() - 7200, time.time() - 7200))  # no owner, 2 h old
+        spec = RunSpec(method="tfidf-lr", name="tiny", latency_examples=3,
+                       **{f"{k.lstrip('-')}_file": v for k, v in
+                          zip(*[iter(write_tiny_data(tmp_path))] * 2)})
+        run_grid([spec], out, quiet=True)
+        left = sorted(p.name for p in partial.iterdir())
+    finally:
+        live.kill()
+        live.wait()
+    assert left == ["r-live.0123", "r-recent.0123"]
+    assert not any(p.name == ".owner" for p in out.rglob(".owner") if ".partial" not in str(p))

@@ -114,6 +114,41 @@ def read_batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa
         raise ClfbenchError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(READABLE)}")
 
 
+def check_input(path: Path, columns: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Read the whole input once, as `read_batches` will, before any model loads or any output
+    is written: an empty, non-UTF-8, unparseable (an unclosed quote, garbage) or header-only
+    file, a missing column or an empty text is one ClfbenchError naming the file (and row) -
+    the checks `read_table` makes for `run`. The number of rows."""
+    from clfbench.io import check_utf8
+
+    if not path.is_file():
+        raise ClfbenchError(f"{path}: file not found")
+    if path.suffix.lower() not in READABLE:
+        raise ClfbenchError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(READABLE)}")
+    if path.stat().st_size == 0:
+        raise ClfbenchError(f"{path}: file is empty")
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt != "parquet":
+        check_utf8(path)
+    rows = 0
+    try:
+        for table in read_batches(path, columns, batch_size):
+            for col in columns:
+                _texts(table, col, rows)
+            rows += table.num_rows
+    except ClfbenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pandas' and pyarrow's parsers raise many kinds
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first.removeprefix("Error tokenizing data. C error: ")
+        raise ClfbenchError(f"{path}: cannot parse as {fmt}: {first}") from None
+    if rows == 0:
+        if fmt in ("csv", "tsv"):
+            raise ClfbenchError(f"{path}: has a header ({', '.join(columns)}) but no data rows")
+        raise ClfbenchError(f"{path}: no rows")
+    return rows
+
+
 def _check_columns(path: Path, wanted: list[str], have: list[str]) -> None:
     for col in wanted:
         if col not in have:
@@ -136,6 +171,7 @@ def predict_file(run: str | Path, path: str | Path, out: str | Path, text_col: s
     if executor not in ("local", "ray"):
         raise ClfbenchError(f"--executor={executor!r} (expected local or ray)")
     columns = [text_col] if path.suffix.lower() == ".txt" else [text_col, *([pair_col] if pair_col else [])]
+    check_input(path, columns, batch_size)  # bad input is one line before the model loads
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     t0 = time.perf_counter()

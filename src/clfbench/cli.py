@@ -448,8 +448,9 @@ def _read_predict_file(path: Path, text_col: str, pair_col: str | None):
     from clfbench.io import frame_to_labeled, read_table
 
     if path.suffix == ".txt":
-        if not path.is_file():
-            raise ClfbenchError(f"{path}: file not found")
+        from clfbench.batch_predict import check_input
+
+        check_input(path, ["text"])  # empty, not UTF-8: the checks `predict --out` makes
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         if not lines:
             raise ClfbenchError(f"{path}: no texts")

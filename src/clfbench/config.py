@@ -325,6 +325,9 @@ def load_grid(
     for key in ("tasks", "methods"):
         if not raw.get(key) or not isinstance(raw[key], list):
             raise ClfbenchError(f"{path}: '{key}' must be a non-empty list")
+    out = raw.get("out")
+    if out is not None and (not isinstance(out, str) or not out.strip()):
+        raise ClfbenchError(f"{path}: out={out!r} (expected a folder path)")
     raw = {k: _from_folder(path, v) if k in PATH_KEYS else v for k, v in raw.items()}
     check_spec_values({k: v for k, v in raw.items() if k in TASK_KEYS}, f"{path}: ")
     if train_sizes is None and "train_sizes" in raw:

@@ -8,3 +8,10 @@ class ClfbenchError(Exception):
     """
 
     exit_code = 2
+
+
+class WriteFailed(ClfbenchError):
+    """A file could not be written (the disk is full, a quota, a read-only mount): not the
+    user's input, so exit 1, but still one line naming the folder, and nothing half-written."""
+
+    exit_code = 1

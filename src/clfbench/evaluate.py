@@ -89,8 +89,10 @@ def build_method(spec: RunSpec) -> Classifier:
 
 def preflight(spec: RunSpec) -> Classifier:
     """`build_method`, then every model it names resolved: what a grid checks for each run
-    before it loads any data, so bad input is one line and no work is done."""
+    before it loads any data, so bad input is one line and no work is done; so is every file
+    a parameter names (a template, label descriptions, a price table)."""
     method = build_method(spec)
+    method.check_files()
     method.check_models()
     return method
 

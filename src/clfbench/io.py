@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -325,6 +326,20 @@ def check_inferred_labels(names: list[str], values: list[str], source: str, colu
             raise ClfbenchError(f"{where}: labels {seen[key]!r} and {name!r} would be two classes; "
                                 "write each class one way")
         seen[key] = name
+    fractions = [n for n in names if _is_fraction(n)]
+    if fractions:
+        first = min(values.index(n) for n in fractions)
+        count = sum(values.count(n) for n in fractions)
+        whole = [n for n in names if n not in fractions]
+        if whole and all(_is_int(n) for n in whole):  # 0.5 among the classes 0 and 1: a data error
+            raise ClfbenchError(
+                f"{_row(source, first)}: label {values[first]!r} in column {column!r} is a fraction "
+                f"among the integer classes {', '.join(whole[:5])}{', ...' if len(whole) > 5 else ''} "
+                f"({count} row(s)); a class is a name or an integer")
+        print(f"clfbench: warning: {_row(source, first)}: label {values[first]!r} in column {column!r} "
+              f"is a fractional number, and each of the {len(fractions)} such value(s) is a class of its "
+              "own; if the column holds scores (a regression target), it is not a classification task",
+              file=sys.stderr)
     for name in names:
         if name.lower() in NA_SPELLINGS:
             print(f"clfbench: warning: {_row(source, values.index(name))}: label {name!r} in column {column!r} "
@@ -364,6 +379,15 @@ def _norm(v: Any) -> str:
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
     return str(v).strip()
+
+
+def _is_fraction(s: str) -> bool:
+    """A finite number that is not whole ("0.5", "2.75"): how a score, not a class, is written."""
+    try:
+        v = float(s)
+    except ValueError:
+        return False
+    return math.isfinite(v) and not v.is_integer()
 
 
 def _is_int(s: str) -> bool:

@@ -90,6 +90,19 @@ def results_frame(root: str | Path) -> pd.DataFrame:
     return df.sort_values(["task", "macro_f1"], ascending=[True, False]).reset_index(drop=True)
 
 
+def markdown_cell(s: object) -> str:
+    """A table cell's text as Markdown shows it literally: `|` escaped, one line, and HTML
+    escaped (`markdown_text`), so that a user's name or label is never rendered as markup."""
+    return markdown_text(s).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_text(s: object) -> str:
+    """Text with every `<` escaped (`&lt;`): no tag, comment or autolink can open, so Markdown
+    shows a user's HTML as text, never renders it (`>` and `&` alone cannot start markup, and
+    stay as written: "0.6 -> 0.7" reads as before)."""
+    return str(s).replace("<", "&lt;")
+
+
 def _fmt(key: str, v) -> str:
     if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
         return "-"
@@ -112,7 +125,7 @@ def render(df: pd.DataFrame, fmt: str = "table") -> str:
     if fmt == "markdown":
         head = "| " + " | ".join(cols.values()) + " |"
         sep = "|" + "|".join("---" for _ in cols) + "|"
-        rows = ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in cells]
+        rows = ["| " + " | ".join(markdown_cell(c) for c in r) + " |" for r in cells]
         return "\n".join([head, sep] + rows) + "\n"
     from rich.console import Console
     from rich.table import Table

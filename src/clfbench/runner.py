@@ -7,6 +7,7 @@ or the environment variable CLFBENCH_ISOLATE=0 (debugging: one process, breakpoi
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -55,10 +56,17 @@ def run_grid(specs: list[RunSpec], out: str | Path, quiet: bool = False,
         preflight(spec)
     store = Store(out)
     store.check_writable()  # an unusable --out fails before any work
+    orphans = store.clean_partials()  # saves that killed processes left half-written
+    if orphans:
+        console.print(f"[dim]removed {len(orphans)} half-written save(s) left in "
+                      f"{escape(str(Path(out) / '.partial'))} by processes that are gone[/]")
     data = _load_all(specs)
     specs = unique(expand_size_draws(specs, data))
     fresh = not Path(out).exists()
     todo = [s for s in specs if not store.is_complete(s.hash())]
+    for key in dict.fromkeys(data_key(s) for s in todo):  # every check passed: warn, then run
+        for warning in data[key].notes.get("warnings", []):
+            print(f"clfbench: warning: {warning}", file=sys.stderr)
     skipped = len(specs) - len(todo)
     if skipped:
         console.print(f"[dim]{skipped} of {len(specs)} runs already complete in {escape(str(out))}; skipping them[/]")

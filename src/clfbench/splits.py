@@ -40,6 +40,11 @@ class TaskSplits:
         return self.train.label_names
 
 
+#: A validation split smaller than this gets a warning (epoch selection, tuning and the
+#: degenerate-run check all read it).
+MIN_VALIDATION = 10
+
+
 def resolve_splits(
     available: dict[str, LabeledTexts],
     data_seed: int,
@@ -117,6 +122,11 @@ def resolve_splits(
                 f"{source}: the {name} split is empty: {len(train)} training examples in "
                 f"{len(set(train.labels.tolist()))} classes, and a held-out split never takes a "
                 f"class's last example; give a {name} file or more examples per class")
+    if len(val) < MIN_VALIDATION:  # printed by the runner once every check has passed
+        notes["warnings"] = [
+            f"{source}: the validation split has only {len(val)} example(s) "
+            f"({notes['validation_source']}): too few to select epochs, tune or tell a run from "
+            "chance; give a validation file or more data"]
     return TaskSplits(train, val, test, notes)
 
 

@@ -22,6 +22,7 @@ Safe for any number of concurrent writers (processes, hosts sharing the folder):
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -37,12 +38,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clfbench.errors import ClfbenchError
+from clfbench.errors import ClfbenchError, WriteFailed
 
 log = logging.getLogger(__name__)
 
 INDEX = "index.sqlite"
 PARTIAL = ".partial"
+PARTIAL_OWNER = ".owner"  # in a folder being written under PARTIAL: the writer's `Store.owner`
 INCOMPLETE = ".incomplete"
 #: In an incomplete run's folder: what its configuration has spent so far (USD), so that a
 #: re-run's budget is what is left of `budget_usd`.
@@ -92,6 +94,28 @@ def incomplete_reason(metrics: dict[str, Any]) -> str | None:
     info = metrics.get("inference_info")
     reason = metrics.get("incomplete") or (info.get("incomplete") if isinstance(info, dict) else None)
     return str(reason) if reason else None
+
+
+#: Fields of metrics.json the tables read, by the JSON type each must have (or null).
+NUMBER_FIELDS = (*SUMMARY_KEYS, "n_train")
+OBJECT_FIELDS = ("fit_info", "splits", "inference_info")
+
+
+def check_metric_types(metrics: dict[str, Any], path: Path) -> None:
+    """A field of metrics.json with the wrong type (an edited or damaged file) is one line
+    naming the file and field, not a traceback where a table formats or sorts it."""
+    for key in NUMBER_FIELDS:
+        v = metrics.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ClfbenchError(f"{path}: field {key!r} is {v!r} (expected a number or null)")
+    for key in OBJECT_FIELDS:
+        v = metrics.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise ClfbenchError(f"{path}: field {key!r} is {v!r} (expected an object or null)")
+    for key in ("train_size", "degenerate"):
+        v = metrics.get(key)
+        if isinstance(v, (list, dict)):
+            raise ClfbenchError(f"{path}: field {key!r} is {v!r} (expected a single value)")
 
 
 def read_json(path: Path) -> Any:
@@ -329,6 +353,7 @@ class Store:
         trash: list[Path] = []  # replaced folders, deleted once the index lock is released
         try:
             partial.mkdir(parents=True)
+            (partial / PARTIAL_OWNER).write_text(self.owner)  # whose it is, for `clean_partials`
             _write_json(partial / "config.json", result.config)
             with open(partial / "predictions.jsonl", "w", encoding="utf-8") as f:
                 for row in result.predictions:
@@ -338,6 +363,7 @@ class Store:
             for name, payload in result.extra.items():
                 _write_json(partial / name, payload)
             _write_json(partial / "metrics.json", result.metrics)  # last: marks the folder complete
+            (partial / PARTIAL_OWNER).unlink()
             final = self.root / run_id
             with self._db(write=True) as con:
                 if self._indexed(con, spec_hash):
@@ -359,6 +385,12 @@ class Store:
                                              default=_json_default)),
                 )
             return final
+        except OSError as e:  # a full disk mid-save: one line; the partial folder goes below
+            raise WriteFailed(
+                f"{self.root}: cannot save run {run_id}: {e.strerror or e}"
+                + (" (free some space and run again: completed runs are kept)"
+                   if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+            ) from None
         finally:
             for folder in (partial, *trash):
                 if folder.exists():
@@ -376,6 +408,28 @@ class Store:
         usd = rec.get("usd")
         return max(0.0, float(usd)) if isinstance(usd, (int, float)) and not isinstance(usd, bool) else 0.0
 
+    def clean_partials(self) -> list[Path]:
+        """Delete what killed writers left under `.partial/` (a save cut short by SIGKILL or a
+        lost machine): folders whose owner is a dead process on this host, or untouched for
+        longer than a claim stays valid. A live writer's folder is kept. The folders removed."""
+        folder = self.root / PARTIAL
+        if not folder.is_dir():
+            return []
+        removed, now = [], time.time()
+        for p in folder.iterdir():
+            try:
+                owned = p.is_dir() and (p / PARTIAL_OWNER).is_file()
+                owner = (p / PARTIAL_OWNER).read_text().strip() if owned else ""
+                touched = p.stat().st_mtime
+            except OSError:  # its writer has just moved or deleted it
+                continue
+            if owner and owner.startswith(f"{socket.gethostname()}:{os.getpid()}:"):
+                continue  # this process's own save
+            if self._stale(owner, touched, now) if owner else now - touched > self.stale_after_s:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
+
     def _move_into_place(self, src: Path, dest: Path) -> list[Path]:
         """Rename `src` to `dest`; a leftover `dest` (not an indexed run) is moved aside first
         and returned for deletion. Called under the index's write lock, so no other Store
@@ -391,10 +445,16 @@ class Store:
         """Completed runs, oldest first, with their full metrics.json."""
         if not self.index_path.exists():
             raise ClfbenchError(f"{self.root}: no clfbench results here ({INDEX} missing)")
+        if self.index_path.stat().st_size == 0:  # truncated to nothing: not "no runs yet"
+            raise ClfbenchError(f"{self.index_path}: empty (0 bytes), not a clfbench index; "
+                                "move it away to start a new one")
         with self._db() as con:
+            if "runs" not in _tables(con):  # every index a run wrote has the table
+                raise ClfbenchError(f"{self.index_path}: not a clfbench index (no runs table); "
+                                    "move it away to start a new one")
             rows = con.execute(
                 "SELECT run_id, task, method, model, seed FROM runs ORDER BY finished_at"
-            ).fetchall() if "runs" in _tables(con) else []
+            ).fetchall()
         out = []
         for run_id, task, method, model, seed in rows:
             path = self.root / run_id / "metrics.json"
@@ -402,6 +462,7 @@ class Store:
                 metrics = read_json(path)
                 if not isinstance(metrics, dict):
                     raise ClfbenchError(f"{path}: corrupted (expected a JSON object)")
+                check_metric_types(metrics, path)
                 out.append({"run_id": run_id, "task": task, "method": method, "model": model,
                             "seed": seed, "path": str(self.root / run_id), **metrics})
         return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pandas as pd
@@ -306,3 +307,57 @@ def test_replaying_the_tuning_hook_sees_an_ended_training():
     go_on = hf_trainer.EpochSelection(Trainer(), None, 5, None, "best", lambda e, s: False, False, 10)
     assert go_on.resume(state) is False
     assert not math.isinf(go_on.best_score)
+
+
+@pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.pt", "trainer_state.json",
+                                    "rng_state.pth", "copied"])
+def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_it(zoo, tmp_path, monkeypatch, damage):
+    """A truncated Trainer file used to end the resumed fit in a traceback from inside
+    `Trainer.train` (exit 1); a checkpoint folder copied from another configuration resumed
+    silently with the other configuration's weights and optimizer."""
+    import shutil
+
+    common = dict(tune="off", lr=2e-3, epochs=2, checkpoint_dir=str(tmp_path / "ckpt"))
+    kill_at_step(monkeypatch, 6)  # epoch 2
+    with pytest.raises(Killed):
+        build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
+    monkeypatch.undo()
+    [folder] = list((tmp_path / "ckpt").iterdir())
+    if damage == "copied":  # another configuration's folder, copied under this one's name
+        other = dict(common, lr=3e-3)
+        shutil.move(str(folder), str(tmp_path / "kept"))
+        kill_at_step(monkeypatch, 6)
+        with pytest.raises(Killed):
+            build(zoo, "encoder-ft", **other).fit(TRAIN, VALIDATION)
+        monkeypatch.undo()
+        [foreign] = [p for p in (tmp_path / "ckpt").iterdir()]
+        shutil.rmtree(tmp_path / "kept")
+        shutil.move(str(foreign), str(folder))
+        expected = r"clfbench_state\.json: saved by configuration encoder-ft-\w+, not by encoder-ft-"
+    else:
+        path = folder / "checkpoint-4" / damage
+        assert path.is_file()
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        expected = re.escape(str(path)) + r".*cannot be loaded, truncated or corrupted"
+    with pytest.raises(ClfbenchError, match=expected + ".*delete .* to train this configuration from the start"):
+        build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
+
+
+def test_a_damaged_state_in_a_tuned_fit_is_one_line_without_optunas_traceback(zoo, tmp_path, monkeypatch,
+                                                                               capfd):
+    """Optuna logged the failed trial's traceback ("Trial 0 failed ...") before the one-line
+    error of a damaged clfbench_state.json."""
+    common = dict(tune="auto", lr_grid=[3e-3, 3e-2], tune_trials=2, epochs=2,
+                  checkpoint_dir=str(tmp_path / "ckpt"))
+    kill_at_step(monkeypatch, 6)  # the first trial's epoch 2
+    with pytest.raises(Killed):
+        build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
+    monkeypatch.undo()
+    [folder] = list((tmp_path / "ckpt").iterdir())
+    state = checkpoints.latest(folder) / checkpoints.STATE_FILE
+    state.write_bytes(state.read_bytes()[:100])
+    capfd.readouterr()
+    with pytest.raises(ClfbenchError, match=r"clfbench_state\.json: cannot be loaded.*delete"):
+        build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "failed" not in err, err

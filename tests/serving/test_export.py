@@ -174,3 +174,38 @@ def test_an_export_with_a_crafted_pickle_is_refused_and_runs_nothing(make_run, t
     with pytest.raises(ClfbenchError, match="a pickle, which runs any code"):
         load_export(crafted)
     assert not marker.exists()
+
+@pytest.mark.parametrize("damage, expected", [
+    ("truncated", r"predictions\.jsonl: line \d+: not valid JSON"),
+    ("no_gold", r"predictions\.jsonl: line 2: field 'gold' missing"),
+    ("unknown_gold", r"predictions\.jsonl: row 1: gold label 'nope' is not one of the saved model's labels"),
+    ("not_utf8", r"predictions\.jsonl: line 1: not valid UTF-8|predictions\.jsonl: not valid UTF-8"),
+])
+def test_export_of_a_damaged_predictions_file_is_one_line_and_writes_nothing(
+        make_run, tmp_path, capsys, damage, expected):
+    """A truncated predictions.jsonl used to end `export` in a JSONDecodeError traceback."""
+    import re
+    import shutil
+
+    from clfbench.cli import main
+
+    run = Path(shutil.copytree(make_run("tfidf-lr", C=1.0), tmp_path / "run"))
+    path = run / "predictions.jsonl"
+    data = path.read_bytes()
+    lines = data.decode().splitlines(keepends=True)
+    if damage == "truncated":
+        data = data[: len(data) - len(lines[-1]) // 2 - 1]
+    elif damage == "no_gold":
+        row = json.loads(lines[1])
+        del row["gold"]
+        data = "".join([lines[0], json.dumps(row) + "\n", *lines[2:]]).encode()
+    elif damage == "unknown_gold":
+        data = "".join([json.dumps({**json.loads(lines[0]), "gold": "nope"}) + "\n", *lines[1:]]).encode()
+    else:
+        data = b"\xff\xfe" + data
+    path.write_bytes(data)
+    out = tmp_path / "export"
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"clfbench: error: {path}") and re.search(expected, err[0]), err
+    assert not out.exists()

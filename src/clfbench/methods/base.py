@@ -137,6 +137,21 @@ class Classifier:
             if name is not None:
                 check_available(name, self.name)
 
+    def check_files(self) -> None:
+        """Read and check every file a parameter names (`template`, `label_descriptions`,
+        `prices`): a missing or malformed one is one line, exit 2, before a grid loads any data
+        or computes any run. (Labels are not known yet: a descriptions file naming a label the
+        data lacks is refused when the run starts.)"""
+        from clfbench.pricing import load_prices
+        from clfbench.prompts import load_template, read_label_descriptions
+
+        readers = {"template": load_template, "label_descriptions": read_label_descriptions,
+                   "prices": load_prices}
+        for param, reader in readers.items():
+            value = getattr(self, param, None)
+            if value:
+                reader(value)
+
     def _save_state(self, path: Path) -> None:
         raise NotImplementedError
 

@@ -118,7 +118,8 @@ def save_state(checkpoint: Path, state: dict[str, Any]) -> None:
     """Write clfbench's state into `checkpoint`, the JSON part last and atomically (it marks
     the checkpoint complete), then delete every other checkpoint of the configuration."""
     torch.save({k: state[k] for k in _TENSOR_KEYS}, checkpoint / TENSORS_FILE)
-    _write_json(checkpoint, {k: v for k, v in state.items() if k not in _TENSOR_KEYS})
+    _write_json(checkpoint, {**{k: v for k, v in state.items() if k not in _TENSOR_KEYS},
+                             "configuration": checkpoint.parent.name})
     for _, other in _checkpoints(checkpoint.parent):
         if other != checkpoint:
             shutil.rmtree(other, ignore_errors=True)
@@ -161,7 +162,28 @@ def _json_state(checkpoint: Path) -> dict[str, Any]:
     state = _read(checkpoint / STATE_FILE, lambda p: json.loads(p.read_text(encoding="utf-8")))
     if not isinstance(state, dict) or not {"history", "scores", "seconds"} <= set(state):
         raise _corrupted(checkpoint / STATE_FILE, "not a clfbench training state")
+    saved_for = state.get("configuration")
+    if saved_for != checkpoint.parent.name:  # a folder copied or renamed from another configuration
+        raise _corrupted(checkpoint / STATE_FILE,
+                         f"saved by configuration {saved_for or 'unknown'}, not by "
+                         f"{checkpoint.parent.name} (a checkpoint copied from another configuration "
+                         "would resume someone else's weights)")
     return state
+
+
+def check_trainer_files(checkpoint: Path) -> None:
+    """The Trainer's `trainer_state.json`, read as the Trainer will read it, before resuming:
+    a damaged one is one clear error, not a traceback from inside `Trainer.train`."""
+    from transformers.trainer_callback import TrainerState
+
+    _read(checkpoint / "trainer_state.json", lambda p: TrainerState.load_from_json(str(p)))
+
+
+def damaged(checkpoint: Path, what: str, e: BaseException) -> ClfbenchError:
+    """The one-line error for a Trainer file of `checkpoint` that failed to load."""
+    detail = (str(e).strip().splitlines() or [""])[0][:200]
+    return _corrupted(checkpoint / what, f"cannot be loaded, truncated or corrupted ({type(e).__name__}"
+                      + (f": {detail})" if detail else ")"))
 
 
 def _read(path: Path, loader: Any) -> Any:

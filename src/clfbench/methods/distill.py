@@ -141,6 +141,13 @@ class Distill(Classifier):
         self.teacher_.check_models()
         self.student_.check_models()
 
+    def check_files(self) -> None:
+        """The files the teacher's and the student's parameters name, before any data loads."""
+        self.teacher_.check_files()
+        self.student_.check_files()
+        if self.pool != "train":  # a bad pool file: one line before a grid computes any run
+            self._read_pool_file()
+
     def _check_pool(self) -> None:
         """The pool's file type; whether the file is there is checked in `fit` (a saved model
         loads without its pool file)."""
@@ -156,6 +163,15 @@ class Distill(Classifier):
         """(texts, gold label ids or None, ids) of the pool."""
         if self.pool == "train":
             return Texts(train.texts, train.pairs), train.labels, list(train.ids)
+        texts = self._read_pool_file()
+        if texts.is_pair != train.is_pair:
+            need = ("text pairs: give pool_pair_col" if train.is_pair
+                    else "single texts: pool_pair_col is for text-pair tasks")
+            raise ClfbenchError(f"distill: pool {self.pool!r}: this task has {need}")
+        return texts, None, [f"pool-{i}" for i in range(len(texts))]
+
+    def _read_pool_file(self) -> Texts:
+        """The texts of the pool file, read and checked (found, UTF-8, its columns)."""
         path = Path(str(self.pool)).expanduser()
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "not found"
@@ -175,11 +191,7 @@ class Distill(Classifier):
             data = frame_to_labeled(read_table(path), str(path), self.pool_text_col, None,
                                     pair_col=self.pool_pair_col)
             texts = Texts(data.texts, data.pairs)
-        if texts.is_pair != train.is_pair:
-            need = ("text pairs: give pool_pair_col" if train.is_pair
-                    else "single texts: pool_pair_col is for text-pair tasks")
-            raise ClfbenchError(f"distill: pool {self.pool!r}: this task has {need}")
-        return texts, None, [f"pool-{i}" for i in range(len(texts))]
+        return texts
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> Distill:

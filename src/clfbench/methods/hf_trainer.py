@@ -76,6 +76,25 @@ class ClfbenchTrainer(Trainer):
     # The loss is a batch mean: the Trainer divides it by the accumulation steps.
     loss_is_scaled_for_ga = False
 
+    # A resumed checkpoint's damaged file is one clear error naming it, not a traceback.
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        try:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        except Exception as e:  # noqa: BLE001 - safetensors, torch and peft raise many kinds
+            raise checkpoints.damaged(Path(resume_from_checkpoint), _weights_name(resume_from_checkpoint), e) from None
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        try:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        except Exception as e:  # noqa: BLE001
+            raise checkpoints.damaged(Path(str(checkpoint)), "optimizer.pt (or scheduler.pt)", e) from None
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        try:
+            return super()._load_rng_state(checkpoint)
+        except Exception as e:  # noqa: BLE001
+            raise checkpoints.damaged(Path(str(checkpoint)), "rng_state.pth", e) from None
+
     def __init__(self, *args: Any, loss_fn: LossFn, sampler: torch.utils.data.Sampler,
                  warmup: Callable[[int], int], decay_all: bool, **kwargs: Any) -> None:
         self.loss_fn, self.sampler, self.warmup, self.decay_all = loss_fn, sampler, warmup, decay_all
@@ -299,6 +318,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _weights_name(folder: str) -> str:
+    """The weights file of a Trainer checkpoint (a full model's or a LoRA adapter's)."""
+    for name in ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin"):
+        if (Path(folder) / name).is_file():
+            return name
+    return "model.safetensors"
+
+
 def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], loss_fn: LossFn,
           sampler: torch.utils.data.Sampler, *, lr: float, batch_size: int, epochs: int,
           warmup: Callable[[int], int], weight_decay: float, decay_all: bool, max_grad_norm: float,
@@ -341,6 +368,8 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
         trainer.add_callback(selection)
         resume = checkpoints.latest(checkpoint) if checkpoint is not None else None
         saved = checkpoints.load_state(resume) if resume is not None else None
+        if resume is not None:
+            checkpoints.check_trainer_files(resume)
         resumed_from = len(saved["history"]) if saved is not None else None
         resumed_step = int(resume.name.split("-")[1]) if resume is not None else None
         try:

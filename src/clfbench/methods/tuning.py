@@ -154,7 +154,17 @@ class Tunable:
         seconds: dict[int, float] = {}
         t_start = time.perf_counter()
 
+        failed: list[ClfbenchError] = []
+
         def objective(trial: optuna.Trial) -> float:
+            try:
+                return tried(trial)
+            except ClfbenchError as e:  # bad input (a damaged checkpoint): raised after the
+                failed.append(e)       # study, so Optuna logs no "Trial failed" traceback first
+                trial.study.stop()
+                return -math.inf
+
+        def tried(trial: optuna.Trial) -> float:
             lr = trial.suggest_categorical("lr", grid)
             stop = EarlyStopping()
 
@@ -185,6 +195,8 @@ class Tunable:
         self._say(f"tuning the learning rate on validation: {n_trials} trial(s) over "
                   f"{', '.join(f'{v:.0e}' for v in grid)}, up to {self.epochs} epoch(s) each")
         study.optimize(objective, n_trials=n_trials, callbacks=[pruned])
+        if failed:
+            raise failed[0]
         if kept["state"] is None:
             raise ClfbenchError(f"{self.name}: every tuning trial was pruned or failed")
         vars(self).update(kept["state"])  # the best trial's fitted model, as it was trained

@@ -27,10 +27,10 @@ class Table:
     highlight: set[int] = field(default_factory=set)  # row indices to emphasise
 
     def markdown(self) -> str:
-        def cell(s: str) -> str:
-            return str(s).replace("|", "\\|").replace("\n", " ")
+        from clfbench.results import markdown_cell as cell
+        from clfbench.results import markdown_text
 
-        lines = [f"### {self.title}", ""]
+        lines = [f"### {markdown_text(self.title)}", ""]
         if self.rows:  # a table without rows is its title and notes (which say why)
             lines += ["| " + " | ".join(cell(h) for h in self.headers) + " |",
                       "|" + "|".join("---" for _ in self.headers) + "|"]
@@ -40,7 +40,7 @@ class Table:
                 cells[0] = f"**{cells[0]}**"
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines += [f"{n}  " for n in self.notes]
+        lines += [f"{markdown_text(n)}  " for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"
 
 

@@ -56,9 +56,23 @@ def read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, 
     for name in ("metrics.json", "predictions.jsonl"):
         if not (run / name).is_file():
             raise ClfbenchError(f"{run}: not a run folder ({name} missing)")
+    from clfbench.io import iter_jsonl
+
     config = read_json(run / "config.json") if (run / "config.json").is_file() else {}
-    lines = (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-    return read_json(run / "metrics.json"), config, [json.loads(x) for x in lines if x.strip()]
+    metrics = read_json(run / "metrics.json")
+    for name, obj in (("metrics.json", metrics), ("config.json", config)):
+        if not isinstance(obj, dict):
+            raise ClfbenchError(f"{run / name}: corrupted (expected a JSON object)")
+    path, preds = run / "predictions.jsonl", []
+    try:  # a truncated or damaged file: one line naming it and the line, before any output
+        for lineno, row in iter_jsonl(path):
+            for key in ("text", "gold", "pred"):
+                if key not in row:
+                    raise ClfbenchError(f"{path}: line {lineno}: field {key!r} missing")
+            preds.append(row)
+    except UnicodeDecodeError as e:
+        raise ClfbenchError(f"{path}: not valid UTF-8 ({e.reason})") from None
+    return metrics, config, preds
 
 
 def model_card(run: Path, labels: list[str], n_boot: int = 1000) -> dict[str, Any]:
@@ -141,7 +155,17 @@ def export_run(run: str | Path, out: str | Path, fmt: str | None = None,
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ClfbenchError(f"{out}: exists and is not an empty folder")
     metrics, _, preds = read_run(run)
-    method = json.loads((run / "model" / "method.json").read_text())["method"]
+    from clfbench.store import read_json
+
+    saved = read_json(run / "model" / "method.json")
+    if not isinstance(saved, dict) or not {"method", "labels"} <= set(saved):
+        raise ClfbenchError(f"{run / 'model' / 'method.json'}: corrupted (expected an object with method, labels)")
+    known = set(map(str, saved["labels"]))
+    for i, p in enumerate(preds, start=1):  # the model card's intervals need each row's labels
+        if str(p["gold"]) not in known:
+            raise ClfbenchError(f"{run / 'predictions.jsonl'}: row {i}: gold label {p['gold']!r} "
+                                "is not one of the saved model's labels")
+    method = saved["method"]
     kind = KINDS.get(method)
     if kind is None:
         raise ClfbenchError(f"{run}: method {method!r} cannot be exported (it runs remotely)")
