@@ -132,21 +132,21 @@ def test_cli_export_with_format_and_recheck_off(make_run, tmp_path, capsys):
 
 
 def test_cli_serves_a_run_folder_by_exporting_it_on_the_fly(make_run, monkeypatch):
-    import uvicorn
     from fastapi.testclient import TestClient
 
     from clfbench.cli import main
+    from clfbench.serving import app as serving_app
 
     run = make_run("tfidf-lr", C=1.0)
     seen = {}
 
-    def fake_run(app, host, port, **kw):  # what uvicorn would serve, exercised in-process
+    def fake_serve(app, host, port):  # what uvicorn would serve, exercised in-process
         with TestClient(app) as client:
             seen["card"] = client.get("/v1/model").json()
             seen["results"] = client.post("/v1/classify", json={"text": "where is my parcel"}).json()["results"]
         seen["where"] = (host, port)
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(serving_app, "serve", fake_serve)  # (a real server would never return)
     assert main(["serve", str(run), "--port", "8123"]) == 0
     assert seen["card"]["export"]["run_id"] == run.name and seen["where"] == ("127.0.0.1", 8123)
     assert seen["results"][0]["label"] in seen["card"]["labels"]

@@ -500,7 +500,9 @@ class HFSequenceClassifier(Tunable, Classifier):
         self.tokenizer_ = AutoTokenizer.from_pretrained(folder)
         self._prepare_tokenizer(self.tokenizer_)
         self.device_ = pick_device(self.device)
-        self.model_ = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device_).eval()
+        # safetensors only (what save_pretrained writes): a .bin pickle in a run folder is never loaded
+        self.model_ = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True).to(self.device_).eval()
         self.n_parameters_ = tuple(state["n_parameters"])
         self.fit_info_ = state.get("fit_info", {})
         self._largest_seen = None

@@ -394,7 +394,8 @@ class TorchExport(ExportedModel):
         tok.padding_side = pre.get("padding_side", "right")
         if tok.pad_token is None and pre.get("pad_token"):
             tok.pad_token = pre["pad_token"]
-        model = AutoModelForSequenceClassification.from_pretrained(folder / "torch").eval()
+        # safetensors only: a pytorch_model.bin put in an export is a pickle (code), never loaded
+        model = AutoModelForSequenceClassification.from_pretrained(folder / "torch", use_safetensors=True).eval()
         self.engine = EncoderEngine(model, tok, max_length=pre["max_length"], batch_size=64,
                                     device=_device(), dtype=None)
 
