@@ -242,8 +242,8 @@ def threads_for_load(default: int, cpus: int, other_cpu_pct: float) -> int:
     as busy from half of it on.
 
     A torch thread sharing its core with another process stalls every parallel region of the
-    run while it waits for the core: on 2 busy cores MiniLM's batch-1 p50 was 1,832 ms with
-    2 threads and 179 ms with 1.
+    run while it waits for the core: with other jobs busy on both cores, embed-probe on MiniLM
+    measured a batch-1 p50 of 148 ms with 2 threads and 53 ms with 1.
     """
     busy = math.floor(max(0.0, other_cpu_pct) / 100.0 + 0.5)
     return max(1, min(default, cpus - busy))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -41,6 +42,16 @@ def kill_at_step(monkeypatch, step: int) -> None:
         return real(self, *a, **k)
 
     monkeypatch.setattr(hf_trainer.ClfbenchTrainer, "compute_loss", dying)
+
+
+def killed_in_epoch_2(zoo, monkeypatch, **params) -> Path:
+    """Fit encoder-ft until its 6th step (epoch 2) kills it; the one checkpoint folder left."""
+    kill_at_step(monkeypatch, 6)
+    with pytest.raises(Killed):
+        build(zoo, "encoder-ft", **params).fit(TRAIN, VALIDATION)
+    monkeypatch.undo()
+    [folder] = list(Path(params["checkpoint_dir"]).iterdir())
+    return folder
 
 
 def build(zoo, method: str, **params):
@@ -230,11 +241,7 @@ def test_a_grid_interrupted_mid_training_resumes_to_the_same_metrics(zoo, tmp_pa
 
 def test_a_cut_short_checkpoint_is_ignored_and_a_corrupted_one_is_named(zoo, tmp_path, monkeypatch):
     common = dict(tune="off", lr=2e-3, epochs=2, checkpoint_dir=str(tmp_path / "ckpt"))
-    kill_at_step(monkeypatch, 6)  # epoch 2
-    with pytest.raises(Killed):
-        build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
-    monkeypatch.undo()
-    [folder] = list((tmp_path / "ckpt").iterdir())
+    folder = killed_in_epoch_2(zoo, monkeypatch, **common)
     state = folder / "checkpoint-4" / checkpoints.STATE_FILE
 
     # a newer checkpoint whose state file was never written (killed while saving): ignored
@@ -318,19 +325,11 @@ def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_it(zoo, tmp_path, mo
     import shutil
 
     common = dict(tune="off", lr=2e-3, epochs=2, checkpoint_dir=str(tmp_path / "ckpt"))
-    kill_at_step(monkeypatch, 6)  # epoch 2
-    with pytest.raises(Killed):
-        build(zoo, "encoder-ft", **common).fit(TRAIN, VALIDATION)
-    monkeypatch.undo()
-    [folder] = list((tmp_path / "ckpt").iterdir())
+    folder = killed_in_epoch_2(zoo, monkeypatch, **common)
     if damage == "copied":  # another configuration's folder, copied under this one's name
         other = dict(common, lr=3e-3)
         shutil.move(str(folder), str(tmp_path / "kept"))
-        kill_at_step(monkeypatch, 6)
-        with pytest.raises(Killed):
-            build(zoo, "encoder-ft", **other).fit(TRAIN, VALIDATION)
-        monkeypatch.undo()
-        [foreign] = [p for p in (tmp_path / "ckpt").iterdir()]
+        foreign = killed_in_epoch_2(zoo, monkeypatch, **other)
         shutil.rmtree(tmp_path / "kept")
         shutil.move(str(foreign), str(folder))
         expected = r"clfbench_state\.json: saved by configuration encoder-ft-\w+, not by encoder-ft-"
