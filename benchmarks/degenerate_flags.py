@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from clfbench.degenerate import ALPHA, degenerate_check
+from clfbench.evaluation.degenerate import ALPHA, degenerate_check
 
 
 def binary(rng, n: int, acc: float):

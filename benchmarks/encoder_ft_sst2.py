@@ -1,6 +1,6 @@
 """Real-model numbers for the supervised neural methods, through clfbench's own runner.
 
-Runs (each one a RunSpec through `clfbench.runner.run_grid`, stored in --out):
+Runs (each one a RunSpec through `clfbench.run.runner.run_grid`, stored in --out):
   sst2        encoder-ft, MiniLM-L6 (`minilm`), --max-train examples, reported on the GLUE dev set
   trec-probe  embed-probe (minilm) on trec-coarse and trec-fine
   trec-ft     encoder-ft (minilm) on trec-fine (50 long-tailed classes: rare-class metrics)
@@ -20,8 +20,8 @@ import json
 import time
 from pathlib import Path
 
-from clfbench.config import RunSpec
-from clfbench.runner import run_grid
+from clfbench.run.config import RunSpec
+from clfbench.run.runner import run_grid
 
 HERE = Path(__file__).resolve().parent
 

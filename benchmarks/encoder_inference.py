@@ -51,9 +51,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_peak import matmul_peak_flops  # noqa: E402
 
-from clfbench.data import Texts  # noqa: E402
-from clfbench.inference import EncoderEngine  # noqa: E402
-from clfbench.measure import percentiles_ms  # noqa: E402
+from clfbench.data.texts import Texts  # noqa: E402
+from clfbench.engines.inference import EncoderEngine  # noqa: E402
+from clfbench.evaluation.measure import percentiles_ms  # noqa: E402
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from clfbench.data import Texts
-from clfbench.llm import CausalLMClassifier, PromptEncoder, load_causal_lm, shots_from
-from clfbench.prompts import PromptBuilder, sample_shots
-from clfbench.tasks import get_task
-from clfbench.tasks.loading import load_task
+from clfbench.data.tasks import get_task
+from clfbench.data.tasks.loading import load_task
+from clfbench.data.texts import Texts
+from clfbench.engines.llm import CausalLMClassifier, PromptEncoder, load_causal_lm, shots_from
+from clfbench.engines.prompts import PromptBuilder, sample_shots
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

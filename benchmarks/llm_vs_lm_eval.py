@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_decision import build_qwen_shape, build_tokenizer  # noqa: E402
 from matmul_peak import matmul_peak_flops  # noqa: E402
 
-from clfbench.data import Texts  # noqa: E402
-from clfbench.llm import CausalLMClassifier, PromptEncoder  # noqa: E402
-from clfbench.prompts import PromptBuilder  # noqa: E402
-from clfbench.tasks import get_task  # noqa: E402
+from clfbench.data.tasks import get_task  # noqa: E402
+from clfbench.data.texts import Texts  # noqa: E402
+from clfbench.engines.llm import CausalLMClassifier, PromptEncoder  # noqa: E402
+from clfbench.engines.prompts import PromptBuilder  # noqa: E402
 
 ADJ = "good bad dull great boring moving flat sharp tender awful lovely clumsy bright tired".split()
 NOUN = "film movie plot story cast script ending score pacing dialogue camera hero".split()

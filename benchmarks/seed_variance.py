@@ -33,7 +33,7 @@ import time
 import numpy as np
 from scipy.stats import norm
 
-from clfbench import stats
+from clfbench.evaluation import stats
 
 K = 4
 DIFFICULTY = 1.5

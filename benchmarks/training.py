@@ -71,7 +71,7 @@ def estimator(module: object, params: dict) -> object:
 def one_run(label: str, module: object, splits: object, params: dict, threads: int) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
-    from clfbench.measure import limit_threads
+    from clfbench.evaluation.measure import limit_threads
 
     est = estimator(module, params)
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def equivalence(modules: dict[str, object]) -> None:
     import tiny_models
     from neural_helpers import toy_data
 
-    from clfbench.inference import predict_logits
+    from clfbench.engines.inference import predict_logits
 
     path = tiny_models.build_encoder(Path(tempfile.mkdtemp()) / "bert", "bert")
     no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.0}
@@ -156,8 +156,8 @@ def main() -> None:
         equivalence(load_modules())
         return
 
-    from clfbench.tasks import get_task
-    from clfbench.tasks.loading import load_task
+    from clfbench.data.tasks import get_task
+    from clfbench.data.tasks.loading import load_task
 
     splits = load_task(get_task("sst2"), args.data_dir, max_train=args.max_train, max_eval=args.max_eval)
     params = {"model": "minilm", "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,

@@ -22,8 +22,8 @@ import json
 import os
 import time
 
-from clfbench.config import RunSpec
-from clfbench.evaluate import execute
+from clfbench.run.config import RunSpec
+from clfbench.run.evaluate import execute
 
 CASES = {
     "quickstart": dict(task="sst2", max_train=2000, max_eval=500, params={"epochs": 1}),

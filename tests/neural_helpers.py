@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tiny_models
 
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 
 POSITIVE = "great good wonderful fun".split()
 NEGATIVE = "terrible bad awful boring".split()

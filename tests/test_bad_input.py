@@ -20,13 +20,13 @@ import pytest
 from cli_helpers import refused
 
 from clfbench.cli import main
-from clfbench.config import RunSpec
-from clfbench.data import LabeledTexts
+from clfbench.data.files import MAX_CLASSES, check_class_count, frame_to_labeled, read_table
+from clfbench.data.splits import resolve_splits
+from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
-from clfbench.io import MAX_CLASSES, check_class_count, frame_to_labeled, read_table
 from clfbench.methods.base import make_method
-from clfbench.runner import run_grid
-from clfbench.splits import resolve_splits
+from clfbench.run.config import RunSpec
+from clfbench.run.runner import run_grid
 
 CORPUS = Path(__file__).parent / "bad_input"
 GOOD = CORPUS / "data"
@@ -245,7 +245,7 @@ def test_files_a_parameter_names_are_read_before_the_first_run_of_a_grid(case, t
 
 
 def test_a_distill_teachers_price_file_is_read_before_any_work(tmp_path, capsys):
-    from clfbench.evaluate import preflight
+    from clfbench.run.evaluate import preflight
 
     spec = RunSpec(method="distill", train_file=str(GOOD / "train.csv"),
                    params={"teacher": {"method": "llm-api", "model": "m",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clfbench.config import RunSpec, load_grid
+from clfbench.run.config import RunSpec, load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -209,7 +209,7 @@ SUBWORD_DECODERS = {"sentencepiece": "llama", "bpe": "qwen2"}  # tokenizer -> ar
 def subword_decoders(root: Path) -> dict[tuple[str, bool], tuple]:
     """{(tokenizer, chat): (model, tokenizer)} loaded by clfbench: a Llama-2-style SentencePiece
     and a Qwen-style byte-level BPE tiny decoder, each with and without a chat template."""
-    from clfbench.llm import load_causal_lm
+    from clfbench.engines.llm import load_causal_lm
 
     return {(tk, chat): load_causal_lm(str(build_decoder(root / f"{tk}-{chat}", arch, chat, tokenizer=tk)))
             for tk, arch in SUBWORD_DECODERS.items() for chat in (False, True)}

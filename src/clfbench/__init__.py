@@ -1,7 +1,7 @@
 """clfbench: measured evidence, on your own data, for how to classify text."""
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
+from clfbench.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["ClfbenchError", "LabeledTexts", "Texts", "__version__"]

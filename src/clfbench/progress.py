@@ -134,6 +134,16 @@ def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def quiet_transformers() -> None:
+    """No weight-loading reports or bars from transformers (a run's own progress is clfbench's)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def library_bars(enabled: bool) -> None:
     """Libraries' own progress bars (datasets, the Hugging Face hub) on or off.
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 from neural_helpers import LABELS, toy_data
 
-from clfbench.config import RunSpec
 from clfbench.errors import ClfbenchError
 from clfbench.methods import checkpoints, hf_trainer
 from clfbench.methods.base import make_method
-from clfbench.runner import run_grid
-from clfbench.store import Store
+from clfbench.results.store import Store
+from clfbench.run.config import RunSpec
+from clfbench.run.runner import run_grid
 
 TRAIN, VALIDATION = toy_data(30, 0), toy_data(12, 1)
 PROMPT = {"instruction": "classify the sentiment", "verbalizers": {n: n for n in LABELS}}

@@ -7,9 +7,9 @@ import pytest
 import torch
 from neural_helpers import LABELS, toy_data
 
-from clfbench.data import Texts
+from clfbench.data.texts import Texts
+from clfbench.engines.inference import predict_logits
 from clfbench.errors import ClfbenchError
-from clfbench.inference import predict_logits
 from clfbench.methods.base import Classifier, make_method
 from clfbench.methods.decoder_head import DecoderHead
 from clfbench.methods.torch_training import apply_lora

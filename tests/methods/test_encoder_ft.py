@@ -10,7 +10,7 @@ import pytest
 import torch
 from neural_helpers import LABELS, toy_data
 
-from clfbench.data import Texts
+from clfbench.data.texts import Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier, make_method
 from clfbench.methods.encoder_ft import ENCODER_LORA_TARGETS

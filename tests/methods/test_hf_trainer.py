@@ -11,7 +11,7 @@ from neural_helpers import LABELS, toy_data
 from sklearn.metrics import f1_score
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from clfbench.measure import limit_threads
+from clfbench.evaluation.measure import limit_threads
 from clfbench.methods import hf_trainer
 from clfbench.methods.base import make_method
 from clfbench.methods.torch_training import (

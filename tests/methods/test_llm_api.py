@@ -15,7 +15,7 @@ pytest.importorskip("httpx")  # the `api` extra
 
 from api_server import ApiServer, keyword_reply
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier, make_method
 
@@ -102,7 +102,7 @@ def test_failures_and_unparseable_answers_are_invalid_not_class_0():
 def test_label_scores_map_first_answer_token_to_verbalizers():
     m = make_method("llm-api", model="x", prompt={"verbalizers": {"a": "entailment", "b": "neutral",
                                                                   "c": "not entailment"}})
-    from clfbench.prompts import PromptBuilder
+    from clfbench.engines.prompts import PromptBuilder
 
     m.builder_ = PromptBuilder(m.prompt, ["a", "b", "c"])
     top = [("Ent", math.log(0.5)), (" neutral", math.log(0.2)), ("not", math.log(0.1)),
@@ -172,7 +172,7 @@ def test_tiny_local_model_served_through_generate(tmp_path):
     from tiny_models import build_decoder
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from clfbench.prompts import normalize_answer
+    from clfbench.engines.prompts import normalize_answer
 
     path = build_decoder(tmp_path / "dec", "qwen2")
     train, test = toy(8), toy(6, offset=20)
@@ -365,7 +365,7 @@ def test_cli_calibration_only_over_real_probabilities_and_absent_labels_floored(
 
 
 def test_cli_run_whose_requests_all_fail_is_not_a_result_and_is_retried(datasets_dir, tmp_path):
-    from clfbench.store import Store
+    from clfbench.results.store import Store
 
     out = tmp_path / "runs"
     with ApiServer(RULE) as server:
@@ -451,7 +451,7 @@ def test_a_stored_url_needs_the_users_word_even_with_the_default_variable(tmp_pa
 
 
 def test_cli_run_of_streams_without_done_is_incomplete(datasets_dir, tmp_path):
-    from clfbench.store import Store
+    from clfbench.results.store import Store
 
     out = tmp_path / "runs"
     with ApiServer(RULE, done=False) as server:
@@ -466,7 +466,7 @@ def test_cli_run_of_streams_without_done_is_incomplete(datasets_dir, tmp_path):
 
 def test_cli_run_that_sends_no_request_is_incomplete(datasets_dir, tmp_path, monkeypatch):
     """max_tokens=100000 against a small budget: nothing is sent, so no accuracy 0.0 is indexed."""
-    from clfbench.store import Store
+    from clfbench.results.store import Store
 
     monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
     prices = tmp_path / "prices.yaml"
@@ -487,7 +487,7 @@ def test_cli_run_that_sends_no_request_is_incomplete(datasets_dir, tmp_path, mon
 def test_budget_bounds_a_configuration_across_re_runs(datasets_dir, tmp_path, monkeypatch, capsys):
     """An incomplete run's spend is kept with it; the re-run of the same configuration may
     spend only what is left of budget_usd (and says so), so both together stay within it."""
-    from clfbench.store import Store
+    from clfbench.results.store import Store
 
     monkeypatch.setenv("CLFBENCH_TEST_API_KEY", "sk-test")
     prices = tmp_path / "prices.yaml"

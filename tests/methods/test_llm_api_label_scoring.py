@@ -11,7 +11,7 @@ pytest.importorskip("httpx")  # the `api` extra
 
 from api_server import ApiServer
 
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.methods.base import make_method
 
 CFPB = {  # the cfpb task's own answers: two of them start with "credit"
@@ -54,7 +54,7 @@ def test_shared_first_token_falls_back_to_the_generated_answer():
 
 def test_distinct_first_tokens_keep_first_token_logprobs():
     m = make_method("llm-api", model="x", prompt={"verbalizers": {"a": "credit card", "b": "debt collection"}})
-    from clfbench.prompts import PromptBuilder
+    from clfbench.engines.prompts import PromptBuilder
 
     m.builder_ = PromptBuilder(m.prompt, ["a", "b"])
     assert m.label_scoring() == "first-token logprobs"

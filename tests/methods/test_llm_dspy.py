@@ -16,7 +16,7 @@ pytest.importorskip("dspy")  # the `dspy` extra
 from api_server import ApiServer
 from api_server import dspy_reply as _dspy_reply
 
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier, make_method
 
@@ -245,7 +245,7 @@ def test_budget_stop_while_predicting_leaves_the_rest_invalid(tmp_path):
     test = toy(8, offset=400)
     with ApiServer(dspy_reply) as server:
         m = method(server, prices=str(prices), budget_usd=1.0, concurrency=1).fit(toy(8), toy(4, offset=50))
-        from clfbench.api_client import prompt_token_bound
+        from clfbench.engines.api_client import prompt_token_bound
 
         m.classify(toy(1, offset=500))  # one query's prompt: its worst case bounds the others'
         worst = (prompt_token_bound(server.requests[-1]["body"]["messages"]) + 32) / 1e6

@@ -10,7 +10,7 @@ import pytest
 import tiny_models
 
 from clfbench.cli import main
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.methods.base import Classifier, make_method
 
 
@@ -103,7 +103,7 @@ def test_save_load_same_predictions_and_predict_cli(decoders, datasets_dir, tmp_
     (run,) = run_cli(datasets_dir, tmp_path, decoders["gemma2"], "--shots", "3", "--save-model")
     model = Classifier.load(run["folder"] / "model")
     texts = [r["text"] for r in run["predictions"]]
-    from clfbench.data import Texts
+    from clfbench.data.texts import Texts
 
     proba = model.predict_proba(Texts(texts))
     saved = np.array([[r["probabilities"]["negative"], r["probabilities"]["positive"]] for r in run["predictions"]])

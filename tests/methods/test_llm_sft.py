@@ -9,7 +9,7 @@ import pytest
 import tiny_models
 
 from clfbench.cli import main
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.methods.base import Classifier, make_method
 
 # peft's read of a deprecated transformers name is silenced (torch_training.peft_quietly), and

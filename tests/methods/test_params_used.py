@@ -22,9 +22,9 @@ import torch
 from neural_helpers import step_grad_norm, toy_data
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from clfbench.engines.prompts import sample_shots
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import METHODS, accepted_params, make_method
-from clfbench.prompts import sample_shots
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=7
 

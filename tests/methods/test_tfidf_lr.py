@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from neural_helpers import LABELS, toy_data
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier, make_method
 
@@ -85,7 +85,7 @@ def test_saved_pipeline_is_skops_and_a_crafted_pickle_runs_no_code(tmp_path, mon
     pipeline.joblib is refused unless CLFBENCH_TRUST_PICKLES=1, and never runs unasked."""
     import pickle
 
-    from clfbench.data import LabeledTexts, Texts
+    from clfbench.data.texts import LabeledTexts, Texts
     from clfbench.errors import ClfbenchError
     from clfbench.methods.base import Classifier, make_method
 
@@ -117,7 +117,7 @@ def test_a_crafted_skops_file_naming_a_function_is_refused(tmp_path):
     import skops.io as sio
     from sklearn.preprocessing import FunctionTransformer
 
-    from clfbench.sklearn_io import load_estimator
+    from clfbench.engines.sklearn_io import load_estimator
 
     sio.dump(FunctionTransformer(os.system), tmp_path / "pipeline.skops")
     with pytest.raises(ClfbenchError, match="not trusted.*system"):

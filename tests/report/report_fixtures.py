@@ -1,4 +1,4 @@
-"""Hand-written run folders for report tests (exact predictions, metrics from clfbench.metrics)."""
+"""Hand-written run folders for report tests (exact predictions, metrics from clfbench.evaluation.metrics)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clfbench.metrics import quality_metrics
-from clfbench.store import INDEX, SCHEMA
+from clfbench.evaluation.metrics import quality_metrics
+from clfbench.results.store import INDEX, SCHEMA
 
 
 def write_run(
@@ -38,7 +38,7 @@ def write_run(
 ) -> Path:
     """A complete run folder (config.json, metrics.json, predictions.jsonl) plus its index row.
 
-    Metrics come from clfbench.metrics.quality_metrics, so they match the predictions exactly.
+    Metrics come from clfbench.evaluation.metrics.quality_metrics, so they match the predictions exactly.
     `spec` overrides fields of the run's spec (data_seed, max_eval, save_model, ...);
     `extra_metrics` adds or replaces top-level metrics.json fields (degenerate, fit_info, ...).
     """

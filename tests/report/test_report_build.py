@@ -13,7 +13,7 @@ import pytest
 
 from clfbench.cli import main
 from clfbench.report import build_report
-from clfbench.report.errors import jaccard, rescued_classes
+from clfbench.report.error_analysis import jaccard, rescued_classes
 from clfbench.report.runs import load_runs
 
 
@@ -194,8 +194,8 @@ def _toy_csv(path: Path, n: int, seed: int) -> None:
 
 
 def test_cli_report_on_real_tfidf_runs(tmp_path, capsys):
-    from clfbench.config import RunSpec
-    from clfbench.runner import run_grid
+    from clfbench.run.config import RunSpec
+    from clfbench.run.runner import run_grid
 
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     _toy_csv(train, 300, 0)

@@ -62,13 +62,13 @@ def test_long_configuration_names_are_wrapped_not_cut_in_plots(tmp_path, make_ru
     from clfbench.report import plots
 
     seen = []
-    real_save = plots._save
+    real_save = plots.save_figure
 
     def save(fig, path):
         seen.extend(t.get_text() for ax in fig.axes for t in ax.get_yticklabels())
         return real_save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", save)
+    monkeypatch.setattr(plots, "save_figure", save)
     root = tmp_path / "res"
     root.mkdir()
     gold = [0, 1] * 20

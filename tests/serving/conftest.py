@@ -16,8 +16,8 @@ DEMO = resources.files("clfbench") / "demo_data"
 @pytest.fixture(scope="session")
 def make_run(tmp_path_factory, zoo) -> Callable[..., Path]:
     """`make_run(method, arch=None, **params)`: the folder of a small saved run (cached)."""
-    from clfbench.config import RunSpec
-    from clfbench.runner import run_grid
+    from clfbench.run.config import RunSpec
+    from clfbench.run.runner import run_grid
 
     root = tmp_path_factory.mktemp("runs")
     made: dict[tuple, Path] = {}

@@ -99,7 +99,7 @@ def test_loading_an_export_needs_no_training_code(make_run, tmp_path, kind):
     out = export_run(run, tmp_path / "export")
     code = ("import sys; from clfbench.serving.export import load_export; "
             f"m = load_export({str(out)!r}); print(m.labels[m.classify(['where is my parcel'])[0][0]]); "
-            "print(sorted(k for k in sys.modules if k.startswith(('clfbench.methods', 'clfbench.evaluate', 'clfbench.runner', 'peft', 'optuna'))))")
+            "print(sorted(k for k in sys.modules if k.startswith(('clfbench.methods', 'clfbench.run.evaluate', 'clfbench.run.runner', 'peft', 'optuna'))))")
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert lines[0] in json.loads((out / "export.json").read_text())["labels"]
     assert lines[1] == "[]"

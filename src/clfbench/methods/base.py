@@ -16,13 +16,12 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.extras import require
 
 T = TypeVar("T")
 
-INVALID = -1  # a prediction that matched no label (generation that could not be parsed)
 
 
 class Classifier:
@@ -130,7 +129,7 @@ class Classifier:
     def check_models(self) -> None:
         """Resolve every model the method names (`model_params`) and read its config: a model
         that cannot be found is one line, exit 2, before any data or weights load."""
-        from clfbench.models import check_available
+        from clfbench.engines.models import check_available
 
         for param in self.model_params:
             name = getattr(self, param, None)
@@ -142,8 +141,8 @@ class Classifier:
         `prices`): a missing or malformed one is one line, exit 2, before a grid loads any data
         or computes any run. (Labels are not known yet: a descriptions file naming a label the
         data lacks is refused when the run starts.)"""
-        from clfbench.pricing import load_prices
-        from clfbench.prompts import load_template, read_label_descriptions
+        from clfbench.engines.pricing import load_prices
+        from clfbench.engines.prompts import load_template, read_label_descriptions
 
         readers = {"template": load_template, "label_descriptions": read_label_descriptions,
                    "prices": load_prices}
@@ -225,7 +224,7 @@ def takes_model(name: str) -> bool:
 
 def check_method_params(name: str, params: dict[str, Any], where: str | None = None) -> None:
     """Refuse parameters the method does not take, and values outside their declared type and
-    range (`clfbench.schema`); `where` prefixes the message (default: the method's name)."""
+    range (`clfbench.methods.schema`); `where` prefixes the message (default: the method's name)."""
     where = where or f"method {name!r}"
     accepted = accepted_params(name)
     unknown = sorted(set(params) - accepted)
@@ -234,7 +233,7 @@ def check_method_params(name: str, params: dict[str, Any], where: str | None = N
             f"{where}: unknown parameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(sorted(accepted))}"
         )
-    from clfbench.schema import check_params
+    from clfbench.methods.schema import check_params
 
     check_params(get_method(name), params, where)
 
@@ -245,3 +244,11 @@ def make_method(name: str, **params: Any) -> Classifier:
     klass = get_method(name)
     require(*klass.requires, what=f"method {name!r}")
     return klass(**params)
+
+
+def method_trains(name: str) -> bool:
+    """Whether the method `name` learns from labelled examples (an unknown plug-in is assumed to)."""
+    try:
+        return bool(get_method(name).needs_training)
+    except Exception:  # noqa: BLE001 - a plug-in not importable here: treat as trained
+        return True

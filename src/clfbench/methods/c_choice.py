@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.progress import progress
 
@@ -60,7 +60,7 @@ def choose_c(
     an error, so that the C trained with is always one the user allowed. `verbose`: a
     progress bar over the grid.
     """
-    from clfbench.metrics import macro_f1
+    from clfbench.evaluation.metrics import macro_f1
 
     grid = [float(C)] if C is not None else [float(c) for c in c_grid]
     if len(grid) > 1 and (validation is None or not len(validation)):

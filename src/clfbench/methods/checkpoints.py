@@ -37,8 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clfbench.config import NOT_FINGERPRINTED
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import load_file
 
@@ -49,6 +48,9 @@ _TENSOR_KEYS = ("best", "sampler")
 _TRAINING_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _START_OVER = "delete {} to train this configuration from the start"
+#: Parameters that say where a training saves its checkpoints: they change nothing it computes,
+#: so neither a run's fingerprint nor a checkpoint's includes them.
+NOT_FINGERPRINTED = frozenset({"checkpoint_dir", "checkpoint_steps"})
 
 
 def check_checkpoint_dir(name: str, checkpoint_dir: str | None, checkpoint_steps: int | None) -> None:
@@ -85,7 +87,7 @@ def configuration_folder(root: str | os.PathLike, method: str, params: dict[str,
     CPU) and the versions of clfbench, transformers and torch (nor across an upgrade)."""
     import transformers
 
-    from clfbench import __version__
+    from clfbench.version import __version__
 
     identity = {
         "method": method,

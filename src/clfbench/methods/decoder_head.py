@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clfbench.data import Texts
+from clfbench.data.texts import Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.torch_training import HFSequenceClassifier
 

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier, accepted_params, get_method, make_method
 
@@ -178,7 +178,7 @@ class Distill(Classifier):
             raise ClfbenchError(f"distill: pool {self.pool!r}: {what} (expected 'train' or a file "
                                 f"of texts: {', '.join(POOL_SUFFIXES)})")
         if path.suffix.lower() == ".txt":
-            from clfbench.io import check_utf8
+            from clfbench.data.files import check_utf8
 
             check_utf8(path)
             lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -186,7 +186,7 @@ class Distill(Classifier):
                 raise ClfbenchError(f"{path}: no texts")
             texts = Texts(lines)
         else:
-            from clfbench.io import frame_to_labeled, read_table
+            from clfbench.data.files import frame_to_labeled, read_table
 
             data = frame_to_labeled(read_table(path), str(path), self.pool_text_col, None,
                                     pair_col=self.pool_pair_col)

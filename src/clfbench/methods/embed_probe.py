@@ -18,15 +18,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from clfbench.data import LabeledTexts, Texts
-from clfbench.device import autocast, pick_device, precision_name
+from clfbench.data.texts import LabeledTexts, Texts
+from clfbench.engines.device import autocast, pick_device, precision_name
+from clfbench.engines.inference import predict_logits
+from clfbench.engines.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
+from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
-from clfbench.inference import predict_logits
 from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
-from clfbench.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
 from clfbench.progress import progress
-from clfbench.sklearn_io import load_estimator, save_estimator
 
 
 class _Output:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.methods.torch_training import HFSequenceClassifier
 
 # LoRA targets per architecture: the attention query/value projections (Hu et al. 2021's
@@ -30,7 +30,7 @@ ENCODER_LORA_TARGETS: dict[str, list[str]] = {
 
 
 class EngineRouted(HFSequenceClassifier):
-    """After fit (or load), predictions go through `clfbench.inference.EncoderEngine`:
+    """After fit (or load), predictions go through `clfbench.engines.inference.EncoderEngine`:
     `backend` ("torch" or "onnx"), `quantize` (ONNX dynamic int8), `eval_dtype` ("auto": bf16
     on GPU, fp32 on CPU; "bf16" is worth trying on CPUs with native bf16), `recheck` ("auto"
     or a margin: near-ties of an inexact path are recomputed in fp32) and `eval_batch_size`
@@ -44,14 +44,14 @@ class EngineRouted(HFSequenceClassifier):
 
     def _check_engine_settings(self) -> None:
         """Fail on impossible inference settings when the method is built, not after training."""
-        from clfbench.inference import check_settings
+        from clfbench.engines.inference import check_settings
 
         check_settings(self.backend, self.quantize, self.eval_batch_size, self.eval_dtype,
                        self.recheck)
 
     def _engine(self) -> Any:
         if self.engine_ is None:
-            from clfbench.inference import EncoderEngine
+            from clfbench.engines.inference import EncoderEngine
 
             self.engine_ = EncoderEngine(
                 self.model_, self.tokenizer_, max_length=self.max_length,
@@ -77,8 +77,8 @@ class EngineRouted(HFSequenceClassifier):
 
     def _logits_prepared(self, X: Texts) -> np.ndarray:
         if getattr(self, "_fitting", False):  # per-epoch validation: plain torch, fixed batch
-            from clfbench.device import autocast
-            from clfbench.inference import predict_logits
+            from clfbench.engines.device import autocast
+            from clfbench.engines.inference import predict_logits
 
             size = self.eval_batch_size if isinstance(self.eval_batch_size, int) else 64
             with autocast(self.device_):

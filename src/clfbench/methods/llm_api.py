@@ -1,7 +1,7 @@
 """`llm-api`: zero- or few-shot classification by a chat model behind any OpenAI-compatible
 chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server, gateways).
 
-Prompts, few-shot examples and answer parsing come from `clfbench.prompts` (the same words
+Prompts, few-shot examples and answer parsing come from `clfbench.engines.prompts` (the same words
 every LLM method sees). Labels are scored from `logprobs`: the top tokens at the first
 answer position are mapped to the verbalizers (a token counts for a label when it is a
 prefix of exactly one normalised answer word), summed per label and renormalised. When the
@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier
 
@@ -148,7 +148,7 @@ class LlmApi(Classifier):
     # --- fit ----------------------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LlmApi:
         """Record labels and few-shot examples, check the configuration, resolve `auto`."""
-        from clfbench.prompts import sample_shots
+        from clfbench.engines.prompts import sample_shots
 
         self._check_params()
         self.labels = list(train.label_names)
@@ -175,7 +175,7 @@ class LlmApi(Classifier):
 
     def _builder(self, template: str | None):
         """The PromptBuilder of this run (labels known): template, descriptions on or off."""
-        from clfbench.prompts import method_builder
+        from clfbench.engines.prompts import method_builder
 
         return method_builder(self, template)
 
@@ -207,7 +207,7 @@ class LlmApi(Classifier):
 
     def _probe(self, client: Any, data: LabeledTexts) -> dict[str, Any]:
         """One request with logprobs asked for: 'logprobs' if they come back, else 'generate'."""
-        from clfbench.api_client import ApiError
+        from clfbench.engines.api_client import ApiError
 
         msgs = self.builder_.messages(data.texts[0], None if data.pairs is None else data.pairs[0],
                                       self.shots_)
@@ -241,8 +241,8 @@ class LlmApi(Classifier):
             return client
         if getattr(self, "endpoint_unconfirmed_", None):
             raise ClfbenchError(self._endpoint_refusal(self.endpoint_unconfirmed_))
-        from clfbench.api_client import ChatClient, check_api_key, is_loopback
-        from clfbench.pricing import load_prices, price_for, request_cost
+        from clfbench.engines.api_client import ChatClient, check_api_key, is_loopback
+        from clfbench.engines.pricing import load_prices, price_for, request_cost
 
         key = os.environ.get(self.api_key_env) or None
         if key is not None:
@@ -355,7 +355,7 @@ class LlmApi(Classifier):
         labels)."""
         if (getattr(self, "decision_", None) or self.decision) == "generate":
             return "generate+parse"
-        from clfbench.prompts import normalize_answer
+        from clfbench.engines.prompts import normalize_answer
 
         firsts = [normalize_answer(v).split()[0] for v in self.builder_.verbalizers]
         shared = any(i != j and b.startswith(a) for i, a in enumerate(firsts) for j, b in enumerate(firsts))
@@ -376,7 +376,7 @@ class LlmApi(Classifier):
         start of exactly one label's answer (the caller parses the text and counts it in
         `logprob_unmapped`), or when no top token maps to a label.
         """
-        from clfbench.prompts import normalize_answer
+        from clfbench.engines.prompts import normalize_answer
 
         if not positions or self.label_scoring() != "first-token logprobs":
             return None
@@ -503,7 +503,7 @@ class LlmApi(Classifier):
 
     def saved_params(self) -> dict[str, Any]:
         """A descriptions file's content is saved in `prompt` (the model reloads without it)."""
-        from clfbench.prompts import inline_descriptions
+        from clfbench.engines.prompts import inline_descriptions
 
         return inline_descriptions(self.get_params(), self.builder_)
 

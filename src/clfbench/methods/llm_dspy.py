@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.extras import import_optional
 from clfbench.methods.base import INVALID

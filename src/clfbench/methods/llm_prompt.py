@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier
 
@@ -86,7 +86,7 @@ class LLMPrompt(Classifier):
         if self.decision not in DECISIONS:
             raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
         if self.label_descriptions:  # a missing or malformed file fails here, when built
-            from clfbench.prompts import read_label_descriptions
+            from clfbench.engines.prompts import read_label_descriptions
 
             read_label_descriptions(self.label_descriptions)
         bos = getattr(self, "bos", "auto")
@@ -104,8 +104,8 @@ class LLMPrompt(Classifier):
     # --- fit -------------------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LLMPrompt:
         """Record labels, pick the few-shot set, load the model and tokenize the shared prefix."""
-        from clfbench.llm import load_causal_lm, shots_from
-        from clfbench.prompts import sample_shots
+        from clfbench.engines.llm import load_causal_lm, shots_from
+        from clfbench.engines.prompts import sample_shots
 
         self.labels = list(train.label_names)
         self._builder()  # bad descriptions (unknown labels) fail before the model is loaded
@@ -128,7 +128,7 @@ class LLMPrompt(Classifier):
 
     def _build(self, template: str | None = None) -> None:
         """PromptBuilder + PromptEncoder + scorer from the fitted state."""
-        from clfbench.llm import CausalLMClassifier, PromptEncoder
+        from clfbench.engines.llm import CausalLMClassifier, PromptEncoder
 
         builder = self._builder(template)
         # A tuned model (llm-sft) learnt "answer + eos": eos is what ends its answers.
@@ -145,7 +145,7 @@ class LLMPrompt(Classifier):
 
     def _builder(self, template: str | None = None):
         """The PromptBuilder of this run (labels known): template, descriptions on or off."""
-        from clfbench.prompts import method_builder
+        from clfbench.engines.prompts import method_builder
 
         return method_builder(self, template or self.template)
 
@@ -163,7 +163,7 @@ class LLMPrompt(Classifier):
     def predict_proba(self, X: Texts) -> np.ndarray:
         if self.decision != "score":
             raise ClfbenchError(f"{self.name}: decision=generate gives no probabilities")
-        from clfbench.llm import softmax
+        from clfbench.engines.llm import softmax
 
         self._check_input(X)
         scores, info = self.scorer_.score(X)
@@ -208,12 +208,12 @@ class LLMPrompt(Classifier):
 
     def saved_params(self) -> dict[str, Any]:
         """A descriptions file's content is saved in `prompt` (the model reloads without it)."""
-        from clfbench.prompts import inline_descriptions
+        from clfbench.engines.prompts import inline_descriptions
 
         return inline_descriptions(self.get_params(), self.encoder_.builder)
 
     def _load_state(self, path: Path) -> None:
-        from clfbench.llm import load_causal_lm
+        from clfbench.engines.llm import load_causal_lm
 
         state = json.loads((path / "prompt_state.json").read_text())
         self.shot_examples_ = [(t, p, int(y)) for t, p, y in state["shots"]]

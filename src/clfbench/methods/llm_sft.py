@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clfbench.data import LabeledTexts
+from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.checkpoints import check_checkpoint_dir
 from clfbench.methods.llm_prompt import LLMPrompt
@@ -169,9 +169,9 @@ class LLMSFT(Tunable, LLMPrompt):
         from peft import LoraConfig
         from sklearn.metrics import accuracy_score
 
-        from clfbench.llm import load_causal_lm
+        from clfbench.engines.llm import load_causal_lm
+        from clfbench.evaluation.metrics import macro_f1
         from clfbench.methods import hf_trainer
-        from clfbench.metrics import macro_f1
 
         device = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, device)
@@ -270,15 +270,15 @@ class LLMSFT(Tunable, LLMPrompt):
     def _load_state(self, path: Path) -> None:
         from peft import PeftModel
 
-        from clfbench.llm import load_causal_lm, load_tokenizer
-        from clfbench.models import ModelRef
+        from clfbench.engines.llm import load_causal_lm, load_decoder_tokenizer
+        from clfbench.engines.models import ModelRef
 
         state = json.loads((path / "prompt_state.json").read_text())
         self.shot_examples_ = []
         self.is_pair_ = bool(state["is_pair"])
         self.fit_info_ = state.get("fit_info", {})
         base, _ = load_causal_lm(self.model, self.device, self.dtype, self.name)
-        self.tokenizer_ = load_tokenizer(ModelRef(str(path / "adapter"), str(path / "adapter"), "folder"))
+        self.tokenizer_ = load_decoder_tokenizer(ModelRef(str(path / "adapter"), str(path / "adapter"), "folder"))
         with peft_quietly():
             self.lm_ = PeftModel.from_pretrained(base, str(path / "adapter")).eval()
         self._build(str(path / "template.yaml"))

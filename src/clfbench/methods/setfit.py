@@ -40,15 +40,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from clfbench.data import LabeledTexts, Texts
-from clfbench.device import pick_device
+from clfbench.data.texts import LabeledTexts, Texts
+from clfbench.engines.device import pick_device
+from clfbench.engines.models import ModelRef, resolve_model
+from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
 from clfbench.extras import require
 from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
-from clfbench.models import ModelRef, resolve_model
 from clfbench.progress import estimate_line, format_seconds, progress_bar, say
-from clfbench.sklearn_io import load_estimator, save_estimator
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")

@@ -10,11 +10,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from clfbench.data import LabeledTexts, Texts
+from clfbench.data.texts import LabeledTexts, Texts
+from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
-from clfbench.sklearn_io import load_estimator, save_estimator
 
 DEFAULT_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 

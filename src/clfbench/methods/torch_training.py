@@ -7,7 +7,7 @@ cross-entropy (optionally class-weighted), an optional class-balanced sampler, a
 validation that keeps the best epoch's weights; gradient accumulation, gradient checkpointing
 and multi-GPU (torchrun/accelerate) come with the Trainer. The methods differ only in the
 backbone and in whether a LoRA adapter is trained, which `HFSequenceClassifier` takes as
-hooks. Prediction always goes through `clfbench.inference.predict_logits`, so training-time
+hooks. Prediction always goes through `clfbench.engines.inference.predict_logits`, so training-time
 validation and the timed evaluation run the very same code.
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score
 
-from clfbench.data import LabeledTexts, Texts, stratified_indices
-from clfbench.device import autocast, autocast_dtype, pick_device, precision_name
+from clfbench.data.texts import LabeledTexts, Texts, stratified_indices
+from clfbench.engines.device import autocast, autocast_dtype, pick_device, precision_name
+from clfbench.engines.inference import model_input_names, predict_logits, tokenize
+from clfbench.engines.models import ModelRef, hub_revision, load, resolve_model
 from clfbench.errors import ClfbenchError
-from clfbench.inference import model_input_names, predict_logits, tokenize
 from clfbench.methods.base import Classifier
 from clfbench.methods.tuning import EpochCallback, Tunable
-from clfbench.models import ModelRef, hub_revision, load, resolve_model
 
 SELECTIONS = ("f1", "gap", "last")
 TRUNCATION = "longest_first"  # what `inference.tokenize` does for pairs (transformers' default)
@@ -98,7 +98,7 @@ def make_collator(tokenizer: Any):
 def scores(gold: np.ndarray, logits: np.ndarray, n_labels: int) -> dict[str, float]:
     """Validation (or train-probe) macro-F1 and accuracy of `logits`: `metrics.macro_f1`, over
     the gold classes of the split, the definition the reported numbers use."""
-    from clfbench.metrics import macro_f1
+    from clfbench.evaluation.metrics import macro_f1
 
     pred = logits.argmax(axis=1)
     return {
@@ -361,7 +361,7 @@ class HFSequenceClassifier(Tunable, Classifier):
     def _load_backbone(self, ref: ModelRef) -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification
 
-        from clfbench.models import load_tokenizer
+        from clfbench.engines.models import load_tokenizer
 
         tokenizer = load_tokenizer(ref)
         extra = self._prepare_tokenizer(tokenizer)

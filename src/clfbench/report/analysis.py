@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from clfbench import cost as costs
-from clfbench import stats
-from clfbench.report.errors import ErrorAnalysis, analyse_errors
+from clfbench.evaluation import stats
+from clfbench.report import cost as costs
+from clfbench.report.error_analysis import ErrorAnalysis, analyse_errors
 from clfbench.report.runs import Config, Run, common_ids, text_budget_warnings
 
 ALPHA = 0.05
@@ -82,15 +82,15 @@ class Verdict:
             return f"{self.leader} (the only {only}configuration: nothing to compare)"
         if self.significant:
             return (f"best: {self.leader}, significantly ahead of {self.runner_up} "
-                    f"({self.test}, Holm-adjusted p = {_p(self.p_holm)})")
+                    f"({self.test}, Holm-adjusted p = {format_p(self.p_holm)})")
         if self.p_holm is None:
             return (f"tie: {', '.join(self.tied)} — {self.leader} leads, but could not be tested against "
                     f"{self.runner_up} (no shared test examples)")
         return (f"tie: {', '.join(self.tied)} — {self.leader} leads but not significantly over "
-                f"{self.runner_up} ({self.test}, Holm-adjusted p = {_p(self.p_holm)})")
+                f"{self.runner_up} ({self.test}, Holm-adjusted p = {format_p(self.p_holm)})")
 
 
-def _p(p: float | None) -> str:
+def format_p(p: float | None) -> str:
     if p is None:
         return "-"
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
@@ -186,9 +186,9 @@ def n_train(c: Config) -> float | None:
 
 def training_size_warnings(configs: list[Config]) -> list[str]:
     """A warning when the compared configurations were trained on different amounts of data."""
-    from clfbench.learning_curve import trains
+    from clfbench.methods.base import method_trains
 
-    sizes = {c.label: n_train(c) for c in configs if trains(c.method)}
+    sizes = {c.label: n_train(c) for c in configs if method_trains(c.method)}
     known = {k: v for k, v in sizes.items() if v is not None}
     if len({round(v) for v in known.values()}) < 2:
         return []
@@ -231,7 +231,7 @@ def _ranked(configs: list[Config], ci: dict[str, dict[str, stats.Interval]], met
     return sorted(configs, key=lambda c: (c.degenerate, -ci[c.label][metric].value))
 
 
-def _compare(ca: Config, cb: Config, n_boot: int, seed: int) -> Comparison | str:
+def compare_pair(ca: Config, cb: Config, n_boot: int, seed: int) -> Comparison | str:
     """The paired tests of `ca` (the leader) against `cb`, or why they cannot be compared."""
     ra, rb = ca.representative, cb.representative
     if ra.labels != rb.labels:
@@ -266,7 +266,7 @@ def _leader_tests(ranking: dict[str, list[Config]], n_boot: int, seed: int, note
         for other in others:
             key = frozenset((leader.label, other.label))
             if key not in pairs:
-                result = _compare(leader, other, b, seed)
+                result = compare_pair(leader, other, b, seed)
                 if isinstance(result, str):
                     notes.append(result)
                     continue
@@ -317,6 +317,6 @@ def _one_trained_run(c: Config) -> bool:
     """A configuration with a single run of a method that trains a neural model (encoder or LLM
     family): the seed-to-seed spread the test needs is unknown. Classic methods (TF-IDF with a
     linear model) are taken as deterministic; several seeds with identical predictions show it."""
-    from clfbench.learning_curve import trains
+    from clfbench.methods.base import method_trains
 
-    return len(c.runs) == 1 and c.family != "classic" and trains(c.method)
+    return len(c.runs) == 1 and c.family != "classic" and method_trains(c.method)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from clfbench import cost as costs
-from clfbench import stats
 from clfbench.errors import ClfbenchError
+from clfbench.evaluation import stats
 from clfbench.extras import require
+from clfbench.report import cost as costs
 from clfbench.report import tables as T
 from clfbench.report.analysis import TaskAnalysis, analyse_task
 from clfbench.report.runs import (
@@ -89,14 +89,14 @@ def build_report(
 
     recs = []
     if constraints is not None:  # before the tables: the decision table says why utility and the pick differ
-        from clfbench.recommend import recommend_groups
+        from clfbench.report.recommend import recommend_groups
 
         recs = recommend_groups(groups, constraints, profile, basis, n_boot, seed, api_prices, tau_ms=main_tau)
         for a, r in zip(analyses, recs):
             a.decision_notes += [line for line in [r.utility_line()] if line]
 
     csv_path = out / "all_results.csv"
-    results_frame(runs, analyses, profile, taus, basis, n_boot, seed, api_prices).to_csv(csv_path, index=False)
+    report_frame(runs, analyses, profile, taus, basis, n_boot, seed, api_prices).to_csv(csv_path, index=False)
 
     def write(name: str, parts: list[T.Table], heading: str) -> Path:
         path = out / name
@@ -149,7 +149,7 @@ def build_report(
     )
     mlflow_uri = None
     if mlflow:
-        from clfbench.tracking import log_to_mlflow
+        from clfbench.report.tracking import log_to_mlflow
 
         log_to_mlflow(results_dir, runs)
         mlflow_uri = f"sqlite:///{results_dir.resolve() / 'mlflow.db'}"
@@ -160,8 +160,8 @@ def build_report(
 def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
     """Plot and crossover statements of each task's learning curves (none without sized runs);
     their points also go to learning_curves.md."""
-    from clfbench.learning_curve import learning_curves, plot_learning_curves
-    from clfbench.report.plots import _file_stem
+    from clfbench.report.learning_curve import learning_curves, plot_learning_curves
+    from clfbench.report.plots import file_stem
 
     if not any(r.spec.get("train_size") for r in runs):
         return []
@@ -169,7 +169,7 @@ def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, se
     md = ["# Learning curves\n"]
     shown = []
     for lc in found:
-        png = plot_learning_curves(lc, plot_dir / f"learning_curve_{_file_stem(lc.task)}.png")
+        png = plot_learning_curves(lc, plot_dir / f"learning_curve_{file_stem(lc.task)}.png")
         shown.append({"task": lc.task, "png": png, "statements": [lc.statement(c) for c in lc.curves],
                       "notes": lc.notes, "curves": lc})
         md += [f"## {lc.task} ({lc.n_test} test examples)\n", *(f"- {lc.statement(c)}" for c in lc.curves),
@@ -185,7 +185,7 @@ def _learning_curves(runs: list[Run], out: Path, plot_dir: Path, n_boot: int, se
     return shown
 
 
-def results_frame(
+def report_frame(
     runs: list[Run], analyses: list[TaskAnalysis], profile: costs.HardwareProfile, taus: list[float],
     basis: str, n_boot: int, seed: int, api_prices: dict[str, Any] | None = None,
 ) -> pd.DataFrame:

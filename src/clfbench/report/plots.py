@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from clfbench.metrics import reliability_bins
+from clfbench.evaluation.metrics import reliability_bins
 from clfbench.report.analysis import TaskAnalysis
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -23,9 +23,9 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -43,7 +43,7 @@ def _wrap(label: str, width: int = 38) -> str:
 
 def quality_plot(analyses: list[TaskAnalysis], path: Path) -> Path:
     """Accuracy and macro-F1 with 95% bootstrap CIs, per task (one panel each) and configuration."""
-    plt = _plt()
+    plt = pyplot()
     n = len(analyses)
     extra_lines = max(sum(_wrap(c.label).count("\n") for c in ta.configs) for ta in analyses)
     height = max(2.5, 0.45 * max(len(ta.configs) for ta in analyses) + 0.2 * extra_lines + 1.2)
@@ -64,7 +64,7 @@ def quality_plot(analyses: list[TaskAnalysis], path: Path) -> Path:
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _front_2d(xs: list[float], ys: list[float]) -> list[int]:
@@ -80,7 +80,7 @@ def _front_2d(xs: list[float], ys: list[float]) -> list[int]:
 
 def tradeoff_plot(ta: TaskAnalysis, path: Path, axis: str) -> Path | None:
     """Macro-F1 vs p50 latency ('latency') or vs $ per 1M requests ('cost'), log x, front drawn."""
-    plt = _plt()
+    plt = pyplot()
     pts = []
     for c in ta.configs:
         x = c.mean("latency_ms_p50") if axis == "latency" else ta.cost[c.label]["usd_per_1m"]
@@ -122,7 +122,7 @@ def tradeoff_plot(ta: TaskAnalysis, path: Path, axis: str) -> Path | None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _confusion_counts(metrics: dict, k: int) -> np.ndarray:
@@ -135,7 +135,7 @@ def _confusion_counts(metrics: dict, k: int) -> np.ndarray:
 def confusion_plot(ta: TaskAnalysis, path: Path) -> Path:
     """Confusion counts of each configuration, coloured by the share of the gold row, with a
     last column for invalid outputs (counts annotated when few classes)."""
-    plt = _plt()
+    plt = pyplot()
     n = len(ta.configs)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -165,12 +165,12 @@ def confusion_plot(ta: TaskAnalysis, path: Path) -> Path:
     fig.suptitle(f"{ta.task}: confusion matrices (counts; rows = gold, colour = share of the row, last column = "
                  f"invalid outputs{more})", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reliability_plot(ta: TaskAnalysis, path: Path, n_bins: int = 10) -> Path | None:
     """Reliability diagram (accuracy vs confidence of the top label) from saved probabilities."""
-    plt = _plt()
+    plt = pyplot()
     have = [c for c in ta.configs if c.representative.has_probabilities]
     if not have:
         return None
@@ -196,15 +196,15 @@ def reliability_plot(ta: TaskAnalysis, path: Path, n_bins: int = 10) -> Path | N
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _file_stem(group: str) -> str:
+def file_stem(group: str) -> str:
     """File name stem of a comparison group: the task's slug, plus a short hash when a task is
     split into groups (their long names could otherwise collide once cut to a slug's length)."""
     import hashlib
 
-    from clfbench.config import slug
+    from clfbench.run.config import slug
 
     if " [" not in group:
         return slug(group)
@@ -213,7 +213,7 @@ def _file_stem(group: str) -> str:
 
 def task_plots(ta: TaskAnalysis, out: Path) -> dict[str, Path]:
     """All per-task plots; a plot with nothing to show (no probabilities, no cost) is left out."""
-    s = _file_stem(ta.task)
+    s = file_stem(ta.task)
     made = {
         "quality_vs_latency": tradeoff_plot(ta, out / f"{s}_quality_vs_latency.png", "latency"),
         "quality_vs_cost": tradeoff_plot(ta, out / f"{s}_quality_vs_cost.png", "cost"),

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from clfbench.data.files import iter_jsonl
 from clfbench.errors import ClfbenchError
-from clfbench.io import iter_jsonl
-from clfbench.store import Store, read_json
+from clfbench.results.store import Store, read_json
 
 # Spec fields that do not change what is measured (or are the seed itself).
 # `draw` (a few-shot draw of one seed) pools with the seeds: repeated runs of one configuration.

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from clfbench.report.analysis import TaskAnalysis, _p
+from clfbench.report.analysis import TaskAnalysis, format_p
 from clfbench.report.runs import (
     Config,
     contention_note,
@@ -27,8 +27,8 @@ class Table:
     highlight: set[int] = field(default_factory=set)  # row indices to emphasise
 
     def markdown(self) -> str:
-        from clfbench.results import markdown_cell as cell
-        from clfbench.results import markdown_text
+        from clfbench.results.table import markdown_cell as cell
+        from clfbench.results.table import markdown_text
 
         lines = [f"### {markdown_text(self.title)}", ""]
         if self.rows:  # a table without rows is its title and notes (which say why)
@@ -181,9 +181,9 @@ def significance_table(ta: TaskAnalysis) -> Table:
         a, b = c.accuracy, c.macro_f1
         rows.append([
             f"{name(ta, c.a)} vs {name(ta, c.b)}", str(c.n), f"{a.runs_a} vs {a.runs_b}",
-            f"{a.delta:+.4f} [{a.low:+.3f}, {a.high:+.3f}]", _p(a.p_value), _p(c.p_holm_accuracy),
+            f"{a.delta:+.4f} [{a.low:+.3f}, {a.high:+.3f}]", format_p(a.p_value), format_p(c.p_holm_accuracy),
             f"{b.delta:+.4f} [{b.low:+.3f}, {b.high:+.3f}]", f"{b.se_examples:.4f} / {b.se_seeds:.4f}",
-            _df(b.df), _p(b.p_value), _p(c.p_holm_macro_f1),
+            _df(b.df), format_p(b.p_value), format_p(c.p_holm_macro_f1),
         ])
     notes = [
         "Paired on the same examples (matched by id). Each metric's leader (the best configuration not "

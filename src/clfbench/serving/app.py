@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from clfbench.errors import ClfbenchError
 from clfbench.serving.batching import BatcherClosed, MicroBatcher
 from clfbench.serving.export import ExportedModel
-from clfbench.serving.metrics import CONTENT_TYPE, ServerMetrics
+from clfbench.serving.server_metrics import CONTENT_TYPE, ServerMetrics
 
 
 @dataclass

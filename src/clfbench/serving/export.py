@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from clfbench.data import Texts
+from clfbench.data.texts import Texts
+from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
-from clfbench.sklearn_io import load_estimator, save_estimator
 
 EXPORT_FILE = "export.json"
 CARD_JSON = "model_card.json"
@@ -51,12 +51,12 @@ CALIBRATION_TEXTS = 1000
 # --- the model card ------------------------------------------------------------------------
 def read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """(metrics, config, predictions) of a run folder; ClfbenchError naming what is missing."""
-    from clfbench.store import read_json
+    from clfbench.results.store import read_json
 
     for name in ("metrics.json", "predictions.jsonl"):
         if not (run / name).is_file():
             raise ClfbenchError(f"{run}: not a run folder ({name} missing)")
-    from clfbench.io import iter_jsonl
+    from clfbench.data.files import iter_jsonl
 
     config = read_json(run / "config.json") if (run / "config.json").is_file() else {}
     metrics = read_json(run / "metrics.json")
@@ -78,8 +78,8 @@ def read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, 
 def model_card(run: Path, labels: list[str], n_boot: int = 1000) -> dict[str, Any]:
     """Task, data provenance, test metrics with 95% bootstrap intervals, latency and memory as
     the run measured them, clfbench version and the run's config."""
-    from clfbench import __version__
-    from clfbench.stats import bootstrap_ci
+    from clfbench.evaluation.stats import bootstrap_ci
+    from clfbench.version import __version__
 
     metrics, config, preds = read_run(run)
     index = {name: i for i, name in enumerate(labels)}
@@ -155,7 +155,7 @@ def export_run(run: str | Path, out: str | Path, fmt: str | None = None,
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ClfbenchError(f"{out}: exists and is not an empty folder")
     metrics, _, preds = read_run(run)
-    from clfbench.store import read_json
+    from clfbench.results.store import read_json
 
     saved = read_json(run / "model" / "method.json")
     if not isinstance(saved, dict) or not {"method", "labels"} <= set(saved):
@@ -222,8 +222,8 @@ def _export_onnx(module, tokenizer, out: Path, fmt: str, margin: float | str | N
                  texts: Texts, max_length: int, prefix: str = "") -> dict[str, Any]:
     """onnx/model.onnx (+ model.int8.onnx) and the tokenizer; for int8 with a re-check, the
     margin (given, or calibrated on `texts`) and its measured agreement with the fp32 graph."""
-    from clfbench import onnx_backend
-    from clfbench.inference import (
+    from clfbench.engines import onnx_backend
+    from clfbench.engines.inference import (
         encode,
         label_agreement,
         recheck_threshold,
@@ -269,7 +269,7 @@ def _tokenizer_policy(tokenizer, max_length: int, pair_prefix: str) -> dict[str,
 
 def _export_prompted(saved: Path, out: Path) -> dict[str, Any]:
     """The method's saved state (prompt, shots, LoRA adapter) and the base model's weights."""
-    from clfbench.llm import load_causal_lm
+    from clfbench.engines.llm import load_causal_lm
 
     meta = json.loads((saved / "method.json").read_text())
     shutil.copytree(saved, out / "method")
@@ -340,7 +340,7 @@ class OnnxExport(ExportedModel):
     """An ONNX graph of logits (or pooled embeddings), with the int8 fp32 re-check."""
 
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
-        from clfbench.onnx_backend import OnnxSession
+        from clfbench.engines.onnx_backend import OnnxSession
 
         super().__init__(folder, meta)
         pre, onnx = meta["preprocessing"], meta["onnx"]
@@ -353,7 +353,7 @@ class OnnxExport(ExportedModel):
         self.rechecked = 0
 
     def logits(self, X: Texts) -> np.ndarray:
-        from clfbench.inference import encode, run_batched, top2_margin
+        from clfbench.engines.inference import encode, run_batched, top2_margin
 
         X = _with_prefix(X, self.meta["preprocessing"].get("pair_prefix", ""))
         s = self.session
@@ -370,7 +370,7 @@ class OnnxExport(ExportedModel):
         return _softmax(self.logits(X))
 
 
-class EmbeddingProbe(OnnxExport):
+class EmbeddingProbeExport(OnnxExport):
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
         super().__init__(folder, meta)
         self.probe = load_estimator(folder, "logreg")
@@ -386,7 +386,7 @@ class TorchExport(ExportedModel):
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from clfbench.inference import EncoderEngine
+        from clfbench.engines.inference import EncoderEngine
 
         super().__init__(folder, meta)
         pre = meta["preprocessing"]
@@ -422,7 +422,7 @@ class PromptedLM(ExportedModel):
 
 LOADERS: dict[tuple[str, str], type[ExportedModel]] = {
     ("sklearn-text", "sklearn"): SklearnText,
-    ("embedding-probe", "onnx"): EmbeddingProbe, ("embedding-probe", "onnx-int8"): EmbeddingProbe,
+    ("embedding-probe", "onnx"): EmbeddingProbeExport, ("embedding-probe", "onnx-int8"): EmbeddingProbeExport,
     ("sequence-classification", "onnx"): OnnxExport, ("sequence-classification", "onnx-int8"): OnnxExport,
     ("sequence-classification", "torch"): TorchExport, ("prompted-lm", "torch"): PromptedLM,
 }

@@ -152,7 +152,7 @@ def run_loadtest(url: str, concurrency: tuple[int, ...] = (1, 8, 32), rate: floa
             "best_texts_per_s": max((r["texts_per_s"] or 0.0 for r in result["levels"]), default=None)}
 
 
-def render(result: dict[str, Any]) -> str:
+def format_loadtest(result: dict[str, Any]) -> str:
     """The result as a text table."""
     head = f"{'load':<14} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'texts/s':>8}"
     rows = [*result["levels"], *([result["open_loop"]] if "open_loop" in result else [])]
