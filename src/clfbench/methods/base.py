@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from clfbench.data.texts import LabeledTexts, Texts
+from clfbench.data.texts import INVALID, LabeledTexts, Texts  # noqa: F401 - INVALID: part of a method's contract
 from clfbench.errors import ClfbenchError
 from clfbench.extras import require
 
