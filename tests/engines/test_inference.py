@@ -9,12 +9,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from clfbench.data.texts import Texts
+from clfbench.engines.encoding import encode, model_input_names
 from clfbench.engines.inference import (
     BATCH_CANDIDATES,
     EncoderEngine,
-    encode,
     label_agreement,
-    model_input_names,
     predict_logits,
     recheck_threshold,
     resolve_dtype,

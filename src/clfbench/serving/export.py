@@ -223,13 +223,8 @@ def _export_onnx(module, tokenizer, out: Path, fmt: str, margin: float | str | N
     """onnx/model.onnx (+ model.int8.onnx) and the tokenizer; for int8 with a re-check, the
     margin (given, or calibrated on `texts`) and its measured agreement with the fp32 graph."""
     from clfbench.engines import onnx_backend
-    from clfbench.engines.inference import (
-        encode,
-        label_agreement,
-        recheck_threshold,
-        run_batched,
-        with_recheck,
-    )
+    from clfbench.engines.encoding import encode, run_batched
+    from clfbench.engines.inference import label_agreement, recheck_threshold, with_recheck
 
     fp32 = onnx_backend.export(module, tokenizer, out / "onnx")
     if fmt != "onnx-int8":
@@ -353,7 +348,8 @@ class OnnxExport(ExportedModel):
         self.rechecked = 0
 
     def logits(self, X: Texts) -> np.ndarray:
-        from clfbench.engines.inference import encode, run_batched, top2_margin
+        from clfbench.engines.encoding import encode, run_batched
+        from clfbench.engines.inference import top2_margin
 
         X = _with_prefix(X, self.meta["preprocessing"].get("pair_prefix", ""))
         s = self.session
