@@ -245,7 +245,7 @@ def test_files_a_parameter_names_are_read_before_the_first_run_of_a_grid(case, t
 
 
 def test_a_distill_teachers_price_file_is_read_before_any_work(tmp_path, capsys):
-    from clfbench.run.evaluate import preflight
+    from clfbench.run.prepare import preflight
 
     spec = RunSpec(method="distill", train_file=str(GOOD / "train.csv"),
                    params={"teacher": {"method": "llm-api", "model": "m",

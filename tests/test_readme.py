@@ -51,6 +51,10 @@ def bash_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```bash\n(.*?)^```", markdown, flags=re.S | re.M)
 
 
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
+
+
 def split_comment(line: str) -> tuple[str, str | None]:
     """(code, comment) of one shell line: a `#` outside quotes that starts a word."""
     quote = None
@@ -156,6 +160,13 @@ def test_readme_commands_run_from_a_fresh_copy(tmp_path, capsys):
         say(f"{seconds:7.1f} s  {cmd.text[:90]}")
         assert done.returncode == 0, (f"README command failed ({done.returncode}): {cmd.text}\n"
                                       f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    for code in python_blocks(README.read_text(encoding="utf-8")):  # "From Python"
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=900)
+        say(f"{time.perf_counter() - t0:7.1f} s  python: {code.splitlines()[2][:80]}")
+        assert done.returncode == 0, f"README Python example failed:\n{done.stderr[-3000:]}"
+        assert "recommend: tfidf-lr" in done.stdout and "macro_f1" in done.stdout, done.stdout
     # What the quick start and the report section promise is there.
     assert (repo / "runs" / "index.sqlite").is_file()
     assert (repo / "report" / "report.html").is_file()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from clfbench.run.config import RunSpec
 from clfbench.errors import ClfbenchError
-from clfbench.run.evaluate import RunResult
 from clfbench.results.store import Store, incomplete_reason
+from clfbench.run.config import RunSpec
+from clfbench.run.evaluate import RunResult
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "clfbench" / "demo_data"
 
@@ -546,8 +546,8 @@ def test_a_full_disk_mid_save_is_one_line_and_leaves_no_half_written_run(tmp_pat
     """ENOSPC while the second run was saved used to end in `OSError: [Errno 28]` and a traceback."""
     import errno
 
-    from clfbench.results import store as store_module
     from clfbench.cli import main
+    from clfbench.results import store as store_module
 
     monkeypatch.setenv("CLFBENCH_ISOLATE", "0")
     grid, out = tiny_grid(tmp_path, [1, 2]), tmp_path / "runs"

@@ -13,7 +13,7 @@ import pytest
 
 from clfbench.errors import ClfbenchError
 from clfbench.run.config import RunSpec
-from clfbench.run.evaluate import load_data
+from clfbench.run.prepare import load_data
 from clfbench.run.worker import RemoteTraceback, WorkerCrashed, call_in_fresh_process
 
 
@@ -132,7 +132,7 @@ def test_a_worker_killed_while_it_starts_is_a_crash_within_seconds(tmp_path):
 import multiprocessing, pickle, sys, time
 from importlib import resources
 from clfbench.run.config import RunSpec
-from clfbench.run.evaluate import load_data
+from clfbench.run.prepare import load_data
 from clfbench.run.worker import WorkerCrashed, execute_in_worker
 
 if __name__ == "__main__":

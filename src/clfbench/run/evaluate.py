@@ -1,8 +1,8 @@
-"""Run one RunSpec: data -> fit -> predictions -> quality and timing. The same for every method."""
+"""Run one RunSpec: fit -> predictions -> quality and timing, the same for every method (the
+data and the method it gets come from `prepare`)."""
 
 from __future__ import annotations
 
-import inspect
 import random
 import sys
 import time
@@ -23,10 +23,11 @@ from clfbench.evaluation.measure import (
     measure_throughput,
 )
 from clfbench.evaluation.metrics import quality_metrics
-from clfbench.methods.base import Classifier, get_method, make_method
-from clfbench.run.config import RunSpec, check_spec
+from clfbench.methods.base import Classifier
+from clfbench.run.config import RunSpec
 from clfbench.run.environment import environment
 from clfbench.run.executors.timing import TimingLock
+from clfbench.run.prepare import build_method, load_data
 
 
 @dataclass
@@ -45,56 +46,6 @@ def seed_everything(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-
-
-def load_data(spec: RunSpec) -> TaskSplits:
-    from clfbench.data.tasks import get_task
-    from clfbench.data.tasks.loading import load_task, load_user_files
-
-    if spec.task is None:
-        return load_user_files(
-            spec.train_file, spec.validation_file, spec.test_file, spec.text_col,
-            spec.label_col, spec.text_pair_col, spec.data_seed, spec.max_train, spec.max_eval,
-        )
-    return load_task(get_task(spec.task), spec.data_dir, spec.data_seed, spec.max_train, spec.max_eval)
-
-
-def task_prompt(spec: RunSpec) -> dict[str, Any]:
-    """The task's `prompt:` block (instruction, verbalizers, field names) for LLM methods.
-
-    Empty for a user's own files: LLM methods then build a default prompt from label names.
-    """
-    if spec.task is None:
-        return {}
-    from clfbench.data.tasks import get_task
-
-    task = get_task(spec.task)
-    return {"text_name": task.text, "pair_name": task.text_pair, **task.prompt}
-
-
-def build_method(spec: RunSpec) -> Classifier:
-    """The method with the run's parameters; LLM methods also get the task's prompt block.
-
-    The spec's options and the method's parameters are checked against their declared types
-    and ranges first (`config.check_spec`, `methods.base.make_method`).
-    """
-    check_spec(spec)
-    params = {"seed": spec.seed, **spec.params}
-    if spec.model is not None:
-        params["model"] = spec.model
-    if "prompt" in inspect.signature(get_method(spec.method).__init__).parameters:
-        params.setdefault("prompt", task_prompt(spec))
-    return make_method(spec.method, **params)
-
-
-def preflight(spec: RunSpec) -> Classifier:
-    """`build_method`, then every model it names resolved: what a grid checks for each run
-    before it loads any data, so bad input is one line and no work is done; so is every file
-    a parameter names (a template, label descriptions, a price table)."""
-    method = build_method(spec)
-    method.check_files()
-    method.check_models()
-    return method
 
 
 def execute(spec: RunSpec, splits: TaskSplits | None = None, quiet: bool = True) -> RunResult:

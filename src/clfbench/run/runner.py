@@ -19,8 +19,9 @@ from rich.markup import escape
 from clfbench.data.splits import SMALL_SIZE_DRAWS, TaskSplits, size_draws_needed, train_subset
 from clfbench.results.store import Store, incomplete_reason
 from clfbench.run.config import RunSpec, expand_draws, repeat_key
-from clfbench.run.evaluate import RunResult, load_data, preflight, warn
+from clfbench.run.evaluate import RunResult, warn
 from clfbench.run.executors import Executor, Job, SequentialExecutor
+from clfbench.run.prepare import load_data, preflight
 from clfbench.run.worker import isolate_default
 
 #: How often (seconds) a grid checks the runs it waits for, claimed by another live process.

@@ -48,6 +48,11 @@ class Task:
     label_descriptions: dict[str, str] = field(default_factory=dict)  # label -> one line
     source: Path | None = None
 
+    def prompt_block(self) -> dict[str, Any]:
+        """The `prompt` every LLM method receives for this task: field names, instruction,
+        verbalizers and label descriptions (`engines.prompts.PromptBuilder` renders it)."""
+        return {"text_name": self.text, "pair_name": self.text_pair, **self.prompt}
+
     def __post_init__(self) -> None:
         """Catch YAML slips (unquoted true/false become booleans, 1 a number; yes/no stay
         strings, `io.yaml_load`) where the task is defined."""

@@ -1,0 +1,2 @@
+"""Measuring a run: quality metrics, paired statistics, timing and memory, and the
+degenerate-run check."""
