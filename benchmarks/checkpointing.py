@@ -39,9 +39,9 @@ def folder_mb(path: Path) -> float:
 def fit(splits, params: dict, threads: int, checkpoint_dir: str | None = None,
         kill_at_step: int | None = None) -> dict:
     """One encoder-ft fit; the largest checkpoint folder seen; optionally killed at a step."""
+    from clfbench import make_method
     from clfbench.evaluation.measure import limit_threads
     from clfbench.methods import checkpoints, hf_trainer
-    from clfbench.methods.base import make_method
 
     sizes: list[float] = []
     real_save, real_loss = checkpoints.save_state, hf_trainer.ClfbenchTrainer.compute_loss
@@ -84,8 +84,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from clfbench.data.tasks import get_task
-    from clfbench.data.tasks.loading import load_task
+    from clfbench import get_task, load_task
 
     splits = load_task(get_task("sst2"), args.data_dir, max_train=args.max_train, max_eval=args.max_eval)
     params = {"model": "minilm", "lr": 5e-5, "epochs": args.epochs, "batch_size": 32, "tune": "off", "seed": 99}

@@ -20,8 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from clfbench.run.config import RunSpec
-from clfbench.run.runner import run_grid
+from clfbench import RunSpec, run_grid
 
 HERE = Path(__file__).resolve().parent
 

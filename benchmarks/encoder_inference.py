@@ -51,7 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_peak import matmul_peak_flops  # noqa: E402
 
-from clfbench.data.texts import Texts  # noqa: E402
+from clfbench import Texts  # noqa: E402
 from clfbench.engines.inference import EncoderEngine  # noqa: E402
 from clfbench.evaluation.measure import percentiles_ms  # noqa: E402
 

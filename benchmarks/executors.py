@@ -19,10 +19,9 @@ import tempfile
 import time
 from importlib import resources
 
+from clfbench import RunSpec, run_grid
 from clfbench.results.store import Store
-from clfbench.run.config import RunSpec
 from clfbench.run.executors import make_executor
-from clfbench.run.runner import run_grid
 
 DEMO = resources.files("clfbench") / "demo_data"
 C_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)

@@ -24,9 +24,7 @@ from pathlib import Path
 
 import torch
 
-from clfbench.data.tasks import get_task
-from clfbench.data.tasks.loading import load_task
-from clfbench.data.texts import Texts
+from clfbench import Texts, get_task, load_task
 from clfbench.engines.llm import CausalLMClassifier, PromptEncoder, load_causal_lm, shots_from
 from clfbench.engines.prompts import PromptBuilder, sample_shots
 

@@ -44,8 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_decision import build_qwen_shape, build_tokenizer  # noqa: E402
 from matmul_peak import matmul_peak_flops  # noqa: E402
 
-from clfbench.data.tasks import get_task  # noqa: E402
-from clfbench.data.texts import Texts  # noqa: E402
+from clfbench import (
+    Texts,  # noqa: E402
+    get_task,  # noqa: E402
+)
 from clfbench.engines.llm import CausalLMClassifier, PromptEncoder  # noqa: E402
 from clfbench.engines.prompts import PromptBuilder  # noqa: E402
 

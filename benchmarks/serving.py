@@ -31,10 +31,8 @@ import httpx
 import numpy as np
 from machine import uptime  # benchmarks/machine.py (the script's folder is on sys.path)
 
+from clfbench import RunSpec, export_run, load_export, run_grid
 from clfbench.results.store import Store
-from clfbench.run.config import RunSpec
-from clfbench.run.runner import run_grid
-from clfbench.serving.export import export_run, load_export
 from clfbench.serving.loadtest import attach, run_loadtest
 
 DEMO = resources.files("clfbench") / "demo_data"

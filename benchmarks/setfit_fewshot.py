@@ -28,11 +28,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from clfbench.data.tasks import get_task
-from clfbench.data.tasks.loading import load_task
-from clfbench.data.texts import LabeledTexts, stratified_indices
+from clfbench import LabeledTexts, get_task, load_task, make_method
+from clfbench.data.texts import stratified_indices
 from clfbench.evaluation.metrics import quality_metrics
-from clfbench.methods.base import make_method
 
 
 def per_class_draw(train: LabeledTexts, k: int, seed: int) -> LabeledTexts:

@@ -156,8 +156,7 @@ def main() -> None:
         equivalence(load_modules())
         return
 
-    from clfbench.data.tasks import get_task
-    from clfbench.data.tasks.loading import load_task
+    from clfbench import get_task, load_task
 
     splits = load_task(get_task("sst2"), args.data_dir, max_train=args.max_train, max_eval=args.max_eval)
     params = {"model": "minilm", "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,

@@ -22,7 +22,7 @@ import json
 import os
 import time
 
-from clfbench.run.config import RunSpec
+from clfbench import RunSpec
 from clfbench.run.evaluate import execute
 
 CASES = {
