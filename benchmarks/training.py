@@ -109,6 +109,7 @@ def equivalence(modules: dict[str, object]) -> None:
     from neural_helpers import toy_data
 
     from clfbench.engines.inference import predict_logits
+    from clfbench.methods.training_settings import TrainingSettings
 
     path = tiny_models.build_encoder(Path(tempfile.mkdtemp()) / "bert", "bert")
     no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.0}
@@ -121,11 +122,17 @@ def equivalence(modules: dict[str, object]) -> None:
             tok = AutoTokenizer.from_pretrained(path)
             settings = dict(lr=1e-3, batch_size=16, epochs=3, max_length=32, warmup_ratio=0.1,
                             weight_decay=0.01, max_grad_norm=1.0, class_weight=None, sampling=None,
-                            selection="f1", seed=0, device=torch.device("cpu"), verbose=False)
+                            selection="f1", seed=0)
             settings.update(opts)
-            record = module.train_loop(model, tok, train, val,
-                                       lambda X, m=model, t=tok: predict_logits(m, t, X, 64, 32, "cpu"),
-                                       **settings)
+            runtime = dict(device=torch.device("cpu"), verbose=False)
+
+            def predict(X, m=model, t=tok):
+                return predict_logits(m, t, X, 64, 32, "cpu")
+
+            if label == "after":  # the working tree's loop takes one TrainingSettings
+                record = module.train_loop(model, tok, train, val, predict, TrainingSettings(**settings), **runtime)
+            else:  # the old loop's keyword chain
+                record = module.train_loop(model, tok, train, val, predict, **settings, **runtime)
             out[label] = (record, {n: p.detach().clone() for n, p in model.named_parameters()})
         (rb, pb), (ra, pa) = out["before"], out["after"]
         diff = max(float((pb[k] - pa[k]).abs().max()) for k in pb)

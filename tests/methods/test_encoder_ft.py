@@ -21,6 +21,7 @@ from clfbench.methods.torch_training import (
     make_sampler,
     train_loop,
 )
+from clfbench.methods.training_settings import TrainingSettings
 
 ENCODERS = ["bert", "deberta-v2", "modernbert", "distilbert"]
 
@@ -116,8 +117,9 @@ def test_train_loop_restores_the_selected_epoch(zoo, selection, script, expected
     snapshots: list = []
     record = train_loop(
         model, tokenizer, train, val, _scripted_predict(model, by_text, script, snapshots),
-        lr=1e-2, batch_size=16, epochs=3, max_length=32, warmup_ratio=0.1, weight_decay=0.01,
-        max_grad_norm=1.0, class_weight=None, sampling=None, selection=selection, seed=0,
+        TrainingSettings(lr=1e-2, batch_size=16, epochs=3, seed=0, max_length=32, warmup_ratio=0.1,
+                         weight_decay=0.01, max_grad_norm=1.0, class_weight=None, sampling=None,
+                         selection=selection),
         device=torch.device("cpu"), verbose=False,
     )
     assert record["best_epoch"] == expected

@@ -3,6 +3,8 @@ through the methods and `train_loop` on tiny dropout-free models."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from clfbench.methods.torch_training import (
     make_collator,
     train_loop,
 )
+from clfbench.methods.training_settings import TrainingSettings
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.0}
 
@@ -33,13 +36,15 @@ def bert(zoo, seed: int = 0):
     return model, AutoTokenizer.from_pretrained(path)
 
 
+PLAIN = TrainingSettings(lr=1e-3, batch_size=16, epochs=1, seed=0, max_length=32, warmup_ratio=0.0,
+                         weight_decay=0.0, max_grad_norm=1.0, class_weight=None, sampling=None,
+                         selection="f1")
+
+
 def run(model, tokenizer, train, validation=None, **over):
     """`train_loop` with a plain recipe; `over` overrides any setting."""
-    settings = dict(lr=1e-3, batch_size=16, epochs=1, max_length=32, warmup_ratio=0.0,
-                    weight_decay=0.0, max_grad_norm=1.0, class_weight=None, sampling=None,
-                    selection="f1", seed=0, device=torch.device("cpu"), verbose=False)
-    settings.update(over)
-    return train_loop(model, tokenizer, train, validation, lambda X: np.zeros((len(X), 3)), **settings)
+    return train_loop(model, tokenizer, train, validation, lambda X: np.zeros((len(X), 3)),
+                      dataclasses.replace(PLAIN, **over), device=torch.device("cpu"), verbose=False)
 
 
 def test_class_weights_weight_the_loss(zoo):
@@ -227,3 +232,98 @@ def test_bf16_auto_is_off_on_cpu_and_can_be_forced():
     cpu = torch.device("cpu")
     assert resolve_bf16("x", "auto", cpu) is False
     assert resolve_bf16("x", True, cpu) is True and resolve_bf16("x", False, cpu) is False
+
+
+# --- TrainingSettings: one object carries every setting from the estimator to the Trainer --------
+#: A value other than the default for every setting an estimator parameter gives (bf16: forced
+#: on, which a CPU accepts; the fit stops before any bf16 step).
+SEQ_SETTINGS = dict(lr=3e-4, batch_size=7, epochs=2, seed=5, max_length=40, warmup_ratio=0.25,
+                    weight_decay=0.03, max_grad_norm=0.7, class_weight="balanced", sampling="balanced",
+                    selection="gap", grad_accum=3, grad_checkpointing=True, bf16=True, checkpoint_steps=4)
+#: The settings no estimator parameter gives (each method's fixed recipe).
+RECIPE_FIELDS = {"decay_all", "warmup_rounding"}
+
+
+class Stop(Exception):
+    """Raised where the Trainer would be built: the test has what it needs, nothing trains."""
+
+
+def trainer_built_by(m, train, validation, monkeypatch):
+    """(the settings `hf_trainer.train` got, the Trainer's keyword arguments) of `m.fit`."""
+    seen = {}
+    real_train = hf_trainer.train
+
+    def train_spy(*args, **kwargs):
+        seen["settings"] = args[5]
+        return real_train(*args, **kwargs)
+
+    def init_spy(self, *args, **kwargs):
+        seen["trainer"] = kwargs
+        raise Stop
+
+    monkeypatch.setattr(hf_trainer, "train", train_spy)
+    monkeypatch.setattr(hf_trainer.ClfbenchTrainer, "__init__", init_spy)
+    m.verbose = False
+    with pytest.raises(Stop):
+        m.fit(train, validation)
+    return seen["settings"], seen["trainer"]
+
+
+def assert_trainer_runs_with(trainer, expected: dict, warmup_of_10: int, decay_all: bool) -> None:
+    """The Trainer's arguments and our extensions hold the estimator's values."""
+    args = trainer["args"]
+    assert isinstance(args, hf_trainer.OneDeviceArgs)
+    assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs, args.seed,
+            args.weight_decay, args.max_grad_norm, args.gradient_accumulation_steps, args.bf16) == (
+        expected["lr"], expected["batch_size"], expected["epochs"], expected["seed"],
+        expected["weight_decay"], expected["max_grad_norm"], expected["grad_accum"], expected["bf16"])
+    for key, value in hf_trainer.checkpointing_args(expected["grad_checkpointing"]).items():
+        assert getattr(args, key) == value, key
+    assert args.save_strategy == "steps" and args.save_steps == expected["checkpoint_steps"]
+    assert trainer["warmup"](10) == warmup_of_10 and trainer["decay_all"] is decay_all
+
+
+def test_training_settings_carry_every_sequence_classifier_parameter_to_the_trainer(zoo, tmp_path,
+                                                                                     monkeypatch):
+    assert {f.name for f in dataclasses.fields(TrainingSettings)} == set(SEQ_SETTINGS) | RECIPE_FIELDS
+    m = make_method("encoder-ft", model=zoo("bert"), tune="off", checkpoint_dir=str(tmp_path),
+                    **SEQ_SETTINGS)
+    settings, trainer = trainer_built_by(m, toy_data(30, 0), toy_data(12, 1), monkeypatch)
+    assert settings == TrainingSettings(**SEQ_SETTINGS, decay_all=False, warmup_rounding="up")
+    assert_trainer_runs_with(trainer, SEQ_SETTINGS, warmup_of_10=3, decay_all=False)  # ceil(2.5)
+    assert settings.keep == "best" and dataclasses.replace(settings, selection="last").keep == "last"
+
+
+def test_training_settings_carry_llm_sft_parameters_and_its_fixed_recipe(zoo, tmp_path, monkeypatch):
+    from clfbench.methods.llm_sft import SFT_RECIPE
+
+    own = {k: SEQ_SETTINGS[k] for k in ("lr", "batch_size", "epochs", "seed", "max_length",
+                                        "warmup_ratio", "weight_decay", "class_weight", "grad_accum",
+                                        "grad_checkpointing", "bf16", "checkpoint_steps")}
+    prompt = {"instruction": "classify the sentiment", "verbalizers": {n: n for n in LABELS}}
+    m = make_method("llm-sft", model=zoo("llama"), prompt=prompt, tune="off",
+                    checkpoint_dir=str(tmp_path), **own)
+    settings, trainer = trainer_built_by(m, toy_data(12, 0), toy_data(6, 1), monkeypatch)
+    expected = {**own, "max_grad_norm": 1.0, "selection": "f1", "sampling": None}
+    assert settings == TrainingSettings(**expected, decay_all=True, warmup_rounding="down")
+    assert set(expected) | RECIPE_FIELDS == {f.name for f in dataclasses.fields(TrainingSettings)}
+    assert SFT_RECIPE == {"max_grad_norm": 1.0, "decay_all": True, "warmup_rounding": "down",
+                          "selection": "f1", "sampling": None}
+    assert_trainer_runs_with(trainer, expected, warmup_of_10=2, decay_all=True)  # int(2.5)
+
+
+def test_training_settings_from_estimator_takes_overrides_and_names_what_is_missing():
+    class Estimator:
+        lr, bf16 = None, "auto"  # unresolved: from_estimator's own lr and bf16 win
+        batch_size, epochs, seed, max_length, warmup_ratio, weight_decay = 8, 2, 1, 16, 0.1, 0.0
+        max_grad_norm, class_weight, sampling, selection = 1.0, None, None, "f1"
+
+    s = TrainingSettings.from_estimator(Estimator(), lr=0.1, bf16=False, epochs=5)
+    assert (s.lr, s.bf16, s.epochs, s.grad_accum, s.checkpoint_steps) == (0.1, False, 5, 1, None)
+    del Estimator.selection
+    with pytest.raises(TypeError, match="no selection"):
+        TrainingSettings.from_estimator(Estimator(), lr=0.1, bf16=False)
+    with pytest.raises(TypeError, match="no field"):
+        TrainingSettings.from_estimator(Estimator(), lr=0.1, bf16=False, selection="f1", lr_grid=[1])
+    with pytest.raises(ValueError, match="warmup_rounding"):
+        dataclasses.replace(s, warmup_rounding="nearest")

@@ -3,7 +3,9 @@
 The Trainer runs the loop: device placement, mixed precision (bf16), gradient accumulation,
 gradient checkpointing, clipping, and data-parallel training when the script is launched
 with `torchrun` or `accelerate launch` (one process per GPU; `batch_size` is per device).
-clfbench adds what its methods need, as the Trainer's documented extension points:
+What a run trains with comes as one `TrainingSettings` (`training_settings`), which
+`trainer_arguments` turns into the Trainer's arguments. clfbench adds what its methods need,
+as the Trainer's documented extension points:
 
 - `ClfbenchTrainer.compute_loss` calls the method's own loss (class-weighted cross-entropy,
   llm-sft's answer-only LM loss) and sums it for the per-epoch training loss;
@@ -40,6 +42,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from clfbench.methods import checkpoints
+from clfbench.methods.training_settings import TrainingSettings
 from clfbench.progress import estimate_line, progress_bar, say
 
 #: (model, batch) -> (loss to back-propagate, summed loss to report, examples it sums over)
@@ -326,44 +329,55 @@ def _weights_name(folder: str) -> str:
     return "model.safetensors"
 
 
-def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], loss_fn: LossFn,
-          sampler: torch.utils.data.Sampler, *, lr: float, batch_size: int, epochs: int,
-          warmup: Callable[[int], int], weight_decay: float, decay_all: bool, max_grad_norm: float,
-          seed: int, device: torch.device, grad_accum: int, grad_checkpointing: bool, bf16: bool,
-          validate: Validate | None, keep: str, on_epoch: Callable[[int, float], bool] | None,
-          verbose: bool, checkpoint: Path | None = None,
-          checkpoint_steps: int | None = None) -> dict[str, Any]:
-    """Train `model` in place with the Trainer; leave it holding the kept epoch's weights.
+def trainer_arguments(settings: TrainingSettings, output_dir: str, device: torch.device,
+                      checkpoint: Path | None) -> OneDeviceArgs:
+    """The Trainer's arguments for `settings`: every setting it applies itself (epochs, batch,
+    accumulation, learning rate, decay, clipping, seed, bf16, activation checkpointing, save
+    steps); the rest is ours (`ClfbenchTrainer`, `EpochSelection`). Nothing logged or reported."""
+    return OneDeviceArgs(
+        output_dir=output_dir, num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.lr,
+        weight_decay=settings.weight_decay, max_grad_norm=settings.max_grad_norm, seed=settings.seed,
+        bf16=settings.bf16, use_cpu=device.type == "cpu",
+        **checkpointing_args(settings.grad_checkpointing),
+        save_strategy="no" if checkpoint is None else "steps" if settings.checkpoint_steps else "epoch",
+        save_steps=settings.checkpoint_steps or 500, save_total_limit=None,
+        eval_strategy="no", logging_strategy="no", report_to="none",
+        disable_tqdm=True, remove_unused_columns=False,
+        dataloader_pin_memory=device.type == "cuda",
+        # our sampler's own seeded generator decides the order, as before the Trainer
+        accelerator_config={"use_seedable_sampler": False},
+    )
 
-    `keep`: "best" (the highest selection score; ties keep the earlier epoch) or "last".
-    Without `validate` the last epoch is kept. `checkpoint`: this configuration's folder
-    (`checkpoints.configuration_folder`): save after every epoch, and resume the newest
-    complete checkpoint found there; `checkpoint_steps`: also every that many optimizer steps
-    (a resumed epoch then skips the batches done). Returns the history, the kept epoch, the
-    schedule and what the Trainer ran with.
+
+def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], loss_fn: LossFn,
+          sampler: torch.utils.data.Sampler, settings: TrainingSettings, *, device: torch.device,
+          validate: Validate | None, on_epoch: Callable[[int, float], bool] | None,
+          verbose: bool, checkpoint: Path | None = None) -> dict[str, Any]:
+    """Train `model` in place with the Trainer, as `settings` say; leave it holding the kept
+    epoch's weights.
+
+    `settings.keep`: "best" (the highest selection score; ties keep the earlier epoch) or
+    "last". Without `validate` the last epoch is kept. `checkpoint`: this configuration's
+    folder (`checkpoints.configuration_folder`): save after every epoch, and resume the newest
+    complete checkpoint found there; `settings.checkpoint_steps`: also every that many
+    optimizer steps (a resumed epoch then skips the batches done). Returns the history, the
+    kept epoch, the schedule and what the Trainer ran with.
     """
+    epochs, grad_accum = settings.epochs, settings.grad_accum
     if checkpoint is not None:
         checkpoints.sampler_state(sampler)  # a sampler that cannot be resumed fails now
         out_dir: Any = contextlib.nullcontext(str(checkpoint))
     else:
         out_dir = tempfile.TemporaryDirectory(prefix="clfbench-trainer-")
     with out_dir as out:
-        args = OneDeviceArgs(
-            output_dir=out, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=grad_accum, learning_rate=lr, weight_decay=weight_decay,
-            max_grad_norm=max_grad_norm, seed=seed, bf16=bf16, use_cpu=device.type == "cpu",
-            **checkpointing_args(grad_checkpointing),
-            save_strategy="no" if checkpoint is None else "steps" if checkpoint_steps else "epoch",
-            save_steps=checkpoint_steps or 500, save_total_limit=None,
-            eval_strategy="no", logging_strategy="no", report_to="none",
-            disable_tqdm=True, remove_unused_columns=False,
-            dataloader_pin_memory=device.type == "cuda",
-            # our sampler's own seeded generator decides the order, as before the Trainer
-            accelerator_config={"use_seedable_sampler": False},
-        )
+        args = trainer_arguments(settings, out, device, checkpoint)
         trainer = ClfbenchTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
-                                  loss_fn=loss_fn, sampler=sampler, warmup=warmup, decay_all=decay_all)
-        selection = EpochSelection(trainer, model, epochs, validate, keep, on_epoch, verbose, len(dataset))
+                                  loss_fn=loss_fn, sampler=sampler, warmup=settings.warmup_steps,
+                                  decay_all=settings.decay_all)
+        selection = EpochSelection(trainer, model, epochs, validate, settings.keep, on_epoch, verbose,
+                                   len(dataset))
         selection.saving = checkpoint is not None
         trainer.add_callback(selection)
         resume = checkpoints.latest(checkpoint) if checkpoint is not None else None
@@ -385,7 +399,7 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
                               f"(optimizer step {resumed_step})")
                 trainer.train(resume_from_checkpoint=str(resume))
         finally:
-            if grad_checkpointing:  # prediction needs no recomputation
+            if settings.grad_checkpointing:  # prediction needs no recomputation
                 _model_call(model, "activation_checkpointing_disable", "gradient_checkpointing_disable")
         if checkpoint is not None and is_main_process():  # training has ended (no exception)
             checkpoints.mark_ended(checkpoint)
@@ -406,9 +420,9 @@ def train(model: Any, dataset: Any, collate: Callable[[list], dict[str, Any]], l
                 "mixed_precision": str(trainer.accelerator.mixed_precision),
                 "world_size": args.world_size,
                 "device": str(args.device),
-                "seed": seed,
+                "seed": settings.seed,
                 "checkpoint": None if checkpoint is None else {
-                    "folder": str(checkpoint), "every_steps": checkpoint_steps,
+                    "folder": str(checkpoint), "every_steps": settings.checkpoint_steps,
                     "resumed_after_epoch": resumed_from, "resumed_at_step": resumed_step,
                     "seconds_before_resume": selection.seconds_before},
             },

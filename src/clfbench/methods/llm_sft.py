@@ -19,9 +19,13 @@ from clfbench.methods.torch_training import (
     resolve_bf16,
     training_device,
 )
+from clfbench.methods.training_settings import TrainingSettings
 from clfbench.methods.tuning import EpochCallback, Tunable
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+#: The training settings llm-sft has no parameter for (`TrainingSettings.from_estimator`).
+SFT_RECIPE = {"max_grad_norm": 1.0, "decay_all": True, "warmup_rounding": "down", "selection": "f1",
+              "sampling": None}
 
 
 class LLMSFT(Tunable, LLMPrompt):
@@ -219,15 +223,13 @@ class LLMSFT(Tunable, LLMPrompt):
                      "validation_accuracy": float(accuracy_score(validation.labels, pred))}, f1)
 
         has_val = validation is not None and len(validation) > 0
+        # llm-sft's fixed recipe below its parameters: clipping at 1.0, decay on every parameter,
+        # warm-up rounded down, the best validation macro-F1 kept, data order by permutation
+        settings = TrainingSettings.from_estimator(self, lr=lr, bf16=bf16, **SFT_RECIPE)
         record = hf_trainer.train(
             self.lm_, data, collate, loss_fn, hf_trainer.PermutationSampler(len(data), self.seed),
-            lr=lr, batch_size=self.batch_size, epochs=self.epochs,
-            warmup=lambda total: int(self.warmup_ratio * total), weight_decay=self.weight_decay,
-            decay_all=True, max_grad_norm=1.0, seed=self.seed, device=device,
-            grad_accum=self.grad_accum, grad_checkpointing=self.grad_checkpointing, bf16=bf16,
-            validate=validate if has_val else None, keep="best", on_epoch=on_epoch,
+            settings, device=device, validate=validate if has_val else None, on_epoch=on_epoch,
             verbose=self.verbose, checkpoint=self._checkpoint(train, validation, lr, device),
-            checkpoint_steps=self.checkpoint_steps,
         )
         self.lm_.eval()
         self.scorer_.reset_cache()
@@ -237,9 +239,9 @@ class LLMSFT(Tunable, LLMPrompt):
             "best_epoch": record["best_epoch"],
             "selection": "validation macro-F1 (label scoring)" if has_val else "last epoch (no validation split)",
             "history": record["history"],
-            "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": self.weight_decay,
-                          "schedule": "linear", **record["schedule"], "epochs": self.epochs,
-                          "batch_size": self.batch_size, "max_grad_norm": 1.0},
+            "optimizer": {"name": "AdamW", "lr": settings.lr, "weight_decay": settings.weight_decay,
+                          "schedule": "linear", **record["schedule"], "epochs": settings.epochs,
+                          "batch_size": settings.batch_size, "max_grad_norm": settings.max_grad_norm},
             "trainer": record["trainer"],
             "precision": "bf16-autocast" if bf16 else "fp32",
             "train_examples": len(data),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from clfbench.engines.inference import predict_logits
 from clfbench.engines.models import ModelRef, hub_revision, load, resolve_model
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
+from clfbench.methods.training_settings import TrainingSettings
 from clfbench.methods.tuning import EpochCallback, Tunable
 
 SELECTIONS = ("f1", "gap", "last")
@@ -145,42 +145,31 @@ def train_loop(
     train: LabeledTexts,
     validation: LabeledTexts | None,
     predict: Callable[[Texts], np.ndarray],
+    settings: TrainingSettings,
     *,
-    lr: float,
-    batch_size: int,
-    epochs: int,
-    max_length: int,
-    warmup_ratio: float,
-    weight_decay: float,
-    max_grad_norm: float,
-    class_weight: str | None,
-    sampling: str | None,
-    selection: str,
-    seed: int,
     device: torch.device,
     verbose: bool,
     on_epoch: Callable[[int, float], bool] | None = None,
-    grad_accum: int = 1,
-    grad_checkpointing: bool = False,
-    bf16: bool = False,
     checkpoint: Path | None = None,
-    checkpoint_steps: int | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place with `transformers.Trainer` (see `hf_trainer`); leave it
     holding the selected epoch's weights; return the record.
 
-    `predict(X) -> logits` is the estimator's own prediction path. Selection: "f1" keeps the
+    `predict(X) -> logits` is the estimator's own prediction path; `settings` every training
+    setting (`TrainingSettings`: the warm-up is rounded up). Selection: "f1" keeps the
     epoch with the best validation macro-F1; "gap" the best F1_val - |F1_val - F1_train|
     (F1_train on a seeded, stratified subsample of train as large as validation); "last" the
     final epoch. Ties keep the earlier epoch. Without validation data the last epoch is kept.
     `on_epoch(epoch, selection score)` is called after each validated epoch (tuning: pruning
     and early stopping); training stops when it returns True. The record's `score` is the
     selection score of the weights kept (None without validation data). `checkpoint`: the
-    configuration's checkpoint folder (save every epoch, and every `checkpoint_steps` optimizer
-    steps when given; resume what is found there).
+    configuration's checkpoint folder (save every epoch, and every `settings.checkpoint_steps`
+    optimizer steps when given; resume what is found there).
     """
     from clfbench.methods import hf_trainer
 
+    class_weight, sampling, selection = settings.class_weight, settings.sampling, settings.selection
+    seed = settings.seed
     check_options(class_weight, sampling, selection)
     n_labels = len(train.label_names)
     generator = torch.Generator().manual_seed(seed)
@@ -212,13 +201,9 @@ def train_loop(
         return fields, score
 
     record = hf_trainer.train(
-        model, encode(model, tokenizer, train, max_length), make_collator(tokenizer), loss_fn, sampler,
-        lr=lr, batch_size=batch_size, epochs=epochs,
-        warmup=lambda total: math.ceil(warmup_ratio * total), weight_decay=weight_decay,
-        decay_all=False, max_grad_norm=max_grad_norm, seed=seed, device=device,
-        grad_accum=grad_accum, grad_checkpointing=grad_checkpointing, bf16=bf16,
-        validate=validate if has_val else None, keep="last" if selection == "last" else "best",
-        on_epoch=on_epoch, verbose=verbose, checkpoint=checkpoint, checkpoint_steps=checkpoint_steps,
+        model, encode(model, tokenizer, train, settings.max_length), make_collator(tokenizer), loss_fn,
+        sampler, settings, device=device, validate=validate if has_val else None, on_epoch=on_epoch, verbose=verbose,
+        checkpoint=checkpoint,
     )
     return {
         "history": record["history"],
@@ -226,9 +211,9 @@ def train_loop(
         "score": record["score"],
         "best_epoch": record["best_epoch"],
         "selection": selection if has_val else "last (no validation data)",
-        "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": weight_decay,
-                      "schedule": "linear", **record["schedule"],
-                      "batch_size": batch_size, "epochs": epochs, "max_grad_norm": max_grad_norm},
+        "optimizer": {"name": "AdamW", "lr": settings.lr, "weight_decay": settings.weight_decay,
+                      "schedule": "linear", **record["schedule"], "batch_size": settings.batch_size,
+                      "epochs": settings.epochs, "max_grad_norm": settings.max_grad_norm},
         "class_weight": class_weight,
         "sampling": sampling,
         "trainer": record["trainer"],
@@ -411,16 +396,11 @@ class HFSequenceClassifier(Tunable, Classifier):
         self.model_ = model  # the Trainer puts it on the device
         train_x = self._prepared(train)
         val_x = self._prepared(validation) if validation is not None else None
+        settings = TrainingSettings.from_estimator(self, lr=lr, bf16=bf16)
         record = train_loop(
-            self.model_, self.tokenizer_, train_x, val_x, self._logits_prepared,
-            lr=lr, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length,
-            warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm, class_weight=self.class_weight,
-            sampling=self.sampling, selection=self.selection, seed=self.seed, device=self.device_,
-            verbose=self.verbose, on_epoch=on_epoch, grad_accum=self.grad_accum,
-            grad_checkpointing=self.grad_checkpointing, bf16=bf16,
+            self.model_, self.tokenizer_, train_x, val_x, self._logits_prepared, settings,
+            device=self.device_, verbose=self.verbose, on_epoch=on_epoch,
             checkpoint=self._checkpoint(train, validation, lr, self.device_),
-            checkpoint_steps=self.checkpoint_steps,
         )
         if peft_model is not None:
             self.model_ = peft_model.merge_and_unload().eval()
