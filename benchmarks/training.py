@@ -37,6 +37,15 @@ from machine import uptime  # benchmarks/machine.py (the script's folder is on s
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_COMMIT = "7c76b09"
+#: Import lines of that commit's module -> where those names live now.
+MOVED_IMPORTS = {
+    "from clfbench.data import": "from clfbench.data.texts import",
+    "from clfbench.device import": "from clfbench.engines.device import",
+    "from clfbench.inference import model_input_names, predict_logits, tokenize":
+        "from clfbench.engines.encoding import model_input_names, tokenize\n"
+        "from clfbench.engines.inference import predict_logits",
+    "from clfbench.models import": "from clfbench.engines.models import",
+}
 
 
 def load_modules() -> dict[str, object]:
@@ -46,6 +55,8 @@ def load_modules() -> dict[str, object]:
     source = subprocess.run(
         ["git", "show", f"{BEFORE_COMMIT}:src/clfbench/methods/torch_training.py"],
         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    for old, new in MOVED_IMPORTS.items():  # the modules it imports have moved since (issue 24)
+        source = source.replace(old, new)
     path = Path(tempfile.mkdtemp()) / "torch_training_before.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("torch_training_before", path)
