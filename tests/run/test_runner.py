@@ -27,7 +27,7 @@ def specs(seeds=(1, 2, 3)):
 @pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "worker"])
 def test_interrupted_grid_resumes_without_redoing_finished_runs(tmp_path, monkeypatch, isolate):
     name = "execute_in_worker" if isolate else "execute"
-    real = getattr(runner, name)
+    real = getattr(worker, name)
     calls = []
 
     def killed_on_second(spec, *a, **k):
@@ -36,7 +36,7 @@ def test_interrupted_grid_resumes_without_redoing_finished_runs(tmp_path, monkey
             raise KeyboardInterrupt  # as if the process were stopped during run 2
         return real(spec, *a, **k)
 
-    monkeypatch.setattr(runner, name, killed_on_second)
+    monkeypatch.setattr(worker, name, killed_on_second)
     with pytest.raises(KeyboardInterrupt):
         runner.run_grid(specs(), tmp_path, quiet=True, isolate=isolate)
     store = Store(tmp_path)
@@ -44,7 +44,7 @@ def test_interrupted_grid_resumes_without_redoing_finished_runs(tmp_path, monkey
     assert store.runs()[0]["isolation"] == ("process" if isolate else "none")
 
     calls.clear()
-    monkeypatch.setattr(runner, name, lambda spec, *a, **k: calls.append(spec.seed) or real(spec, *a, **k))
+    monkeypatch.setattr(worker, name, lambda spec, *a, **k: calls.append(spec.seed) or real(spec, *a, **k))
     runner.run_grid(specs(), tmp_path, quiet=True, isolate=isolate)
     assert calls == [2, 3]  # run 1 was complete and skipped
     assert sorted(r["seed"] for r in store.runs()) == [1, 2, 3]
