@@ -140,10 +140,8 @@ def _api_prices() -> dict[str, dict[str, float]]:
 
 
 def _api_price(model: str, prices: dict[str, dict[str, float]]) -> dict[str, float] | None:
-    try:
-        from clfbench.engines.pricing import price_for
-    except ImportError:  # pragma: no cover
-        return prices.get(model)
+    from clfbench.engines.pricing import price_for
+
     return price_for(model, prices)
 
 
