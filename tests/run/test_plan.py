@@ -24,6 +24,7 @@ from clfbench.run.plan import (
     check_budget,
     estimate,
     make_plan,
+    probes_wanted,
     schedule,
 )
 from clfbench.run.profile import (
@@ -127,12 +128,17 @@ def test_a_100k_row_set_subsamples_the_fine_tuning_and_drops_it_on_cpu():
     on_cpu = make_plan(big, CPU, HOUR)
     assert "encoder-ft" not in families(on_cpu)
     assert OVER.match(reason(on_cpu, "encoder-ft"))
+    assert OVER.match(reason(on_cpu, "embed-probe learning curve"))  # curves only when they fit
+    roomy = step(make_plan(big, GPU, 24 * HOUR), "encoder-ft")  # time to spare: the big-data cap
+    assert roomy.max_train == BIG_DATA_ROWS and roomy.note == "trains on 20,000 of 100,000 rows"
 
 
 def test_150_classes_make_setfit_cost_grow_with_the_classes():
     few, many = data(15_000, 5), data(15_000, 150)
     assert estimate("setfit", SETFIT_PER_CLASS * 150, many, CPU, None) > \
         20 * estimate("setfit", SETFIT_PER_CLASS * 5, few, CPU, None)
+    # tfidf-lr's logistic regression: a weight row per class
+    assert estimate("tfidf-lr", 15_000, many, CPU, None) > 10 * estimate("tfidf-lr", 15_000, few, CPU, None)
     cpu = make_plan(many, CPU, HOUR)
     assert "setfit" not in families(cpu) and OVER.match(reason(cpu, "setfit"))
     gpu = make_plan(many, GPU, HOUR)
@@ -157,6 +163,27 @@ def test_a_gpu_plans_the_llm_fine_tuning_that_cpu_leaves_out():
     assert {"llm-prompt", "llm-sft"} <= set(families(gpu))
     assert step(gpu, "llm-sft").model == LOCAL_LLM.model
     assert "llm-sft" not in families(cpu) and OVER.match(reason(cpu, "llm-sft"))
+
+
+def test_a_slow_fine_tuning_takes_half_of_what_is_left_not_all_of_it():
+    d = data(20_000, 4, validation_rows=500, test_rows=1_000)
+    slow = Probe("encoder-ft", startup_s=20, train_s_per_example=0.01, predict_s_per_example=0.01)
+    plan = make_plan(d, GPU, HOUR, probes={"encoder-ft": slow})
+    i = families(plan).index("encoder-ft")
+    left = plan.budget_s - plan.reserve_s - sum(s.estimate_s for s in plan.steps[:i])
+    full = estimate("encoder-ft", 20_000, d, GPU, slow)
+    assert left / 2 < full < left  # it would fit, but would starve the families after it
+    ft = step(plan, "encoder-ft")
+    assert ft.estimate_s <= left / 2 and ft.max_train < 20_000 and "to fit the budget" in ft.note
+    assert "encoder-lora" in families(plan)
+
+
+def test_neural_families_are_probed_on_the_gpu_when_there_is_one():
+    assert set(probes_wanted(CPU).values()) == {"cpu"}
+    assert "llm-prompt" not in probes_wanted(CPU)
+    gpu = probes_wanted(GPU, LOCAL_LLM)
+    assert gpu["tfidf-lr"] == "cpu" and gpu["encoder-ft"] == gpu["llm-sft"] == "cuda"
+    assert probes_wanted(GPU, LLM("m", "http://x/v1"))["llm-api"] == "cpu"
 
 
 def test_a_probe_replaces_the_default_costs():

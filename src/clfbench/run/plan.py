@@ -211,6 +211,18 @@ def per_example(family: str, data: DataProfile, machine: MachineProfile,
     return c.startup_s, train, c.predict_s * scale
 
 
+def probes_wanted(machine: MachineProfile, llm: LLM | None = None) -> dict[str, str]:
+    """The families the command probes before planning, and on which device: the neural ones
+    on the GPU when there is one (where they will run), tfidf-lr and an endpoint on the CPU."""
+    out = {}
+    for family in ORDER:
+        if family in LLM_FAMILIES and not (llm and family in llm.families):
+            continue
+        neural = family not in ("tfidf-lr", "llm-api")
+        out[family] = "cuda" if neural and machine.has_gpu else "cpu"
+    return out
+
+
 def passes(family: str) -> tuple[int, int]:
     """(trials, epochs) the conservative estimate assumes: every trial of the learning-rate
     search trains every epoch (early stopping and the pruner only make it shorter)."""

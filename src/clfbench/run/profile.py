@@ -111,7 +111,8 @@ def profile_machine() -> MachineProfile:
 @dataclass
 class Probe:
     """Measured costs of one family on this data and machine: one-off start-up (model load),
-    seconds per training example per epoch (one trial) and per predicted example."""
+    seconds per training text per epoch (one trial; setfit: the text with its pairs) and per
+    predicted example, at the max_length the plan will use and on `device`."""
 
     family: str
     startup_s: float
