@@ -176,6 +176,13 @@ def test_a_slow_fine_tuning_takes_half_of_what_is_left_not_all_of_it():
     ft = step(plan, "encoder-ft")
     assert ft.estimate_s <= left / 2 and ft.max_train < 20_000 and "to fit the budget" in ft.note
     assert "encoder-lora" in families(plan)
+    # too few rows to shrink (under the 1,000-row floor), but it fits what is left: taken whole
+    small = data(900, 4, validation_rows=100, test_rows=200)
+    quick = {f: Probe(f, 10, 0, 0) for f in ("tfidf-lr", "embed-probe", "setfit")}
+    whole = make_plan(small, CPU, 300, probes={**quick, "encoder-ft": slow})
+    left = whole.budget_s - whole.reserve_s - 30  # 195 s after the three quick families
+    assert left / 2 < estimate("encoder-ft", 900, small, CPU, slow) < left
+    assert step(whole, "encoder-ft").max_train is None
 
 
 def test_neural_families_are_probed_on_the_gpu_when_there_is_one():

@@ -8,8 +8,9 @@ Rules (each is a constant or a function below):
 - Greedy fill: a family is planned when its estimate fits what is left of the budget after the
   reserve for report + export (`reserve_s`) and the families before it; otherwise it is left
   out with "<family>: estimated <time>, over the budget". tfidf-lr alone + the reserve is the
-  smallest plan (`check_budget`). A fine-tuned family that is not the last wanted may take at
-  most half of what is left (its "share"), so that one slow family does not starve the rest.
+  smallest plan (`check_budget`). A fine-tuned family that is not the last wanted shrinks (see
+  below) to half of what is left (its "share") rather than take it all, so that one slow family
+  does not starve the rest; one that cannot shrink that far is still taken whole if it fits.
 - Big data: the fine-tuned families (encoder-ft/-lora, llm-sft, decoder-head) train on at most
   `BIG_DATA_ROWS` stratified rows (`max_train`); tfidf-lr and embed-probe use every row.
 - Shrink to fit: a fine-tuned family (setfit included) over its share trains on fewer rows,
@@ -336,10 +337,8 @@ def make_plan(data: DataProfile, machine: MachineProfile, budget_s: float,
             if fit >= max(1, min_rows(family, data)):
                 rows, note = fit, f"trains on {fit:,} of {data.train_rows:,} rows to fit the budget"
                 cost = estimate(family, rows, data, machine, probe)
-        if cost > share:
-            plan.left_out.append(over(family, full) if full > left else
-                                 f"{over(family, full)} share ({format_seconds(share)}: "
-                                 "half of what was left, the rest kept for later families)")
+        if cost > left:
+            plan.left_out.append(over(family, full))
             continue
         model, params = family_params(family, data, llm)
         plan.steps.append(Step(family, family, cost, model, params,
