@@ -25,7 +25,8 @@ from sklearn.metrics import accuracy_score
 
 from clfbench.data.texts import LabeledTexts, Texts, stratified_indices
 from clfbench.engines.device import autocast, autocast_dtype, pick_device, precision_name
-from clfbench.engines.inference import model_input_names, predict_logits, tokenize
+from clfbench.engines.encoding import model_input_names, tokenize
+from clfbench.engines.inference import predict_logits
 from clfbench.engines.models import ModelRef, hub_revision, load, resolve_model
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
