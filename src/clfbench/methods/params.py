@@ -61,6 +61,15 @@ CLASS_WEIGHT = Param(None, "balanced: weight the loss by inverse class frequency
 EPOCHS = Param(3, "passes over the training data (also --epochs)", Ge(1))
 WARMUP_RATIO = Param(0.1, "share of the steps with a linear learning-rate warm-up", Ge(0), Le(1))
 WEIGHT_DECAY = Param(0.01, "AdamW weight decay", Ge(0))
+# The prompt of the LLM methods (llm-prompt, llm-sft, llm-api, llm-dspy).
+TEMPLATE = Param(None, "a prompt template YAML (default src/clfbench/prompts/default.yaml)")
+PROMPT = Param(None, "overrides of the task's prompt (instruction, verbalizers, text_name)")
+DESCRIPTIONS = Param(
+    "auto", "auto (default; llm-sft: off): the labels' one-line descriptions in the prompt unless they "
+            "leave a local model less than half of max_length for the query; on: always (refused if they "
+            "do not fit); off: never", OneOf(("auto", "on", "off")))
+LABEL_DESCRIPTIONS = Param(None, "a YAML/JSON file label -> one-line description (adds to or overrides "
+                                 "the task's)")
 
 
 def declared_params(klass: type) -> dict[str, Param]:
