@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
 from annotated_types import Ge
 
 from clfbench.data.texts import LabeledTexts

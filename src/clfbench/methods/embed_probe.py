@@ -23,7 +23,6 @@ from clfbench.engines.device import autocast, pick_device, precision_name
 from clfbench.engines.inference import predict_logits
 from clfbench.engines.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
 from clfbench.engines.sklearn_io import load_estimator, save_estimator
-from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import C_GRID, C_PARAM, MAX_ITER, all_label_proba, check_c, choose_c
 from clfbench.methods.params import BATCH_SIZE, CLASS_WEIGHT, DEVICE, MAX_LENGTH, MODEL, SEED, Param

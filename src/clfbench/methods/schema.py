@@ -22,8 +22,6 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union
 
-from annotated_types import Ge, Gt, Le, Lt
-
 from clfbench.errors import ClfbenchError
 
 
