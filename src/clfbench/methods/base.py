@@ -55,10 +55,10 @@ class Classifier:
         """A class declaring its parameters (`params.Param`) gets an `__init__` that assigns
         them and validates once; a hand-written `__init__` is left as it is (a plug-in)."""
         super().__init_subclass__(**kwargs)
-        from clfbench.methods.params import build_init, declared_params
+        from clfbench.methods.params import build_init, collect_params
 
         inherited = getattr(cls.__init__, "_generated_", False) or cls.__init__ is object.__init__
-        if "__init__" not in vars(cls) and inherited and declared_params(cls):
+        if "__init__" not in vars(cls) and inherited and collect_params(cls):
             build_init(cls)
 
     def validate_params(self) -> None:

@@ -175,7 +175,7 @@ class LlmApi(Classifier):
             raise ClfbenchError(f"{self.name}: decision={self.decision!r}; expected one of {', '.join(DECISIONS)}")
         checks = {
             "concurrency": (self.concurrency, 1), "max_retries": (self.max_retries, 0),
-            "shots": (self.shots, 0), "top_logprobs": (self.top_logprobs, 1),
+            "top_logprobs": (self.top_logprobs, 1),  # (shots: its declaration's range, when built)
         }
         for name, (value, low) in checks.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -30,8 +30,6 @@ from annotated_types import Ge, Le
 
 from clfbench.methods.schema import OneOf
 
-_DEVICE = "cpu, cuda or mps (default: the GPU when present, else the CPU)"
-
 
 class Param:
     """One parameter's declaration: `Param(default, help, *rules)`."""
@@ -52,7 +50,7 @@ class Param:
 
 #: Declarations shared by methods that share no base class.
 MODEL = Param("minilm", "hub id, local folder or the offline alias minilm (also --model)")
-DEVICE = Param(None, _DEVICE)
+DEVICE = Param(None, "cpu, cuda or mps (default: the GPU when present, else the CPU)")
 SEED = Param(99, "training seed (also --seed)", Ge(0))
 BATCH_SIZE = Param(32, "examples per batch (also --batch-size)", Ge(1))
 MAX_LENGTH = Param(128, "tokens per input; longer texts are truncated (also --max-length)", Ge(1))
@@ -74,11 +72,15 @@ LABEL_DESCRIPTIONS = Param(None, "a YAML/JSON file label -> one-line description
 
 def declared_params(klass: type) -> dict[str, Param]:
     """The parameters `klass` declares (its own and its bases'), in its signature's order;
-    {} for a class with none (a plug-in with a hand-written `__init__`)."""
-    return dict(vars(klass).get("_declared_params_", None) or _collect(klass))
+    {} for a class whose `__init__` is hand-written (a plug-in): its signature is the truth."""
+    if not getattr(klass.__init__, "_generated_", False):
+        return {}
+    return dict(klass._declared_params_)  # type: ignore[attr-defined]
 
 
-def _collect(klass: type) -> dict[str, Param]:
+def collect_params(klass: type) -> dict[str, Param]:
+    """The `Param` declarations along `klass`'s MRO, in `param_order` (a class's own, or the
+    nearest base's followed by what later subclasses declare), else in declaration order."""
     found: dict[str, Param] = {}
     order: tuple[str, ...] | None = None
     order_owner: type | None = None
@@ -102,9 +104,9 @@ def _collect(klass: type) -> dict[str, Param]:
     return {n: found[n] for n in (*order, *dict.fromkeys(reversed(later)))}
 
 
-def param_annotations(klass: type) -> dict[str, Any]:
-    """Each declared parameter -> its annotation as written (the nearest class's)."""
-    params = declared_params(klass)
+def param_annotations(klass: type, params: dict[str, Param] | None = None) -> dict[str, Any]:
+    """Each declared parameter -> (its annotation as written, the nearest class annotating it)."""
+    params = declared_params(klass) if params is None else params
     out: dict[str, Any] = {}
     for k in klass.__mro__:
         for name, ann in vars(k).get("__annotations__", {}).items():
@@ -126,9 +128,9 @@ def param_types(klass: type) -> dict[str, Any]:
 def build_init(klass: type) -> None:
     """Give `klass` an `__init__(self, name=default, ...)` over its declared parameters that
     only assigns them, then calls `self.validate_params()`."""
-    params = declared_params(klass)
+    params = collect_params(klass)
     klass._declared_params_ = params
-    anns = param_annotations(klass)
+    anns = param_annotations(klass, params)
     missing = [n for n in params if n not in anns]
     if missing:
         raise TypeError(f"{klass.__qualname__}: parameter(s) {', '.join(missing)} declared without a type annotation")
