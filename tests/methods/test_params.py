@@ -123,6 +123,31 @@ def test_a_plugin_with_a_plain_init_keeps_working():
         METHODS.pop("plain-plugin")
 
 
+def test_a_plugin_subclassing_a_method_with_its_own_init_keeps_the_declarations_it_inherits():
+    from clfbench.methods.encoder_ft import EncoderFineTune
+
+    class Wrapped(EncoderFineTune):
+        name = "wrapped-ft"
+
+        def __init__(self, temperature: float = 1.0, epochs: int = 3) -> None:
+            self.temperature = temperature
+            super().__init__(epochs=epochs)
+
+    register_method("wrapped-ft", f"{__name__}:Wrapped")
+    globals()["Wrapped"] = Wrapped
+    try:
+        assert [p.name for p in method_params("wrapped-ft")] == ["temperature", "epochs"]
+        assert method_params("wrapped-ft")[1].help == declared_params(EncoderFineTune)["epochs"].help
+        with pytest.raises(ClfbenchError, match=r"parameter epochs=0 \(expected a value >= 1\)"):
+            make_method("wrapped-ft", epochs=0)
+        with pytest.raises(ClfbenchError, match=r"parameter epochs=0 \(expected a value >= 1\)"):
+            Wrapped(epochs=0)  # built in Python, through the method's own validation
+        assert make_method("wrapped-ft", temperature=2.0).get_params() == {"temperature": 2.0, "epochs": 3}
+    finally:
+        METHODS.pop("wrapped-ft")
+        globals().pop("Wrapped")
+
+
 def test_load_refuses_a_bad_saved_value_in_one_line(tmp_path):
     (tmp_path / "method.json").write_text(json.dumps(
         {"method": "tfidf-lr", "params": {"ngram_max": 0}, "labels": ["a", "b"]}))

@@ -65,11 +65,14 @@ class Classifier:
         """Check every parameter once, however the method is built (`make_method`, a grid, the
         CLI, Python, `load`): its declared type and range, then the class's own explicit checks
         (`_check_params`: rules across parameters, or values a type cannot say)."""
-        from clfbench.methods.params import declared_params
+        from clfbench.methods.params import Param, collect_params, declared_params
         from clfbench.methods.schema import check_params
 
         klass = type(self)
-        check_params(klass, {n: getattr(self, n) for n in declared_params(klass)}, f"method {self.name!r}")
+        names = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
+        values = {n: getattr(self, n, None) for n in names}
+        check_params(klass, {n: v for n, v in values.items() if not isinstance(v, Param)},
+                     f"method {self.name!r}")
         self._check_params()
 
     def _check_params(self) -> None:

@@ -115,10 +115,10 @@ def param_annotations(klass: type, params: dict[str, Param] | None = None) -> di
     return out
 
 
-def param_types(klass: type) -> dict[str, Any]:
+def param_types(klass: type, params: dict[str, Param] | None = None) -> dict[str, Any]:
     """Each declared parameter -> its type (the annotation evaluated in its class's module)."""
     out = {}
-    for name, (ann, k) in param_annotations(klass).items():
+    for name, (ann, k) in param_annotations(klass, params).items():
         if isinstance(ann, str):
             ann = eval(ann, vars(sys.modules[k.__module__]), dict(vars(k)))  # noqa: S307 - our own source
         out[name] = ann
@@ -166,7 +166,7 @@ class ParamInfo:
 def param_help(klass: type, name: str) -> str:
     """The meaning of `name` for `klass`: its declaration's help, else (a plug-in with a
     hand-written `__init__`) the nearest `param_help` dict's entry, else ''."""
-    declared = declared_params(klass)
+    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
     if name in declared:
         return declared[name].help
     for k in klass.__mro__:

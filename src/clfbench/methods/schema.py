@@ -124,9 +124,9 @@ def check_values(hints: dict[str, Any], values: dict[str, Any], where: str,
 def param_rules(klass: type, name: str) -> tuple[Any, ...]:
     """The rules of parameter `name` of `klass`: its declaration's (`params.Param`), else (a
     plug-in with a hand-written `__init__`) the nearest `param_rules` dict's entry."""
-    from clfbench.methods.params import declared_params
+    from clfbench.methods.params import collect_params, declared_params
 
-    declared = declared_params(klass)
+    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
     if name in declared:
         return declared[name].rules
     for k in klass.__mro__:
@@ -138,15 +138,18 @@ def param_rules(klass: type, name: str) -> tuple[Any, ...]:
 
 @cache
 def method_hints(klass: type) -> dict[str, Any]:
-    """Each parameter of `klass` -> its type hint with its rules applied (the parameters it
-    declares, else its `__init__` arguments)."""
-    from clfbench.methods.params import declared_params, param_types
+    """Each parameter of `klass` -> its type hint with its rules applied: the parameters it
+    declares; for a plug-in with a hand-written `__init__`, that signature's hints (over the
+    declarations of a method it subclasses)."""
+    from clfbench.methods.params import collect_params, declared_params, param_types
 
     try:
         if declared_params(klass):
             hints = param_types(klass)
         else:
-            hints = typing.get_type_hints(klass.__init__, include_extras=True)
+            inherited = collect_params(klass)
+            hints = {**(param_types(klass, inherited) if inherited else {}),
+                     **typing.get_type_hints(klass.__init__, include_extras=True)}
     except (NameError, TypeError):  # a plug-in with hints that cannot be resolved: unchecked
         return {}
     hints.pop("return", None)
