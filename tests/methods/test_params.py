@@ -88,10 +88,11 @@ def test_a_subclass_overrides_a_default():
     class LongerFineTune(EncoderFineTune):
         epochs = EncoderFineTune.epochs.but(10)
         extra: int = Param(1, "a parameter of its own", Ge(1))
+        other: str = Param("a", "and another")
 
     assert LongerFineTune().epochs == 10 and EncoderFineTune().epochs == 3
     names = list(inspect.signature(LongerFineTune.__init__).parameters)[1:]
-    assert names == [*(p.name for p in method_params("encoder-ft")), "extra"]
+    assert names == [*(p.name for p in method_params("encoder-ft")), "extra", "other"]
     with pytest.raises(ClfbenchError, match=r"parameter extra=0 \(expected a value >= 1\)"):
         LongerFineTune(extra=0)
 

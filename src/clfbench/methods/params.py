@@ -99,9 +99,9 @@ def collect_params(klass: type) -> dict[str, Param]:
     if missing:
         raise TypeError(f"{klass.__qualname__}.param_order names undeclared parameters: {', '.join(missing)}")
     # parameters declared below the class that set the order (a plug-in subclass) come last
-    later = [n for k in klass.__mro__[:klass.__mro__.index(order_owner)] for n, v in vars(k).items()
-             if isinstance(v, Param) and n not in order]
-    return {n: found[n] for n in (*order, *dict.fromkeys(reversed(later)))}
+    below = reversed(klass.__mro__[:klass.__mro__.index(order_owner)])
+    later = [n for k in below for n, v in vars(k).items() if isinstance(v, Param) and n not in order]
+    return {n: found[n] for n in (*order, *dict.fromkeys(later)) if n in found}
 
 
 def param_annotations(klass: type, params: dict[str, Param] | None = None) -> dict[str, Any]:
