@@ -51,6 +51,33 @@ class Classifier:
 
     labels: list[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class declaring its parameters (`params.Param`) gets an `__init__` that assigns
+        them and validates once; a hand-written `__init__` is left as it is (a plug-in)."""
+        super().__init_subclass__(**kwargs)
+        from clfbench.methods.params import build_init, collect_params
+
+        inherited = getattr(cls.__init__, "_generated_", False) or cls.__init__ is object.__init__
+        if "__init__" not in vars(cls) and inherited and collect_params(cls):
+            build_init(cls)
+
+    def validate_params(self) -> None:
+        """Check every parameter once, however the method is built (`make_method`, a grid, the
+        CLI, Python, `load`): its declared type and range, then the class's own explicit checks
+        (`_check_params`: rules across parameters, or values a type cannot say)."""
+        from clfbench.methods.params import Param, collect_params, declared_params
+        from clfbench.methods.schema import check_params
+
+        klass = type(self)
+        names = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
+        values = {n: getattr(self, n, None) for n in names}
+        check_params(klass, {n: v for n, v in values.items() if not isinstance(v, Param)},
+                     f"method {self.name!r}")
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """The class's explicit checks, after types and ranges (subclasses call `super()`)."""
+
     # --- the contract -------------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> Classifier:
         raise NotImplementedError
@@ -121,7 +148,10 @@ class Classifier:
             raise ClfbenchError(f"{meta_file}: corrupted (expected an object with method, params, labels)")
         klass = get_method(meta["method"])
         require(*klass.requires, what=f"method {klass.name!r}")
-        obj = load_file(meta_file, lambda p: klass(**meta["params"]))
+        try:
+            obj = load_file(meta_file, lambda p: klass(**meta["params"]))
+        except ClfbenchError as e:  # a value refused by `validate_params`
+            raise ClfbenchError(f"{meta_file}: {e}") from None
         obj.labels = list(meta["labels"])
         load_file(path, obj._load_state)  # methods name their own files where they can
         return obj
@@ -239,7 +269,8 @@ def check_method_params(name: str, params: dict[str, Any], where: str | None = N
 
 
 def make_method(name: str, **params: Any) -> Classifier:
-    """Build a method from its name and parameters, rejecting unknown or bad values clearly."""
+    """Build a method from its name and parameters, rejecting unknown or bad values clearly
+    (the class validates its values when built: `Classifier.validate_params`)."""
     check_method_params(name, params)
     klass = get_method(name)
     require(*klass.requires, what=f"method {name!r}")

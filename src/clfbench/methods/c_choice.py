@@ -12,10 +12,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from annotated_types import Ge
 
 from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
+from clfbench.methods.params import Param
+from clfbench.methods.schema import OWN_CHECK
 from clfbench.progress import progress
+
+#: The declarations of the methods that choose C (each gives c_grid its own default grid).
+C_PARAM = Param(None, "fixed inverse regularisation of the logistic regression (default: chosen from c_grid)")
+#: `check_c` checks it (a bare number is a one-value grid).
+C_GRID = Param((), "C values tried on validation (a one-value grid is that value)", OWN_CHECK)
+MAX_ITER = Param(5000, "logistic regression solver iterations", Ge(1))
 
 
 def _positive(v: Any) -> bool:

@@ -15,13 +15,19 @@ from typing import Any
 
 from clfbench.data.texts import Texts
 from clfbench.errors import ClfbenchError
-from clfbench.methods.torch_training import HFSequenceClassifier
+from clfbench.methods.torch_training import (
+    LORA_PARAMS,
+    TRAINER_PARAMS,
+    TRAINING_PARAMS,
+    HFSequenceClassifier,
+    LoRAParams,
+)
 
 DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 PAIR_SEPARATOR = "\n"
 
 
-class DecoderHead(HFSequenceClassifier):
+class DecoderHead(LoRAParams, HFSequenceClassifier):
     """Decoder LLM + classification head on the last token, LoRA-trained (the 0.46% recipe)."""
 
     name = "decoder-head"
@@ -29,63 +35,16 @@ class DecoderHead(HFSequenceClassifier):
     default_lr = 2e-4
     default_lr_grid = (5e-5, 1e-4, 2e-4, 5e-4)
 
-    def __init__(
-        self,
-        model: str | None = None,
-        r: int = 16,
-        lora_alpha: float = 32,
-        lora_dropout: float = 0.05,
-        target_modules: str | list[str] | None = DECODER_LORA_TARGETS,
-        lr: float | None = None,
-        batch_size: int = 32,
-        epochs: int = 3,
-        max_length: int = 128,
-        warmup_ratio: float = 0.1,
-        weight_decay: float = 0.01,
-        max_grad_norm: float = 1.0,
-        class_weight: str | None = None,
-        sampling: str | None = None,
-        selection: str = "f1",
-        eval_batch_size: int = 32,
-        device: str | None = None,
-        tune: str = "auto",
-        tune_trials: int = 4,
-        lr_grid: list[float] | None = None,
-        seed: int = 99,
-        grad_accum: int = 1,
-        grad_checkpointing: bool = False,
-        bf16: bool | str = "auto",
-        checkpoint_dir: str | None = None,
-        checkpoint_steps: int | None = None,
-    ) -> None:
-        self.model = model
-        self.r = r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.target_modules = list(target_modules) if isinstance(target_modules, tuple) else target_modules
-        self.lr = lr
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.max_length = max_length
-        self.warmup_ratio = warmup_ratio
-        self.weight_decay = weight_decay
-        self.max_grad_norm = max_grad_norm
-        self.class_weight = class_weight
-        self.sampling = sampling
-        self.selection = selection
-        self.eval_batch_size = eval_batch_size
-        self.device = device
-        self.tune = tune
-        self.tune_trials = tune_trials
-        self.lr_grid = lr_grid
-        self.seed = seed
-        self.grad_accum = grad_accum
-        self.grad_checkpointing = grad_checkpointing
-        self.bf16 = bf16
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_steps = checkpoint_steps
-        self._check_tuning()
-        self._check_trainer()
+    model = HFSequenceClassifier.model.but(
+        None, "a decoder LM: hub id or local folder (required; also --model)")
+    r = LoRAParams.r.but(16)
+    lora_alpha = LoRAParams.lora_alpha.but(32)
+    lora_dropout = LoRAParams.lora_dropout.but(0.05)
+    target_modules = LoRAParams.target_modules.but(DECODER_LORA_TARGETS)
+    eval_batch_size: int = HFSequenceClassifier.eval_batch_size.but(32)
+
+    param_order = ("model", *LORA_PARAMS, *TRAINING_PARAMS, "tune", "tune_trials", "lr_grid", "seed",
+                   *TRAINER_PARAMS)
 
     def _default_targets(self, model: Any) -> Any:
         return list(DECODER_LORA_TARGETS)

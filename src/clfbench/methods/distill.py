@@ -42,6 +42,7 @@ import numpy as np
 from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier, accepted_params, get_method, make_method
+from clfbench.methods.params import SEED, Param
 
 STUDENT_METHOD = "encoder-ft"
 POOL_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -60,36 +61,19 @@ class Distill(Classifier):
 
     name = "distill"
     verbose: ClassVar[bool] = True
-    param_help: ClassVar[dict[str, str]] = {
-        "teacher": "the labelling method and its parameters, e.g. {method: llm-api, model: gpt-4o-mini}",
-        "student": "the encoder fine-tuned on the teacher's labels (encoder-ft's model)",
-        "student_params": "other encoder-ft parameters of the student, e.g. {epochs: 2}",
-        "pool": "texts the teacher labels: train (the training texts, labels withheld) or a file",
-        "pool_text_col": "text column of a pool file (csv, tsv, jsonl, json, parquet)",
-        "pool_pair_col": "second-text column of a pool file, for text-pair tasks",
-        "prompt": "the task's prompt, given to the teacher unless its spec has its own",
-        "seed": "seed of the teacher (its few-shot draw) and of the student's training (also --seed)",
-    }
+    teacher: dict | None = Param(
+        None, "the labelling method and its parameters, e.g. {method: llm-api, model: gpt-4o-mini}")
+    student: str | None = Param("minilm", "the encoder fine-tuned on the teacher's labels (encoder-ft's model)")
+    student_params: dict | None = Param(None, "other encoder-ft parameters of the student, e.g. {epochs: 2}")
+    pool: str = Param("train", "texts the teacher labels: train (the training texts, labels withheld) or a file")
+    pool_text_col: str = Param("text", "text column of a pool file (csv, tsv, jsonl, json, parquet)")
+    pool_pair_col: str | None = Param(None, "second-text column of a pool file, for text-pair tasks")
+    prompt: dict | None = Param(None, "the task's prompt, given to the teacher unless its spec has its own")
+    seed: int = SEED.but(help="seed of the teacher (its few-shot draw) and of the student's training "
+                              "(also --seed)")
 
-    def __init__(
-        self,
-        teacher: dict | None = None,
-        student: str | None = "minilm",
-        student_params: dict | None = None,
-        pool: str = "train",
-        pool_text_col: str = "text",
-        pool_pair_col: str | None = None,
-        prompt: dict | None = None,
-        seed: int = 99,
-    ) -> None:
-        self.teacher = teacher
-        self.student = student
-        self.student_params = student_params
-        self.pool = pool
-        self.pool_text_col = pool_text_col
-        self.pool_pair_col = pool_pair_col
-        self.prompt = prompt
-        self.seed = seed
+    def _check_params(self) -> None:
+        """The teacher and the student are built (so checked) with the method."""
         self.teacher_ = self._build_teacher()
         self.student_ = self._build_student()
         self._check_pool()

@@ -23,9 +23,9 @@ from clfbench.engines.device import autocast, pick_device, precision_name
 from clfbench.engines.inference import predict_logits
 from clfbench.engines.models import ModelRef, hub_revision, load, load_tokenizer, resolve_model
 from clfbench.engines.sklearn_io import load_estimator, save_estimator
-from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
-from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
+from clfbench.methods.c_choice import C_GRID, C_PARAM, MAX_ITER, all_label_proba, check_c, choose_c
+from clfbench.methods.params import BATCH_SIZE, CLASS_WEIGHT, DEVICE, MAX_LENGTH, MODEL, SEED, Param
 from clfbench.progress import progress
 
 
@@ -69,29 +69,19 @@ class EmbeddingProbe(Classifier):
     model_params = ("model",)
     verbose: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        model: str | None = "minilm",
-        C: float | None = None,
-        c_grid: tuple[float, ...] = DEFAULT_C_GRID,
-        max_iter: int = 5000,
-        normalize: bool = True,
-        class_weight: str | None = None,
-        max_length: int = 128,
-        batch_size: int = 64,
-        device: str | None = None,
-        seed: int = 99,
-    ) -> None:
-        self.model = model
-        self.C = C
-        self.c_grid = check_c(self.name, C, c_grid, DEFAULT_C_GRID)
-        self.max_iter = max_iter
-        self.normalize = normalize
-        self.class_weight = class_weight
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.device = device
-        self.seed = seed
+    model: str | None = MODEL
+    C: float | None = C_PARAM
+    c_grid: tuple[float, ...] = C_GRID.but(DEFAULT_C_GRID)
+    max_iter: int = MAX_ITER
+    normalize: bool = Param(True, "L2-normalise the embeddings before the probe")
+    class_weight: str | None = CLASS_WEIGHT
+    max_length: int = MAX_LENGTH
+    batch_size: int = BATCH_SIZE.but(64)
+    device: str | None = DEVICE
+    seed: int = SEED
+
+    def _check_params(self) -> None:
+        self.c_grid = check_c(self.name, self.C, self.c_grid, DEFAULT_C_GRID)  # a bare number: a grid
 
     # --- encoder ------------------------------------------------------------------------------
     def _load_encoder(self, ref: ModelRef, revision: str | None = None) -> None:
@@ -130,8 +120,6 @@ class EmbeddingProbe(Classifier):
                                   random_state=self.seed)
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> EmbeddingProbe:
-        if self.class_weight not in (None, "balanced"):
-            raise ClfbenchError(f"parameter class_weight: {self.class_weight!r} (expected 'balanced' or none)")
         self.labels = list(train.label_names)
         self._load_encoder(resolve_model(self.model, self.name))
         x_train = self._embed_shown(train, "train")

@@ -1,5 +1,10 @@
 """Encoder fine-tuning: full (`encoder-ft`) or with a LoRA adapter (`encoder-lora`).
 
+Parameters are declared once, beside the class that uses them (`params.Param`: default, type,
+range, help): the training loop's on `HFSequenceClassifier` (torch_training.py), the search's
+and the Trainer's extras on `Tunable` (tuning.py), the adapter's on `LoRAParams`
+(torch_training.py), the inference engine's on `EngineRouted` below.
+
 Both are `AutoModelForSequenceClassification` on an encoder (BERT, RoBERTa, DeBERTa-v2/v3,
 ModernBERT, DistilBERT, MiniLM, ...) trained on `transformers.Trainer` by `torch_training.py`;
 text pairs are encoded as tokenizer pairs ([CLS] a [SEP] b [SEP]), truncated longest-first.
@@ -13,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from clfbench.data.texts import LabeledTexts, Texts
-from clfbench.methods.torch_training import HFSequenceClassifier
+from clfbench.methods.params import Param
+from clfbench.methods.torch_training import (
+    LORA_PARAMS,
+    TRAINER_PARAMS,
+    TRAINING_PARAMS,
+    HFSequenceClassifier,
+    LoRAParams,
+)
 
 # LoRA targets per architecture: the attention query/value projections (Hu et al. 2021's
 # default). ModernBERT fuses q/k/v into one `Wqkv` layer. Others fall back to "all-linear".
@@ -28,6 +40,9 @@ ENCODER_LORA_TARGETS: dict[str, list[str]] = {
     "modernbert": ["Wqkv"],
 }
 
+#: The inference engine's parameters (`EngineRouted`), after the training loop's.
+ENGINE_PARAMS = ("backend", "quantize", "eval_dtype", "recheck")
+
 
 class EngineRouted(HFSequenceClassifier):
     """After fit (or load), predictions go through `clfbench.engines.inference.EncoderEngine`:
@@ -36,16 +51,20 @@ class EngineRouted(HFSequenceClassifier):
     or a margin: near-ties of an inexact path are recomputed in fp32) and `eval_batch_size`
     ("auto" searches it). Training-time validation keeps the plain torch path."""
 
-    backend: str
-    quantize: bool
-    eval_dtype: str
-    recheck: float | str | None
+    # The inference engine's parameters (`check_settings` checks them, with its own messages).
+    eval_batch_size: int | str
+    backend: str = Param("torch", "torch or onnx (ONNX Runtime) for predictions (also --backend)")
+    quantize: bool = Param(False, "ONNX dynamic int8 (with backend=onnx); agreement with fp32 is recorded")
+    eval_dtype: str = Param("auto", "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32 for predictions")
+    recheck: float | str | None = Param(None, "auto or a margin: near-ties of an inexact path are "
+                                              "recomputed in fp32")
     engine_: Any = None
 
-    def _check_engine_settings(self) -> None:
+    def _check_params(self) -> None:
         """Fail on impossible inference settings when the method is built, not after training."""
         from clfbench.engines.inference import check_settings
 
+        super()._check_params()
         check_settings(self.backend, self.quantize, self.eval_batch_size, self.eval_dtype,
                        self.recheck)
 
@@ -101,67 +120,11 @@ class EncoderFineTune(EngineRouted):
     default_lr = 2e-5
     default_lr_grid = (2e-5, 5e-5, 1e-4, 2e-4)
 
-    def __init__(
-        self,
-        model: str | None = "minilm",
-        lr: float | None = None,
-        batch_size: int = 32,
-        epochs: int = 3,
-        max_length: int = 128,
-        warmup_ratio: float = 0.1,
-        weight_decay: float = 0.01,
-        max_grad_norm: float = 1.0,
-        class_weight: str | None = None,
-        sampling: str | None = None,
-        selection: str = "f1",
-        eval_batch_size: int | str = 64,
-        device: str | None = None,
-        backend: str = "torch",
-        quantize: bool = False,
-        eval_dtype: str = "auto",
-        recheck: float | str | None = None,
-        tune: str = "auto",
-        tune_trials: int = 4,
-        lr_grid: list[float] | None = None,
-        seed: int = 99,
-        grad_accum: int = 1,
-        grad_checkpointing: bool = False,
-        bf16: bool | str = "auto",
-        checkpoint_dir: str | None = None,
-        checkpoint_steps: int | None = None,
-    ) -> None:
-        self.model = model
-        self.lr = lr
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.max_length = max_length
-        self.warmup_ratio = warmup_ratio
-        self.weight_decay = weight_decay
-        self.max_grad_norm = max_grad_norm
-        self.class_weight = class_weight
-        self.sampling = sampling
-        self.selection = selection
-        self.eval_batch_size = eval_batch_size
-        self.device = device
-        self.backend = backend
-        self.quantize = quantize
-        self.eval_dtype = eval_dtype
-        self.recheck = recheck
-        self.tune = tune
-        self.tune_trials = tune_trials
-        self.lr_grid = lr_grid
-        self.seed = seed
-        self.grad_accum = grad_accum
-        self.grad_checkpointing = grad_checkpointing
-        self.bf16 = bf16
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_steps = checkpoint_steps
-        self._check_tuning()
-        self._check_trainer()
-        self._check_engine_settings()
+    param_order = ("model", *TRAINING_PARAMS, *ENGINE_PARAMS, "tune", "tune_trials", "lr_grid",
+                   "seed", *TRAINER_PARAMS)
 
 
-class EncoderLoRA(EngineRouted):
+class EncoderLoRA(LoRAParams, EngineRouted):
     """An encoder with a LoRA adapter on attention q/v and the classification head trained in full.
 
     The recipe's learning rate is 2e-4, ten times full fine-tuning's: LoRA updates start at
@@ -174,72 +137,8 @@ class EncoderLoRA(EngineRouted):
     default_lr = 2e-4
     default_lr_grid = (1e-4, 2e-4, 5e-4, 1e-3)
 
-    def __init__(
-        self,
-        model: str | None = "minilm",
-        r: int = 8,
-        lora_alpha: float = 16,
-        lora_dropout: float = 0.1,
-        target_modules: str | list[str] | None = None,
-        lr: float | None = None,
-        batch_size: int = 32,
-        epochs: int = 3,
-        max_length: int = 128,
-        warmup_ratio: float = 0.1,
-        weight_decay: float = 0.01,
-        max_grad_norm: float = 1.0,
-        class_weight: str | None = None,
-        sampling: str | None = None,
-        selection: str = "f1",
-        eval_batch_size: int | str = 64,
-        device: str | None = None,
-        backend: str = "torch",
-        quantize: bool = False,
-        eval_dtype: str = "auto",
-        recheck: float | str | None = None,
-        tune: str = "auto",
-        tune_trials: int = 4,
-        lr_grid: list[float] | None = None,
-        seed: int = 99,
-        grad_accum: int = 1,
-        grad_checkpointing: bool = False,
-        bf16: bool | str = "auto",
-        checkpoint_dir: str | None = None,
-        checkpoint_steps: int | None = None,
-    ) -> None:
-        self.model = model
-        self.r = r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.target_modules = target_modules
-        self.lr = lr
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.max_length = max_length
-        self.warmup_ratio = warmup_ratio
-        self.weight_decay = weight_decay
-        self.max_grad_norm = max_grad_norm
-        self.class_weight = class_weight
-        self.sampling = sampling
-        self.selection = selection
-        self.eval_batch_size = eval_batch_size
-        self.device = device
-        self.backend = backend
-        self.quantize = quantize
-        self.eval_dtype = eval_dtype
-        self.recheck = recheck
-        self.tune = tune
-        self.tune_trials = tune_trials
-        self.lr_grid = lr_grid
-        self.seed = seed
-        self.grad_accum = grad_accum
-        self.grad_checkpointing = grad_checkpointing
-        self.bf16 = bf16
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_steps = checkpoint_steps
-        self._check_tuning()
-        self._check_trainer()
-        self._check_engine_settings()
+    param_order = ("model", *LORA_PARAMS, *TRAINING_PARAMS, *ENGINE_PARAMS, "tune", "tune_trials",
+                   "lr_grid", "seed", *TRAINER_PARAMS)
 
     def _default_targets(self, model: Any) -> Any:
         return ENCODER_LORA_TARGETS.get(model.config.model_type, "all-linear")

@@ -63,10 +63,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from annotated_types import Ge
 
 from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier
+from clfbench.methods.params import (
+    DESCRIPTIONS,
+    LABEL_DESCRIPTIONS,
+    MODEL,
+    PROMPT,
+    SEED,
+    TEMPLATE,
+    Param,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,51 +100,30 @@ class LlmApi(Classifier):
     #: results folder): this run may spend `budget_usd` less that.
     spent_before_usd: float = 0.0
 
-    def __init__(
-        self,
-        model: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key_env: str = DEFAULT_API_KEY_ENV,
-        shots: int = 0,
-        seed: int = 99,
-        concurrency: int = 4,
-        max_retries: int = 5,
-        timeout_s: float = 60.0,
-        budget_usd: float | None = None,
-        prices: str | None = None,
-        decision: str = "auto",
-        max_tokens: int | None = None,
-        temperature: float = 0.0,
-        top_logprobs: int = 20,
-        stream: bool = True,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        prompt: dict | None = None,
-        template: str | None = None,
-        descriptions: str = "auto",
-        label_descriptions: str | None = None,
-    ) -> None:
-        self.descriptions = descriptions
-        self.label_descriptions = label_descriptions
-        self.model = model
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.shots = shots
-        self.seed = seed
-        self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.timeout_s = timeout_s
-        self.budget_usd = budget_usd
-        self.prices = prices
-        self.decision = decision
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.top_logprobs = top_logprobs
-        self.stream = stream
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.prompt = prompt
-        self.template = template
+    # `_check_request` checks their values, with its own messages, in fit: before any request.
+    model: str | None = MODEL.but(None, "the server's model name, e.g. gpt-4o-mini (required; also --model)")
+    base_url: str = Param(DEFAULT_BASE_URL, "the OpenAI-compatible endpoint")
+    api_key_env: str = Param(DEFAULT_API_KEY_ENV, "environment variable that holds the API key (never "
+                                                  "printed or saved)")
+    shots: int = Param(0, "few-shot examples from train, balanced over classes; 0 is zero-shot (also --shots)",
+                       Ge(0))
+    seed: int = SEED.but(help="seed of the few-shot draw (also --seed)")
+    concurrency: int = Param(4, "requests in flight at once")
+    max_retries: int = Param(5, "retries on 429, 5xx and timeouts, with exponential backoff")
+    timeout_s: float = Param(60.0, "seconds before a request is abandoned")
+    budget_usd: float | None = Param(None, "hard spending limit: nothing is sent that would exceed it")
+    prices: str | None = Param(None, "a price table YAML for models missing from the shipped one")
+    decision: str = Param("auto", "auto (logprobs when the server returns them), logprobs or generate")
+    max_tokens: int | None = Param(None, "completion token limit per request")
+    temperature: float = Param(0.0, "sampling temperature (0: greedy)", Ge(0))
+    top_logprobs: int = Param(20, "log-probabilities requested per token (label probabilities)")
+    stream: bool = Param(True, "stream responses (measures the time to the first token)")
+    backoff_base_s: float = Param(0.5, "first retry delay in seconds (doubled at each retry)")
+    backoff_max_s: float = Param(30.0, "longest retry delay in seconds")
+    prompt: dict | None = PROMPT
+    template: str | None = TEMPLATE
+    descriptions: str = DESCRIPTIONS
+    label_descriptions: str | None = LABEL_DESCRIPTIONS
 
     # --- probabilities depend on the decision resolved in fit ------------------------------
     @property  # type: ignore[override]
@@ -150,7 +139,7 @@ class LlmApi(Classifier):
         """Record labels and few-shot examples, check the configuration, resolve `auto`."""
         from clfbench.engines.prompts import sample_shots
 
-        self._check_params()
+        self._check_request()
         self.labels = list(train.label_names)
         self.builder_ = self._builder(self.template)
         idx = sample_shots(train, int(self.shots), int(self.seed))
@@ -179,14 +168,14 @@ class LlmApi(Classifier):
 
         return method_builder(self, template)
 
-    def _check_params(self) -> None:  # (the descriptions file is read by `_builder`, in fit)
+    def _check_request(self) -> None:  # (the descriptions file is read by `_builder`, in fit)
         if not self.model:
             raise ClfbenchError(f"{self.name}: give the API model name with --model (e.g. gpt-4o-mini)")
         if self.decision not in DECISIONS:
             raise ClfbenchError(f"{self.name}: decision={self.decision!r}; expected one of {', '.join(DECISIONS)}")
         checks = {
             "concurrency": (self.concurrency, 1), "max_retries": (self.max_retries, 0),
-            "shots": (self.shots, 0), "top_logprobs": (self.top_logprobs, 1),
+            "top_logprobs": (self.top_logprobs, 1),  # (shots: its declaration's range, when built)
         }
         for name, (value, low) in checks.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

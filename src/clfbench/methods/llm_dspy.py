@@ -49,12 +49,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from annotated_types import Ge
 
 from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.extras import import_optional
 from clfbench.methods.base import INVALID
-from clfbench.methods.llm_api import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, LlmApi
+from clfbench.methods.llm_api import LlmApi
+from clfbench.methods.params import Param
+from clfbench.methods.schema import OneOf
 from clfbench.progress import interactive, say
 
 log = logging.getLogger(__name__)
@@ -137,48 +140,32 @@ class LlmDspy(LlmApi):
     requires = ("dspy", "httpx")
     needs_training = True  # the optimisation is its training: its time is the training time
 
-    def __init__(
-        self,
-        model: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key_env: str = DEFAULT_API_KEY_ENV,
-        optimizer: str = "bootstrap",
-        trials: int | None = None,
-        max_demos: int = 4,
-        max_calls: int | None = None,
-        seed: int = 99,
-        concurrency: int = 4,
-        max_retries: int = 5,
-        timeout_s: float = 60.0,
-        budget_usd: float | None = None,
-        prices: str | None = None,
-        max_tokens: int | None = None,
-        proposal_max_tokens: int = 512,
-        temperature: float = 0.0,
-        stream: bool = True,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        prompt: dict | None = None,
-        descriptions: str = "auto",
-        label_descriptions: str | None = None,
-    ) -> None:
-        super().__init__(
-            model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
-            concurrency=concurrency, max_retries=max_retries, timeout_s=timeout_s,
-            budget_usd=budget_usd, prices=prices, max_tokens=max_tokens, temperature=temperature,
-            stream=stream, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
-            prompt=prompt, template=None, descriptions=descriptions,
-            label_descriptions=label_descriptions,
-        )
-        self.optimizer = optimizer
-        self.trials = trials
-        self.max_demos = max_demos
-        self.max_calls = max_calls
-        self.proposal_max_tokens = proposal_max_tokens
-        self.decision = "generate"  # not parameters here: DSPy parses generated fields
-        self.shots = 0
-        self.top_logprobs = 1
-        self.verbose = False
+    optimizer: str = Param("bootstrap", "bootstrap (DSPy BootstrapFewShot; with trials > 1 random search "
+                                         "over bootstraps) or mipro (MIPROv2)", OneOf(OPTIMIZERS))
+    trials: int | None = Param(None, "candidate programs scored on validation (null: 1 for bootstrap, no "
+                                     "search; 10 for mipro)", Ge(1))
+    max_demos: int = Param(4, "most few-shot demonstrations the optimised program keeps", Ge(0))
+    max_calls: int | None = Param(None, "hard cap on the optimisation's API calls (null: no cap; budget_usd "
+                                        "still applies)", Ge(1))
+    seed = LlmApi.seed.but(help="seed of the optimiser (also --seed)")
+    max_tokens = LlmApi.max_tokens.but(help="completion token limit of a classification call (null: 32, "
+                                            "room for DSPy's format)")
+    proposal_max_tokens: int = Param(512, "completion token limit of MIPROv2's instruction-proposal calls",
+                                     Ge(1))
+    # Not parameters here: DSPy parses generated fields, and writes its own prompt.
+    decision = "generate"
+    shots = 0
+    top_logprobs = 1
+    template = None
+    verbose = False
+
+    param_order = ("model", "base_url", "api_key_env", "optimizer", "trials", "max_demos", "max_calls",
+                   "seed", "concurrency", "max_retries", "timeout_s", "budget_usd", "prices", "max_tokens",
+                   "proposal_max_tokens", "temperature", "stream", "backoff_base_s", "backoff_max_s",
+                   "prompt", "descriptions", "label_descriptions")
+
+    def _check_params(self) -> None:
+        super()._check_params()
         _need_dspy()  # a missing extra is an error when the method is built, before any work
 
     @property  # type: ignore[override]
@@ -188,17 +175,9 @@ class LlmDspy(LlmApi):
     def label_scoring(self) -> str:
         return "dspy program + parse"
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        _need_dspy()
-        if self.optimizer not in OPTIMIZERS:
-            raise ClfbenchError(f"{self.name}: optimizer={self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        for key, low in (("trials", 1), ("max_demos", 0), ("max_calls", 1), ("proposal_max_tokens", 1)):
-            v = getattr(self, key)
-            if v is None and key in ("trials", "max_calls"):
-                continue
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ClfbenchError(f"{self.name}: {key}={v!r}; expected an integer >= {low}")
+    def _check_request(self) -> None:
+        super()._check_request()
+        _need_dspy()  # (optimizer, trials, ...: checked when built, by their declarations)
 
     def _max_tokens(self, decision: str = "generate") -> int:
         """Room for DSPy's answer format (`[[ ## label ## ]]` ... `[[ ## completed ## ]]`)."""
@@ -327,7 +306,7 @@ class LlmDspy(LlmApi):
     # --- fit: the optimisation ----------------------------------------------------------------
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> LlmDspy:
         """Optimise instruction and demonstrations on train, selecting on validation."""
-        self._check_params()
+        self._check_request()
         self.labels = list(train.label_names)
         self.builder_ = self._builder(self.template)
         self.is_pair_ = train.pairs is not None

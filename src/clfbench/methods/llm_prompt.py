@@ -7,10 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from annotated_types import Ge
 
 from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier
+from clfbench.methods.params import (
+    BATCH_SIZE,
+    DESCRIPTIONS,
+    DEVICE,
+    LABEL_DESCRIPTIONS,
+    MAX_LENGTH,
+    MODEL,
+    PROMPT,
+    SEED,
+    TEMPLATE,
+    Param,
+)
 
 DECISIONS = ("score", "generate")
 
@@ -39,63 +52,44 @@ class LLMPrompt(Classifier):
     model_params = ("model",)
     needs_training = False
 
-    def __init__(
-        self,
-        model: str | None = None,
-        shots: int = 0,
-        decision: str = "score",
-        draws: int = 1,
-        seed: int = 99,
-        batch_size: int = 8,
-        max_length: int = 512,
-        use_chat_template: bool = True,
-        length_normalize: bool = False,
-        template: str | None = None,
-        prompt: dict | None = None,
-        prefix_cache: bool = True,
-        max_new_tokens: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        bos: str = "auto",
-        complete_answers: bool | None = None,
-        descriptions: str = "auto",
-        label_descriptions: str | None = None,
-    ) -> None:
-        self.descriptions = descriptions
-        self.label_descriptions = label_descriptions
-        self.model = model
-        self.shots = shots
-        self.decision = decision
-        self.draws = draws
-        self.seed = seed
-        self.batch_size = batch_size
-        self.max_length = max_length
-        self.use_chat_template = use_chat_template
-        self.length_normalize = length_normalize
-        self.template = template
-        self.prompt = prompt
-        self.prefix_cache = prefix_cache
-        self.max_new_tokens = max_new_tokens
-        self.device = device
-        self.dtype = dtype
-        self.bos = bos
-        self.complete_answers = complete_answers
-        self._check_params()
+    model: str | None = MODEL.but(None, "a causal LM: hub id or local folder (required; also --model)")
+    shots: int = Param(0, "few-shot examples from train, balanced over classes; 0 is zero-shot (also --shots)",
+                       Ge(0))
+    decision: str = Param("score", "score: label log-likelihoods; generate: greedy generation parsed "
+                                   "(also --decision)")  # one of DECISIONS: `_check_params`
+    draws: int = Param(1, "runs per seed, each with another few-shot set; mean and std reported "
+                          "(also --draws)")
+    seed: int = SEED.but(help="seed of the few-shot draw (also --seed)")
+    batch_size: int = BATCH_SIZE.but(8)
+    max_length: int = MAX_LENGTH.but(512)
+    use_chat_template: bool = Param(True, "wrap the prompt in the tokenizer's chat template when it has one")
+    length_normalize: bool = Param(False, "score an answer by its mean token log-likelihood instead of the sum")
+    template: str | None = TEMPLATE
+    prompt: dict | None = PROMPT
+    prefix_cache: bool = Param(True, "reuse the key/value cache of the prompt prefix shared by every query")
+    max_new_tokens: int | None = Param(None, "generation length limit (default: enough for the longest "
+                                             "answer)", Ge(1))
+    device: str | None = DEVICE
+    dtype: str | None = Param(None, "weights dtype, e.g. bfloat16 (default: bf16 on a GPU that supports it, "
+                                    "else fp32)")
+    bos: str = Param("auto", "auto (as the tokenizer does), always or never add a beginning-of-text token")
+    complete_answers: bool | None = Param(None, "score each answer with the token that ends it (default: "
+                                                "only when needed)")
+    descriptions: str = DESCRIPTIONS
+    label_descriptions: str | None = LABEL_DESCRIPTIONS
 
     def _check_params(self) -> None:
+        super()._check_params()
         if self.decision not in DECISIONS:
             raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
         if self.label_descriptions:  # a missing or malformed file fails here, when built
             from clfbench.engines.prompts import read_label_descriptions
 
             read_label_descriptions(self.label_descriptions)
-        bos = getattr(self, "bos", "auto")
-        if bos not in ("auto", "always", "never"):
-            raise ClfbenchError(f"{self.name}: bos must be one of auto, always, never, got {bos!r}")
-        for key in ("shots", "batch_size", "max_length", "draws"):
-            v = getattr(self, key, None)
-            if v is not None and (not isinstance(v, int) or v < (0 if key == "shots" else 1)):
-                raise ClfbenchError(f"{self.name}: {key} must be a {'non-negative' if key == 'shots' else 'positive'} integer, got {v!r}")
+        if self.bos not in ("auto", "always", "never"):
+            raise ClfbenchError(f"{self.name}: bos must be one of auto, always, never, got {self.bos!r}")
+        if not isinstance(self.draws, int) or self.draws < 1:
+            raise ClfbenchError(f"{self.name}: draws must be a positive integer, got {self.draws!r}")
 
     @property
     def has_probabilities(self) -> bool:  # type: ignore[override]

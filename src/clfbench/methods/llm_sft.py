@@ -11,9 +11,12 @@ import torch
 
 from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
-from clfbench.methods.checkpoints import check_checkpoint_dir
 from clfbench.methods.llm_prompt import LLMPrompt
+from clfbench.methods.params import CLASS_WEIGHT, EPOCHS, SEED, WARMUP_RATIO, WEIGHT_DECAY
 from clfbench.methods.torch_training import (
+    LORA_PARAMS,
+    TRAINER_PARAMS,
+    LoRAParams,
     peft_quietly,
     peft_wrap,
     resolve_bf16,
@@ -28,7 +31,7 @@ SFT_RECIPE = {"max_grad_norm": 1.0, "decay_all": True, "warmup_rounding": "down"
               "sampling": None}
 
 
-class LLMSFT(Tunable, LLMPrompt):
+class LLMSFT(LoRAParams, Tunable, LLMPrompt):
     """LoRA SFT of a causal LM on the llm-prompt prompt, then label scoring (or generation).
 
     Each training example is the zero-shot prompt (same PromptBuilder as llm-prompt, chat
@@ -46,86 +49,27 @@ class LLMSFT(Tunable, LLMPrompt):
     default_lr = 2e-4
     default_lr_grid = (5e-5, 1e-4, 2e-4, 5e-4)
 
-    def __init__(
-        self,
-        model: str | None = None,
-        decision: str = "score",
-        epochs: int = 3,
-        lr: float | None = None,
-        batch_size: int = 16,
-        max_length: int = 512,
-        r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.05,
-        target_modules: tuple[str, ...] | list[str] = LORA_TARGETS,
-        class_weight: str | None = None,
-        warmup_ratio: float = 0.1,
-        weight_decay: float = 0.0,
-        use_chat_template: bool = True,
-        length_normalize: bool = False,
-        template: str | None = None,
-        prompt: dict | None = None,
-        prefix_cache: bool = True,
-        max_new_tokens: int | None = None,
-        seed: int = 99,
-        device: str | None = None,
-        dtype: str | None = None,
-        tune: str = "auto",
-        tune_trials: int = 4,
-        lr_grid: list[float] | None = None,
-        descriptions: str = "off",
-        label_descriptions: str | None = None,
-        grad_accum: int = 1,
-        grad_checkpointing: bool = False,
-        bf16: bool | str = "auto",
-        checkpoint_dir: str | None = None,
-        checkpoint_steps: int | None = None,
-        bos: str = "auto",
-        complete_answers: bool | None = None,
-    ) -> None:
-        self.descriptions = descriptions
-        self.label_descriptions = label_descriptions
-        self.model = model
-        self.decision = decision
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_length = max_length
-        self.r = r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.target_modules = list(target_modules)
-        self.class_weight = class_weight
-        self.warmup_ratio = warmup_ratio
-        self.weight_decay = weight_decay
-        self.use_chat_template = use_chat_template
-        self.length_normalize = length_normalize
-        self.template = template
-        self.prompt = prompt
-        self.prefix_cache = prefix_cache
-        self.max_new_tokens = max_new_tokens
-        self.seed = seed
-        self.device = device
-        self.dtype = dtype
-        self.tune = tune
-        self.tune_trials = tune_trials
-        self.lr_grid = lr_grid
-        self.grad_accum = grad_accum
-        self.grad_checkpointing = grad_checkpointing
-        self.bf16 = bf16
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_steps = checkpoint_steps
-        self.bos = bos  # as llm-prompt: the same prompt at training and scoring time
-        self.complete_answers = complete_answers
-        self._check_tuning()
-        check_checkpoint_dir(self.name, checkpoint_dir, checkpoint_steps)
-        self.shots = 0  # SFT prompts are zero-shot: the examples are in the weights
-        self.draws = 1
-        self._check_params()
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ClfbenchError(f"{self.name}: epochs must be a positive integer, got {epochs!r}")
-        if class_weight not in (None, "balanced"):
-            raise ClfbenchError(f"{self.name}: class_weight must be 'balanced' or unset, got {class_weight!r}")
+    # llm-prompt's parameters, with the recipe's defaults; LoRA's (`LoRAParams`) and the
+    # search's and the Trainer's (`Tunable`) are shared with the fine-tuning methods.
+    epochs: int = EPOCHS
+    batch_size: int = LLMPrompt.batch_size.but(16)
+    class_weight: str | None = CLASS_WEIGHT
+    warmup_ratio: float = WARMUP_RATIO
+    weight_decay: float = WEIGHT_DECAY.but(0.0)
+    seed: int = SEED
+    r = LoRAParams.r.but(16)
+    lora_alpha: int = LoRAParams.lora_alpha.but(32)
+    lora_dropout = LoRAParams.lora_dropout.but(0.05)
+    target_modules: tuple[str, ...] | list[str] = LoRAParams.target_modules.but(LORA_TARGETS)
+    descriptions = LLMPrompt.descriptions.but("off")
+    shots = 0  # not parameters here: SFT prompts are zero-shot (the examples are in the weights)
+    draws = 1
+
+    param_order = (
+        "model", "decision", "epochs", "lr", "batch_size", "max_length", *LORA_PARAMS, "class_weight",
+        "warmup_ratio", "weight_decay", "use_chat_template", "length_normalize", "template", "prompt",
+        "prefix_cache", "max_new_tokens", "seed", "device", "dtype", "tune", "tune_trials", "lr_grid",
+        "descriptions", "label_descriptions", *TRAINER_PARAMS, "bos", "complete_answers")
 
     # --- training data ----------------------------------------------------------------------
     def training_example(self, text: str, pair: str | None, label: int) -> tuple[list[int], list[int]]:

@@ -1,114 +1,157 @@
-"""What a method's parameters are and mean, for `clfbench methods`: names, defaults, one line each.
+"""Method parameters: each declared once, beside its class, with its default, type, range and help.
 
-Names and defaults come from the method class's `__init__` signature (exactly what `--param`
-accepts). Meanings come from `PARAM_HELP`: "name" is shared by every method that takes the
-parameter, "method.name" is one method's own; a class (a plug-in method) may also declare its
-own `param_help` dict (the nearest class in its MRO wins over `PARAM_HELP`).
+A method class declares a parameter as an annotated class attribute:
+
+    epochs: int = Param(3, "passes over the training data (also --epochs)", Ge(1))
+
+The annotation is the type; the rules are `annotated_types` bounds (`Ge`, `Gt`, `Le`, `Lt`)
+or `OneOf` (`clfbench.methods.schema`). Parameters shared by several methods (the training
+loop's, the inference engine's, an API client's) are declared once on the base class or mixin
+they share; a subclass re-declares one to change its default (`Param.but`). `Classifier`
+collects the declarations along the MRO and gives the class an `__init__` that only assigns
+(in `param_order` when a class sets it, else in declaration order), then validates once
+(`Classifier.validate_params`): types and ranges, then the class's explicit checks. Everything
+that lists, checks or explains a parameter (`clfbench methods`, `--help`, the schema, grids,
+`make_method`, `Classifier.load`) reads these declarations.
+
+A plug-in method may instead write its own `__init__` with typed keyword arguments; its
+parameters are then read from that signature (meanings from an optional `param_help` dict).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any
 
-from clfbench.methods.base import get_method
+from annotated_types import Ge, Le
 
-_DEVICE = "cpu, cuda or mps (default: the GPU when present, else the CPU)"
-_LORA = "(LoRA) "
+from clfbench.methods.schema import OneOf
 
-#: One line per parameter name, shared by the methods that take it.
-PARAM_HELP: dict[str, str] = {
-    # Shared by many methods.
-    "model": "hub id, local folder or the offline alias minilm (also --model)",
-    "seed": "training seed (also --seed)",
-    "device": _DEVICE,
-    "batch_size": "examples per batch (also --batch-size)",
-    "max_length": "tokens per input; longer texts are truncated (also --max-length)",
-    "class_weight": "balanced: weight the loss by inverse class frequency (default unweighted)",
-    "tfidf-lr.model": "not taken: tfidf-lr learns from the training texts alone",
-    "llm-prompt.model": "a causal LM: hub id or local folder (required; also --model)",
-    "llm-sft.model": "a causal LM: hub id or local folder (required; also --model)",
-    "decoder-head.model": "a decoder LM: hub id or local folder (required; also --model)",
-    "llm-api.model": "the server's model name, e.g. gpt-4o-mini (required; also --model)",
-    "llm-api.decision": "auto (logprobs when the server returns them), logprobs or generate",
-    "llm-api.seed": "seed of the few-shot draw (also --seed)",
-    "llm-prompt.seed": "seed of the few-shot draw (also --seed)",
-    # Logistic-regression methods.
-    "C": "fixed inverse regularisation of the logistic regression (default: chosen from c_grid)",
-    "c_grid": "C values tried on validation (a one-value grid is that value)",
-    "max_iter": "logistic regression solver iterations",
-    "ngram_max": "longest word n-gram of the TF-IDF features",
-    "min_df": "drop n-grams found in fewer training texts than this",
-    "max_features": "keep the N most frequent n-grams (null: all)",
-    "normalize": "L2-normalise the embeddings before the probe",
-    # Training loop.
-    "lr": "learning rate (default: searched on validation when tune=auto, else the recipe's)",
-    "lr_grid": "learning rates to search instead of the method's default range",
-    "tune": "auto: search the learning rate on validation; off: train the fixed recipe once",
-    "tune_trials": "learning rates tried when tuning",
-    "epochs": "passes over the training data (also --epochs)",
-    "warmup_ratio": "share of the steps with a linear learning-rate warm-up",
-    "weight_decay": "AdamW weight decay",
-    "max_grad_norm": "gradient-norm clipping",
-    "sampling": "balanced: draw class-balanced training batches (default: plain shuffling)",
-    "selection": "epoch kept: f1 (best validation macro-F1), gap (F1 minus the train-val gap), last",
-    "grad_accum": "gradient accumulation: batches of batch_size summed into one optimizer step",
-    "grad_checkpointing": "recompute activations in the backward pass: less memory, more compute",
-    "bf16": "bf16 mixed-precision training: auto (on a GPU that supports it, off on CPU), true, false",
-    "checkpoint_dir": "save a checkpoint every epoch here and resume an interrupted training from it "
-                      "(one subfolder per configuration, deleted when the fit completes)",
-    "checkpoint_steps": "also save a checkpoint every N optimizer steps (needs checkpoint_dir; "
-                        "default: at the end of each epoch only)",
-    "r": _LORA + "adapter rank",
-    "lora_alpha": _LORA + "scaling alpha",
-    "lora_dropout": _LORA + "dropout on the adapter's input",
-    "target_modules": _LORA + "modules that get an adapter (default: the method's own)",
-    # Encoder inference engine.
-    "eval_batch_size": "prediction batch size, or auto to search it",
-    "backend": "torch or onnx (ONNX Runtime) for predictions (also --backend)",
-    "quantize": "ONNX dynamic int8 (with backend=onnx); agreement with fp32 is recorded",
-    "eval_dtype": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32 for predictions",
-    "recheck": "auto or a margin: near-ties of an inexact path are recomputed in fp32",
-    # Prompted LLMs.
-    "shots": "few-shot examples from train, balanced over classes; 0 is zero-shot (also --shots)",
-    "decision": "score: label log-likelihoods; generate: greedy generation parsed (also --decision)",
-    "draws": "runs per seed, each with another few-shot set; mean and std reported (also --draws)",
-    "use_chat_template": "wrap the prompt in the tokenizer's chat template when it has one",
-    "length_normalize": "score an answer by its mean token log-likelihood instead of the sum",
-    "template": "a prompt template YAML (default src/clfbench/prompts/default.yaml)",
-    "prompt": "overrides of the task's prompt (instruction, verbalizers, text_name)",
-    "prefix_cache": "reuse the key/value cache of the prompt prefix shared by every query",
-    "max_new_tokens": "generation length limit (default: enough for the longest answer)",
-    "dtype": "weights dtype, e.g. bfloat16 (default: bf16 on a GPU that supports it, else fp32)",
-    "bos": "auto (as the tokenizer does), always or never add a beginning-of-text token",
-    "complete_answers": "score each answer with the token that ends it (default: only when needed)",
-    "descriptions": "auto (default; llm-sft: off): the labels' one-line descriptions in the prompt unless they leave a local model less than half of max_length for the query; on: always (refused if they do not fit); off: never",
-    "label_descriptions": "a YAML/JSON file label -> one-line description (adds to or overrides the task's)",
-    # DSPy.
-    "optimizer": "bootstrap (DSPy BootstrapFewShot; with trials > 1 random search over bootstraps) or mipro (MIPROv2)",
-    "trials": "candidate programs scored on validation (null: 1 for bootstrap, no search; 10 for mipro)",
-    "llm-dspy.max_tokens": "completion token limit of a classification call (null: 32, room for DSPy's format)",
-    "max_demos": "most few-shot demonstrations the optimised program keeps",
-    "max_calls": "hard cap on the optimisation's API calls (null: no cap; budget_usd still applies)",
-    "proposal_max_tokens": "completion token limit of MIPROv2's instruction-proposal calls",
-    "llm-dspy.model": "the server's model name, e.g. gpt-4o-mini (required; also --model)",
-    "llm-dspy.seed": "seed of the optimiser (also --seed)",
-    # API models.
-    "base_url": "the OpenAI-compatible endpoint",
-    "api_key_env": "environment variable that holds the API key (never printed or saved)",
-    "concurrency": "requests in flight at once",
-    "max_retries": "retries on 429, 5xx and timeouts, with exponential backoff",
-    "timeout_s": "seconds before a request is abandoned",
-    "budget_usd": "hard spending limit: nothing is sent that would exceed it",
-    "prices": "a price table YAML for models missing from the shipped one",
-    "max_tokens": "completion token limit per request",
-    "temperature": "sampling temperature (0: greedy)",
-    "top_logprobs": "log-probabilities requested per token (label probabilities)",
-    "stream": "stream responses (measures the time to the first token)",
-    "backoff_base_s": "first retry delay in seconds (doubled at each retry)",
-    "backoff_max_s": "longest retry delay in seconds",
-}
+
+class Param:
+    """One parameter's declaration: `Param(default, help, *rules)`."""
+
+    __slots__ = ("default", "help", "rules")
+
+    def __init__(self, default: Any, help: str = "", *rules: Any) -> None:  # noqa: A002 - the field's name
+        self.default, self.help, self.rules = default, help, tuple(rules)
+
+    def but(self, default: Any = dataclasses.MISSING, help: str | None = None) -> Param:  # noqa: A002
+        """The same declaration with another default and/or help (a subclass's own)."""
+        return Param(self.default if default is dataclasses.MISSING else default,
+                     self.help if help is None else help, *self.rules)
+
+    def __repr__(self) -> str:
+        return f"Param({self.default!r}, {self.help!r}{''.join(f', {r!r}' for r in self.rules)})"
+
+
+#: Declarations shared by methods that share no base class.
+MODEL = Param("minilm", "hub id, local folder or the offline alias minilm (also --model)")
+DEVICE = Param(None, "cpu, cuda or mps (default: the GPU when present, else the CPU)")
+SEED = Param(99, "training seed (also --seed)", Ge(0))
+BATCH_SIZE = Param(32, "examples per batch (also --batch-size)", Ge(1))
+MAX_LENGTH = Param(128, "tokens per input; longer texts are truncated (also --max-length)", Ge(1))
+CLASS_WEIGHT = Param(None, "balanced: weight the loss by inverse class frequency (default unweighted)",
+                     OneOf(("balanced",)))
+EPOCHS = Param(3, "passes over the training data (also --epochs)", Ge(1))
+WARMUP_RATIO = Param(0.1, "share of the steps with a linear learning-rate warm-up", Ge(0), Le(1))
+WEIGHT_DECAY = Param(0.01, "AdamW weight decay", Ge(0))
+# The prompt of the LLM methods (llm-prompt, llm-sft, llm-api, llm-dspy).
+TEMPLATE = Param(None, "a prompt template YAML (default src/clfbench/prompts/default.yaml)")
+PROMPT = Param(None, "overrides of the task's prompt (instruction, verbalizers, text_name)")
+DESCRIPTIONS = Param(
+    "auto", "auto (default; llm-sft: off): the labels' one-line descriptions in the prompt unless they "
+            "leave a local model less than half of max_length for the query; on: always (refused if they "
+            "do not fit); off: never", OneOf(("auto", "on", "off")))
+LABEL_DESCRIPTIONS = Param(None, "a YAML/JSON file label -> one-line description (adds to or overrides "
+                                 "the task's)")
+
+
+def declared_params(klass: type) -> dict[str, Param]:
+    """The parameters `klass` declares (its own and its bases'), in its signature's order;
+    {} for a class whose `__init__` is hand-written (a plug-in): its signature is the truth."""
+    if not getattr(klass.__init__, "_generated_", False):
+        return {}
+    return dict(klass._declared_params_)  # type: ignore[attr-defined]
+
+
+def collect_params(klass: type) -> dict[str, Param]:
+    """The `Param` declarations along `klass`'s MRO, in `param_order` (a class's own, or the
+    nearest base's followed by what later subclasses declare), else in declaration order."""
+    found: dict[str, Param] = {}
+    order: tuple[str, ...] | None = None
+    order_owner: type | None = None
+    for k in reversed(klass.__mro__):
+        own = vars(k)
+        for name, value in own.items():
+            if isinstance(value, Param):
+                found[name] = value
+            elif name in found and not name.startswith("_"):  # a plain value fixes it: no longer a parameter
+                del found[name]
+        if "param_order" in own:
+            order, order_owner = tuple(own["param_order"]), k
+    if order is None:
+        return found
+    missing = [n for n in order if n not in found]
+    if missing:
+        raise TypeError(f"{klass.__qualname__}.param_order names undeclared parameters: {', '.join(missing)}")
+    # parameters declared below the class that set the order (a plug-in subclass) come last
+    below = reversed(klass.__mro__[:klass.__mro__.index(order_owner)])
+    later = [n for k in below for n, v in vars(k).items() if isinstance(v, Param) and n not in order]
+    return {n: found[n] for n in (*order, *dict.fromkeys(later)) if n in found}
+
+
+def param_annotations(klass: type, params: dict[str, Param] | None = None) -> dict[str, Any]:
+    """Each declared parameter -> (its annotation as written, the nearest class annotating it)."""
+    params = declared_params(klass) if params is None else params
+    out: dict[str, Any] = {}
+    for k in klass.__mro__:
+        for name, ann in vars(k).get("__annotations__", {}).items():
+            if name in params and name not in out:
+                out[name] = (ann, k)
+    return out
+
+
+def param_types(klass: type, params: dict[str, Param] | None = None) -> dict[str, Any]:
+    """Each declared parameter -> its type (the annotation evaluated in its class's module)."""
+    out = {}
+    for name, (ann, k) in param_annotations(klass, params).items():
+        if isinstance(ann, str):
+            ann = eval(ann, vars(sys.modules[k.__module__]), dict(vars(k)))  # noqa: S307 - our own source
+        out[name] = ann
+    return out
+
+
+def build_init(klass: type) -> None:
+    """Give `klass` an `__init__(self, name=default, ...)` over its declared parameters that
+    only assigns them, then calls `self.validate_params()`."""
+    params = collect_params(klass)
+    klass._declared_params_ = params
+    anns = param_annotations(klass, params)
+    missing = [n for n in params if n not in anns]
+    if missing:
+        raise TypeError(f"{klass.__qualname__}: parameter(s) {', '.join(missing)} declared without a type annotation")
+    signature = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default,
+                             annotation=anns[n][0]) for n, p in params.items()],
+        return_annotation="None",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        for name in params:
+            setattr(self, name, bound.arguments.get(name, params[name].default))
+        self.validate_params()
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{klass.__qualname__}.__init__"
+    __init__.__doc__ = f"Parameters of {klass.__qualname__}: see its declarations (`clfbench methods`)."
+    __init__._generated_ = True  # type: ignore[attr-defined]
+    klass.__init__ = __init__
 
 
 @dataclass(frozen=True)
@@ -121,18 +164,22 @@ class ParamInfo:
 
 
 def param_help(klass: type, name: str) -> str:
-    """The meaning of `name` for `klass`: its own `param_help`, else the method's entry in
-    PARAM_HELP, else the shared one, else ''."""
+    """The meaning of `name` for `klass`: its declaration's help, else (a plug-in with a
+    hand-written `__init__`) the nearest `param_help` dict's entry, else ''."""
+    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
+    if name in declared:
+        return declared[name].help
     for k in klass.__mro__:
         own = vars(k).get("param_help") or {}
         if name in own:
             return own[name]
-    method = getattr(klass, "name", "")
-    return PARAM_HELP.get(f"{method}.{name}", PARAM_HELP.get(name, ""))
+    return ""
 
 
 def method_params(method: str) -> list[ParamInfo]:
     """The parameters of a registered method in signature order (what `--param` accepts)."""
+    from clfbench.methods.base import get_method
+
     klass = get_method(method)
     out = []
     for p in list(inspect.signature(klass.__init__).parameters.values())[1:]:

@@ -1,9 +1,10 @@
 """One schema for what a user gives: run options and method parameters, checked before any run.
 
 Run options are the fields of `config.RunSpec`, typed and ranged in its annotations
-(`Annotated[int, Ge(1)] | None`). Method parameters are typed by each method's `__init__`
-hints and ranged by PARAM_RULES (one entry per parameter name, shared by every method that
-takes it) or a method class's own `param_rules` ClassVar (the nearest class in its MRO wins).
+(`Annotated[int, Ge(1)] | None`). Method parameters are typed and ranged by their declarations
+beside each method class (`params.Param`: the annotation is the type, the rules the range); a
+plug-in with a hand-written `__init__` is typed by its hints and ranged by an optional
+`param_rules` ClassVar (the nearest class in its MRO wins).
 Flags, grid files and the Python API all go through `check_values`.
 
 Values are checked with pydantic in strict mode (no coercion: "3" is not 3, true is not 1; an
@@ -21,8 +22,6 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union
 
-from annotated_types import Ge, Gt, Le, Lt
-
 from clfbench.errors import ClfbenchError
 
 
@@ -35,41 +34,6 @@ class OneOf:
 
 #: A rule saying: the method checks this parameter itself (type included), with its own message.
 OWN_CHECK = OneOf(("<checked by the method>",))
-
-#: Ranges of method parameters, by name. Parameters a method checks itself with its own
-#: messages (C, decision, backend, selection, tune, ...) are not repeated here.
-PARAM_RULES: dict[str, tuple[Any, ...]] = {
-    "c_grid": (OWN_CHECK,),  # a bare number is a one-value grid (methods.c_choice)
-    "seed": (Ge(0),),
-    "epochs": (Ge(1),),
-    "batch_size": (Ge(1),),
-    "eval_batch_size": (Ge(1), OneOf(("auto",))),
-    "max_length": (Ge(1),),
-    "warmup_ratio": (Ge(0), Le(1)),
-    "weight_decay": (Ge(0),),
-    "max_grad_norm": (Gt(0),),
-    "class_weight": (OneOf(("balanced",)),),
-    "sampling": (OneOf(("balanced",)),),
-    "ngram_max": (Ge(1),),
-    "min_df": (Ge(1),),
-    "max_features": (Ge(1),),
-    "max_iter": (Ge(1),),
-    "r": (Ge(1),),
-    "lora_alpha": (Gt(0),),
-    "lora_dropout": (Ge(0), Lt(1)),
-    "shots": (Ge(0),),
-    "max_new_tokens": (Ge(1),),
-    "temperature": (Ge(0),),
-    "descriptions": (OneOf(("auto", "on", "off")),),
-    "optimizer": (OneOf(("bootstrap", "mipro")),),
-    "trials": (Ge(1),),
-    "max_demos": (Ge(0),),
-    "max_calls": (Ge(1),),
-    "proposal_max_tokens": (Ge(1),),
-    "grad_accum": (Ge(1),),
-    "bf16": (OneOf(("auto",)),),  # or true/false
-    "checkpoint_steps": (Ge(1),),
-}
 
 _NUMBERS = (int, float)
 
@@ -158,19 +122,34 @@ def check_values(hints: dict[str, Any], values: dict[str, Any], where: str,
 
 
 def param_rules(klass: type, name: str) -> tuple[Any, ...]:
-    """The rules of parameter `name` of `klass`: its own `param_rules`, else PARAM_RULES."""
+    """The rules of parameter `name` of `klass`: its declaration's (`params.Param`), else (a
+    plug-in with a hand-written `__init__`) the nearest `param_rules` dict's entry."""
+    from clfbench.methods.params import collect_params, declared_params
+
+    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
+    if name in declared:
+        return declared[name].rules
     for k in klass.__mro__:
         own = vars(k).get("param_rules") or {}
         if name in own:
             return tuple(own[name])
-    return PARAM_RULES.get(name, ())
+    return ()
 
 
 @cache
 def method_hints(klass: type) -> dict[str, Any]:
-    """Each `__init__` parameter of `klass` -> its type hint with its rules applied."""
+    """Each parameter of `klass` -> its type hint with its rules applied: the parameters it
+    declares; for a plug-in with a hand-written `__init__`, that signature's hints (over the
+    declarations of a method it subclasses)."""
+    from clfbench.methods.params import collect_params, declared_params, param_types
+
     try:
-        hints = typing.get_type_hints(klass.__init__, include_extras=True)
+        if declared_params(klass):
+            hints = param_types(klass)
+        else:
+            inherited = collect_params(klass)
+            hints = {**(param_types(klass, inherited) if inherited else {}),
+                     **typing.get_type_hints(klass.__init__, include_extras=True)}
     except (NameError, TypeError):  # a plug-in with hints that cannot be resolved: unchecked
         return {}
     hints.pop("return", None)

@@ -47,7 +47,17 @@ from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
 from clfbench.extras import require
 from clfbench.methods.base import Classifier
-from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
+from clfbench.methods.c_choice import C_GRID, C_PARAM, MAX_ITER, all_label_proba, check_c, choose_c
+from clfbench.methods.params import (
+    BATCH_SIZE,
+    DEVICE,
+    EPOCHS,
+    MAX_LENGTH,
+    MODEL,
+    SEED,
+    WARMUP_RATIO,
+    Param,
+)
 from clfbench.progress import estimate_line, format_seconds, progress_bar, say
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -67,52 +77,27 @@ class SetFit(Classifier):
     requires = ("setfit",)
     model_params = ("model",)
     verbose: ClassVar[bool] = True
-    param_help: ClassVar[dict[str, str]] = {
-        "model": "sentence encoder: hub id, local folder or the offline alias minilm (also --model)",
-        "num_iterations": "positive and negative pairs per training text (null: sampling_strategy sizes the pairs)",
-        "sampling_strategy": "with num_iterations=null: oversampling, undersampling or unique pairs",
-        "epochs": "passes over the pairs (also --epochs)",
-        "batch_size": "pairs per batch (also --batch-size)",
-        "lr": "learning rate of the encoder's contrastive training",
-        "max_steps": "stop the contrastive training after this many steps (null: all pairs x epochs)",
-        "warmup_ratio": "share of the steps with a linear learning-rate warm-up",
-    }
-
-    def __init__(
-        self,
-        model: str | None = "minilm",
-        num_iterations: int | None = 20,
-        sampling_strategy: str = "oversampling",
-        epochs: int = 1,
-        batch_size: int = 16,
-        lr: float = 2e-5,
-        max_steps: int | None = None,
-        warmup_ratio: float = 0.1,
-        C: float | None = None,
-        c_grid: tuple[float, ...] = DEFAULT_C_GRID,
-        max_iter: int = 5000,
-        max_length: int = 128,
-        device: str | None = None,
-        seed: int = 99,
-    ) -> None:
-        self.model = model
-        self.num_iterations = num_iterations
-        self.sampling_strategy = sampling_strategy
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.max_steps = max_steps
-        self.warmup_ratio = warmup_ratio
-        self.C = C
-        self.c_grid = check_c(self.name, C, c_grid, DEFAULT_C_GRID)
-        self.max_iter = max_iter
-        self.max_length = max_length
-        self.device = device
-        self.seed = seed
-        self._check_params()
-        check_setfit_installed()
+    model: str | None = MODEL.but(
+        help="sentence encoder: hub id, local folder or the offline alias minilm (also --model)")
+    num_iterations: int | None = Param(
+        20, "positive and negative pairs per training text (null: sampling_strategy sizes the pairs)")
+    sampling_strategy: str = Param(
+        "oversampling", "with num_iterations=null: oversampling, undersampling or unique pairs")
+    epochs: int = EPOCHS.but(1, "passes over the pairs (also --epochs)")
+    batch_size: int = BATCH_SIZE.but(16, "pairs per batch (also --batch-size)")
+    lr: float = Param(2e-5, "learning rate of the encoder's contrastive training")
+    max_steps: int | None = Param(
+        None, "stop the contrastive training after this many steps (null: all pairs x epochs)")
+    warmup_ratio: float = WARMUP_RATIO
+    C: float | None = C_PARAM
+    c_grid: tuple[float, ...] = C_GRID.but(DEFAULT_C_GRID)
+    max_iter: int = MAX_ITER
+    max_length: int = MAX_LENGTH
+    device: str | None = DEVICE
+    seed: int = SEED
 
     def _check_params(self) -> None:
+        self.c_grid = check_c(self.name, self.C, self.c_grid, DEFAULT_C_GRID)  # a bare number: a grid
         if self.sampling_strategy not in SAMPLING_STRATEGIES:
             raise ClfbenchError(f"setfit: sampling_strategy={self.sampling_strategy!r}; expected one "
                                 f"of {', '.join(SAMPLING_STRATEGIES)}")
@@ -122,6 +107,7 @@ class SetFit(Classifier):
                 raise ClfbenchError(f"setfit: {key}={v!r}; expected an integer >= 1 or null")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise ClfbenchError(f"setfit: lr={self.lr!r}; expected a positive number")
+        check_setfit_installed()
 
     # --- encoder ----------------------------------------------------------------------------
     def _load_body(self, source: str) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from annotated_types import Ge
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -14,7 +15,8 @@ from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
-from clfbench.methods.c_choice import all_label_proba, check_c, choose_c
+from clfbench.methods.c_choice import C_GRID, C_PARAM, all_label_proba, check_c, choose_c
+from clfbench.methods.params import CLASS_WEIGHT, SEED, Param
 
 DEFAULT_C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 
@@ -31,29 +33,21 @@ class TfidfLogReg(Classifier):
     takes_model = False
     verbose: ClassVar[bool] = True  # progress bar of the C search; evaluate sets it per run
 
-    def __init__(
-        self,
-        ngram_max: int = 2,
-        min_df: int = 1,
-        max_features: int | None = 200_000,
-        C: float | None = None,
-        c_grid: tuple[float, ...] = DEFAULT_C_GRID,
-        class_weight: str | None = None,
-        seed: int = 99,
-        model: str | None = None,
-    ) -> None:
-        self.ngram_max = ngram_max
-        self.min_df = min_df
-        self.max_features = max_features
-        self.C = C
-        self.c_grid = check_c(self.name, C, c_grid, DEFAULT_C_GRID)
-        self.class_weight = class_weight
-        self.seed = seed
-        # Accepted so that `--model` with tfidf-lr gets a clear refusal, not "unknown parameter".
-        if model is not None:
-            raise ClfbenchError(f"{self.name}: takes no model (got {model!r}); it learns from the "
+    ngram_max: int = Param(2, "longest word n-gram of the TF-IDF features", Ge(1))
+    min_df: int = Param(1, "drop n-grams found in fewer training texts than this", Ge(1))
+    max_features: int | None = Param(200_000, "keep the N most frequent n-grams (null: all)", Ge(1))
+    C: float | None = C_PARAM
+    c_grid: tuple[float, ...] = C_GRID.but(DEFAULT_C_GRID)
+    class_weight: str | None = CLASS_WEIGHT
+    seed: int = SEED
+    # Accepted so that `--model` with tfidf-lr gets a clear refusal, not "unknown parameter".
+    model: str | None = Param(None, "not taken: tfidf-lr learns from the training texts alone")
+
+    def _check_params(self) -> None:
+        self.c_grid = check_c(self.name, self.C, self.c_grid, DEFAULT_C_GRID)  # a bare number: a grid
+        if self.model is not None:
+            raise ClfbenchError(f"{self.name}: takes no model (got {self.model!r}); it learns from the "
                                 "training texts alone")
-        self.model = model
 
     def _pipeline(self, C: float):
         return make_pipeline(

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from annotated_types import Ge, Gt, Lt
 from sklearn.metrics import accuracy_score
 
 from clfbench.data.texts import LabeledTexts, Texts, stratified_indices
@@ -29,6 +30,19 @@ from clfbench.engines.inference import predict_logits
 from clfbench.engines.models import ModelRef, hub_revision, load, resolve_model
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import Classifier
+from clfbench.methods.params import (
+    BATCH_SIZE,
+    CLASS_WEIGHT,
+    DEVICE,
+    EPOCHS,
+    MAX_LENGTH,
+    MODEL,
+    SEED,
+    WARMUP_RATIO,
+    WEIGHT_DECAY,
+    Param,
+)
+from clfbench.methods.schema import OneOf
 from clfbench.methods.training_settings import TrainingSettings
 from clfbench.methods.tuning import EpochCallback, Tunable
 
@@ -287,13 +301,31 @@ def apply_lora(model: Any, r: int, alpha: float, dropout: float, target_modules:
     return peft_model, info
 
 
+class LoRAParams:
+    """Mixin: the parameters of a LoRA adapter (`apply_lora`); methods re-declare defaults."""
+
+    r: int = Param(8, "(LoRA) adapter rank", Ge(1))
+    lora_alpha: float = Param(16, "(LoRA) scaling alpha", Gt(0))
+    lora_dropout: float = Param(0.1, "(LoRA) dropout on the adapter's input", Ge(0), Lt(1))
+    target_modules: str | list[str] | None = Param(
+        None, "(LoRA) modules that get an adapter (default: the method's own)")
+
+
 # --- the estimator ------------------------------------------------------------------------
+#: The training loop's parameters after `model`, in the order every fine-tuning method lists them.
+TRAINING_PARAMS = ("lr", "batch_size", "epochs", "max_length", "warmup_ratio", "weight_decay",
+                   "max_grad_norm", "class_weight", "sampling", "selection", "eval_batch_size", "device")
+#: The Trainer's extras (`Tunable`), last in every fine-tuning method's list.
+TRAINER_PARAMS = ("grad_accum", "grad_checkpointing", "bf16", "checkpoint_dir", "checkpoint_steps")
+LORA_PARAMS = ("r", "lora_alpha", "lora_dropout", "target_modules")
+
+
 class HFSequenceClassifier(Tunable, Classifier):
     """AutoModelForSequenceClassification fine-tuned with `train_loop`, fully or with LoRA.
 
     `fit` searches the learning rate on validation (`tune="auto"`, see `tuning.Tunable`) or
-    trains the fixed recipe once (`tune="off"`). Subclasses define `__init__` (their
-    parameters, calling `_check_tuning()`) and may override the hooks
+    trains the fixed recipe once (`tune="off"`). Subclasses declare their own parameters (or
+    another default, `Param.but`) and `param_order`, and may override the hooks
     `_default_targets`, `_prepare_tokenizer` and `_prepare_inputs`. LoRA weights are merged
     into the backbone after training, so prediction runs at the plain model's speed and the
     saved model is an ordinary `save_pretrained` folder (reloads without peft).
@@ -303,34 +335,31 @@ class HFSequenceClassifier(Tunable, Classifier):
     use_lora: ClassVar[bool] = False
     model_params = ("model",)
 
-    # Parameters every subclass sets in __init__.
-    model: str | None
-    lr: float | None
-    batch_size: int
-    epochs: int
-    max_length: int
-    warmup_ratio: float
-    weight_decay: float
-    max_grad_norm: float
-    class_weight: str | None
-    sampling: str | None
-    selection: str
-    eval_batch_size: int
-    device: str | None
-    seed: int
-    # The Trainer's extras (see `hf_trainer`); subclasses may leave them at these defaults.
-    grad_accum: int = 1
-    grad_checkpointing: bool = False
-    bf16: bool | str = "auto"
-    checkpoint_dir: str | None = None
-    checkpoint_steps: int | None = None
+    # The parameters of the training loop (`train_loop`); the search's and the Trainer's extras
+    # are `Tunable`'s, the inference engine's `EngineRouted`'s, the adapter's `LoRAParams`'.
+    model: str | None = MODEL
+    batch_size: int = BATCH_SIZE
+    epochs: int = EPOCHS
+    max_length: int = MAX_LENGTH
+    warmup_ratio: float = WARMUP_RATIO
+    weight_decay: float = WEIGHT_DECAY
+    max_grad_norm: float = Param(1.0, "gradient-norm clipping", Gt(0))
+    class_weight: str | None = CLASS_WEIGHT
+    sampling: str | None = Param(None, "balanced: draw class-balanced training batches (default: plain "
+                                       "shuffling)", OneOf(("balanced",)))
+    selection: str = Param("f1", "epoch kept: f1 (best validation macro-F1), gap (F1 minus the train-val "
+                                 "gap), last")  # one of SELECTIONS: `check_options`
+    eval_batch_size: int = Param(64, "prediction batch size, or auto to search it", Ge(1), OneOf(("auto",)))
+    device: str | None = DEVICE
+    seed: int = SEED
 
-    def _check_trainer(self) -> None:
-        """Fail on impossible Trainer settings when the method is built, not after training
-        (the parameter schema checks each value; this, what it cannot see)."""
-        from clfbench.methods.checkpoints import check_checkpoint_dir
+    #: The signature's order: `clfbench methods NAME` lists the parameters so.
+    param_order: ClassVar[tuple[str, ...]] = (
+        "model", *TRAINING_PARAMS, "tune", "tune_trials", "lr_grid", "seed", *TRAINER_PARAMS)
 
-        check_checkpoint_dir(self.name, self.checkpoint_dir, self.checkpoint_steps)
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_options(self.class_weight, self.sampling, self.selection)
 
     # --- hooks ----------------------------------------------------------------------------
     def _default_targets(self, model: Any) -> Any:
@@ -368,7 +397,6 @@ class HFSequenceClassifier(Tunable, Classifier):
     def _fit_once(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
                   on_epoch: EpochCallback | None) -> float | None:
         """One training run at learning rate `lr`; returns the kept weights' validation score."""
-        check_options(self.class_weight, self.sampling, self.selection)
         self.device_ = training_device(self.device)
         bf16 = resolve_bf16(self.name, self.bf16, self.device_)
         if on_epoch is not None and self.selection == "last":  # report (pruning), never stop

@@ -27,8 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from annotated_types import Ge
+
 from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
+from clfbench.methods.params import Param
+from clfbench.methods.schema import OneOf
 
 TUNE_MODES = ("auto", "off")
 PATIENCE = 2  # epochs without a better validation score before a trial stops
@@ -78,18 +82,37 @@ class Tunable:
     #: The learning rates searched by default: a small log grid around the recipe.
     default_lr_grid: ClassVar[tuple[float, ...]] = (2e-5, 5e-5, 1e-4, 2e-4)
 
+    # The search's parameters (`check_tuning` checks them, with its own messages).
+    lr: float | None = Param(None, "learning rate (default: searched on validation when tune=auto, else the recipe's)")
+    tune: str = Param("auto", "auto: search the learning rate on validation; off: train the fixed recipe once")
+    tune_trials: int = Param(4, "learning rates tried when tuning")
+    lr_grid: list[float] | None = Param(None, "learning rates to search instead of the method's default range")
+    # The Trainer's extras (`hf_trainer`), shared by every method that trains on it.
+    grad_accum: int = Param(1, "gradient accumulation: batches of batch_size summed into one optimizer step", Ge(1))
+    grad_checkpointing: bool = Param(False, "recompute activations in the backward pass: less memory, more compute")
+    bf16: bool | str = Param("auto", "bf16 mixed-precision training: auto (on a GPU that supports it, off on CPU), "
+                                     "true, false", OneOf(("auto",)))
+    checkpoint_dir: str | None = Param(None, "save a checkpoint every epoch here and resume an interrupted "
+                                             "training from it (one subfolder per configuration, deleted when "
+                                             "the fit completes)")
+    checkpoint_steps: int | None = Param(None, "also save a checkpoint every N optimizer steps (needs "
+                                               "checkpoint_dir; default: at the end of each epoch only)", Ge(1))
+
     name: ClassVar[str]
-    tune: str
-    tune_trials: int
-    lr: float | None
-    lr_grid: list[float] | None
     epochs: int
     seed: int
     verbose: bool = True
-    checkpoint_dir: str | None = None
     fit_info_: dict[str, Any]
     _checkpoints_used: list[Path]
     _seconds_before_resume: dict[float, float]  # learning rate -> seconds of a resumed trial
+
+    def _check_params(self) -> None:
+        """The search's settings, and checkpointing's (`checkpoints.check_checkpoint_dir`)."""
+        from clfbench.methods.checkpoints import check_checkpoint_dir
+
+        self._check_tuning()
+        check_checkpoint_dir(self.name, self.checkpoint_dir, self.checkpoint_steps)
+        super()._check_params()  # type: ignore[misc]
 
     def _check_tuning(self) -> None:
         check_tuning(self.name, self.tune, self.tune_trials, self.lr, self.lr_grid)
