@@ -37,7 +37,7 @@ def test_every_parameter_is_declared_with_a_type_and_a_help(name):
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_the_declared_defaults_pass_their_own_rules(name):
-    from clfbench.methods.schema import check_params
+    from clfbench.methods.params import check_params
 
     klass = get_method(name)
     check_params(klass, {n: p.default for n, p in declared_params(klass).items()}, name)

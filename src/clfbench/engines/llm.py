@@ -53,13 +53,12 @@ import numpy as np
 import torch
 
 from clfbench.data.texts import LabeledTexts, Texts
-from clfbench.engines.prompts import PromptBuilder
+from clfbench.engines.prompts import BOS_POLICIES, PromptBuilder
 from clfbench.errors import ClfbenchError
 
 # Sentinels that mark the query fields: private-use characters, not whitespace (templates strip).
 _T, _P = "\ue000CLFBENCH_TEXT\ue001", "\ue000CLFBENCH_PAIR\ue001"
 GEN_MARGIN = 4  # new tokens allowed beyond the longest answer when generating
-BOS_POLICIES = ("auto", "always", "never")
 _PROBES = ("0", "a", "Z b", "the", "What")  # query texts: their prompts share the template's prefix tokens
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,8 @@ TEMPLATE_KEYS = (
     "plain_separator",
 )
 DESCRIPTION_MODES = ("auto", "on", "off")
+#: Whether a beginning-of-text token starts the prompt: as the tokenizer does, always, never.
+BOS_POLICIES = ("auto", "always", "never")
 
 Shot = tuple[str, "str | None", int]
 

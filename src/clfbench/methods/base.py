@@ -7,7 +7,6 @@ A method is a scikit-learn-style estimator: parameters in `__init__`, fitted sta
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import numpy as np
 from clfbench.data.texts import INVALID, LabeledTexts, Texts  # noqa: F401 - INVALID: part of a method's contract
 from clfbench.errors import ClfbenchError
 from clfbench.extras import require
+from clfbench.methods.registry import METHODS, get_method, register_method  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 
@@ -64,11 +64,12 @@ class Classifier:
     def validate_params(self) -> None:
         """Check every parameter once, however the method is built (`make_method`, a grid, the
         CLI, Python, `load`): its declared type and range, then the class's own explicit checks
-        (`_check_params`: rules across parameters, or values a type cannot say)."""
-        from clfbench.methods.params import Param, collect_params, declared_params
-        from clfbench.methods.schema import check_params
+        (`_check_params`: rules across parameters, or values a type cannot say). First, the
+        optional extras the method `requires`."""
+        from clfbench.methods.params import Param, check_params, collect_params, declared_params
 
         klass = type(self)
+        require(*klass.requires, what=f"method {self.name!r}")  # a missing extra, before anything
         names = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
         values = {n: getattr(self, n, None) for n in names}
         check_params(klass, {n: v for n, v in values.items() if not isinstance(v, Param)},
@@ -212,36 +213,7 @@ def load_file(path: Path, loader: Callable[[Path], T]) -> T:
         ) from None
 
 
-# --- registry -----------------------------------------------------------------------------
-# name -> "module:Class". Imports are lazy so that `tfidf-lr` never pays for torch.
-METHODS: dict[str, str] = {
-    "tfidf-lr": "clfbench.methods.tfidf_lr:TfidfLogReg",
-    "embed-probe": "clfbench.methods.embed_probe:EmbeddingProbe",
-    "encoder-ft": "clfbench.methods.encoder_ft:EncoderFineTune",
-    "encoder-lora": "clfbench.methods.encoder_ft:EncoderLoRA",
-    "llm-prompt": "clfbench.methods.llm_prompt:LLMPrompt",
-    "llm-sft": "clfbench.methods.llm_sft:LLMSFT",
-    "decoder-head": "clfbench.methods.decoder_head:DecoderHead",
-    "llm-api": "clfbench.methods.llm_api:LlmApi",
-    "llm-dspy": "clfbench.methods.llm_dspy:LlmDspy",
-    "setfit": "clfbench.methods.setfit:SetFit",
-    "distill": "clfbench.methods.distill:Distill",
-}
-
-
-def register_method(name: str, target: str) -> None:
-    """Register a plug-in method: `register_method("my-method", "my_pkg.mod:MyClassifier")`."""
-    METHODS[name] = target
-
-
-def get_method(name: str) -> type[Classifier]:
-    if name not in METHODS:
-        known = ", ".join(sorted(METHODS))
-        raise ClfbenchError(f"unknown method {name!r}; known methods: {known}")
-    module, _, attr = METHODS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
+# --- the registry's methods, by name -------------------------------------------------------
 def accepted_params(name: str) -> set[str]:
     """The parameters a registered method takes (its `__init__` arguments)."""
     return set(inspect.signature(get_method(name).__init__).parameters) - {"self"}
@@ -252,29 +224,32 @@ def takes_model(name: str) -> bool:
     return get_method(name).takes_model and "model" in accepted_params(name)
 
 
-def check_method_params(name: str, params: dict[str, Any], where: str | None = None) -> None:
-    """Refuse parameters the method does not take, and values outside their declared type and
-    range (`clfbench.methods.schema`); `where` prefixes the message (default: the method's name)."""
-    where = where or f"method {name!r}"
+def check_param_names(name: str, params: dict[str, Any], where: str | None = None) -> None:
+    """Refuse parameters the method does not take; `where` prefixes the message (default: the
+    method's name)."""
     accepted = accepted_params(name)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ClfbenchError(
-            f"{where}: unknown parameter(s) {', '.join(unknown)}; "
+            f"{where or f'method {name!r}'}: unknown parameter(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(sorted(accepted))}"
         )
-    from clfbench.methods.schema import check_params
 
-    check_params(get_method(name), params, where)
+
+def check_method_params(name: str, params: dict[str, Any], where: str | None = None) -> None:
+    """`check_param_names`, then each value against its declared type and range, without
+    building the method: what a grid file checks, naming its own place (`where`), before any run."""
+    from clfbench.methods.params import check_params
+
+    check_param_names(name, params, where)
+    check_params(get_method(name), params, where or f"method {name!r}")
 
 
 def make_method(name: str, **params: Any) -> Classifier:
     """Build a method from its name and parameters, rejecting unknown or bad values clearly
     (the class validates its values when built: `Classifier.validate_params`)."""
-    check_method_params(name, params)
-    klass = get_method(name)
-    require(*klass.requires, what=f"method {name!r}")
-    return klass(**params)
+    check_param_names(name, params)
+    return get_method(name)(**params)  # validates once: extras, types and ranges, explicit checks
 
 
 def method_trains(name: str) -> bool:

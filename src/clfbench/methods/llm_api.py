@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from annotated_types import Ge
+from annotated_types import Ge, Gt
 
 from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.errors import ClfbenchError
@@ -77,6 +77,7 @@ from clfbench.methods.params import (
     TEMPLATE,
     Param,
 )
+from clfbench.methods.schema import OneOf
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class LlmApi(Classifier):
     #: results folder): this run may spend `budget_usd` less that.
     spent_before_usd: float = 0.0
 
-    # `_check_request` checks their values, with its own messages, in fit: before any request.
+    # Ranges are declared here; `_check_request` adds, in fit, what they cannot say.
     model: str | None = MODEL.but(None, "the server's model name, e.g. gpt-4o-mini (required; also --model)")
     base_url: str = Param(DEFAULT_BASE_URL, "the OpenAI-compatible endpoint")
     api_key_env: str = Param(DEFAULT_API_KEY_ENV, "environment variable that holds the API key (never "
@@ -108,18 +109,19 @@ class LlmApi(Classifier):
     shots: int = Param(0, "few-shot examples from train, balanced over classes; 0 is zero-shot (also --shots)",
                        Ge(0))
     seed: int = SEED.but(help="seed of the few-shot draw (also --seed)")
-    concurrency: int = Param(4, "requests in flight at once")
-    max_retries: int = Param(5, "retries on 429, 5xx and timeouts, with exponential backoff")
-    timeout_s: float = Param(60.0, "seconds before a request is abandoned")
-    budget_usd: float | None = Param(None, "hard spending limit: nothing is sent that would exceed it")
+    concurrency: int = Param(4, "requests in flight at once", Ge(1))
+    max_retries: int = Param(5, "retries on 429, 5xx and timeouts, with exponential backoff", Ge(0))
+    timeout_s: float = Param(60.0, "seconds before a request is abandoned", Gt(0))
+    budget_usd: float | None = Param(None, "hard spending limit: nothing is sent that would exceed it", Ge(0))
     prices: str | None = Param(None, "a price table YAML for models missing from the shipped one")
-    decision: str = Param("auto", "auto (logprobs when the server returns them), logprobs or generate")
-    max_tokens: int | None = Param(None, "completion token limit per request")
+    decision: str = Param("auto", "auto (logprobs when the server returns them), logprobs or generate",
+                          OneOf(DECISIONS))
+    max_tokens: int | None = Param(None, "completion token limit per request", Ge(1))
     temperature: float = Param(0.0, "sampling temperature (0: greedy)", Ge(0))
-    top_logprobs: int = Param(20, "log-probabilities requested per token (label probabilities)")
+    top_logprobs: int = Param(20, "log-probabilities requested per token (label probabilities)", Ge(1))
     stream: bool = Param(True, "stream responses (measures the time to the first token)")
-    backoff_base_s: float = Param(0.5, "first retry delay in seconds (doubled at each retry)")
-    backoff_max_s: float = Param(30.0, "longest retry delay in seconds")
+    backoff_base_s: float = Param(0.5, "first retry delay in seconds (doubled at each retry)", Gt(0))
+    backoff_max_s: float = Param(30.0, "longest retry delay in seconds", Gt(0))
     prompt: dict | None = PROMPT
     template: str | None = TEMPLATE
     descriptions: str = DESCRIPTIONS
@@ -169,28 +171,10 @@ class LlmApi(Classifier):
         return method_builder(self, template)
 
     def _check_request(self) -> None:  # (the descriptions file is read by `_builder`, in fit)
+        """What the declared ranges cannot say, before any request: a model to ask, and an
+        http(s) endpoint."""
         if not self.model:
             raise ClfbenchError(f"{self.name}: give the API model name with --model (e.g. gpt-4o-mini)")
-        if self.decision not in DECISIONS:
-            raise ClfbenchError(f"{self.name}: decision={self.decision!r}; expected one of {', '.join(DECISIONS)}")
-        checks = {
-            "concurrency": (self.concurrency, 1), "max_retries": (self.max_retries, 0),
-            "top_logprobs": (self.top_logprobs, 1),  # (shots: its declaration's range, when built)
-        }
-        for name, (value, low) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ClfbenchError(f"{self.name}: {name}={value!r}; expected an integer >= {low}")
-        for name in ("timeout_s", "backoff_base_s", "backoff_max_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ClfbenchError(f"{self.name}: {name}={value!r}; expected a positive number")
-        if self.budget_usd is not None and (
-            isinstance(self.budget_usd, bool) or not isinstance(self.budget_usd, (int, float))
-            or self.budget_usd < 0
-        ):
-            raise ClfbenchError(f"{self.name}: budget_usd={self.budget_usd!r}; expected a USD amount >= 0")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
-            raise ClfbenchError(f"{self.name}: max_tokens={self.max_tokens!r}; expected an integer >= 1")
         if not str(self.base_url).startswith(("http://", "https://")):
             raise ClfbenchError(f"{self.name}: base_url={self.base_url!r}; expected an http(s):// URL")
 

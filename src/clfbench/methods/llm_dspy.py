@@ -164,20 +164,12 @@ class LlmDspy(LlmApi):
                    "proposal_max_tokens", "temperature", "stream", "backoff_base_s", "backoff_max_s",
                    "prompt", "descriptions", "label_descriptions")
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        _need_dspy()  # a missing extra is an error when the method is built, before any work
-
     @property  # type: ignore[override]
     def has_probabilities(self) -> bool:
         return False
 
     def label_scoring(self) -> str:
         return "dspy program + parse"
-
-    def _check_request(self) -> None:
-        super()._check_request()
-        _need_dspy()  # (optimizer, trials, ...: checked when built, by their declarations)
 
     def _max_tokens(self, decision: str = "generate") -> int:
         """Room for DSPy's answer format (`[[ ## label ## ]]` ... `[[ ## completed ## ]]`)."""

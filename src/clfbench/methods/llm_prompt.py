@@ -10,6 +10,7 @@ import numpy as np
 from annotated_types import Ge
 
 from clfbench.data.texts import LabeledTexts, Texts
+from clfbench.engines.prompts import BOS_POLICIES
 from clfbench.errors import ClfbenchError
 from clfbench.methods.base import INVALID, Classifier
 from clfbench.methods.params import (
@@ -24,6 +25,7 @@ from clfbench.methods.params import (
     TEMPLATE,
     Param,
 )
+from clfbench.methods.schema import OneOf
 
 DECISIONS = ("score", "generate")
 
@@ -56,9 +58,9 @@ class LLMPrompt(Classifier):
     shots: int = Param(0, "few-shot examples from train, balanced over classes; 0 is zero-shot (also --shots)",
                        Ge(0))
     decision: str = Param("score", "score: label log-likelihoods; generate: greedy generation parsed "
-                                   "(also --decision)")  # one of DECISIONS: `_check_params`
+                                   "(also --decision)", OneOf(DECISIONS))
     draws: int = Param(1, "runs per seed, each with another few-shot set; mean and std reported "
-                          "(also --draws)")
+                          "(also --draws)", Ge(1))
     seed: int = SEED.but(help="seed of the few-shot draw (also --seed)")
     batch_size: int = BATCH_SIZE.but(8)
     max_length: int = MAX_LENGTH.but(512)
@@ -72,7 +74,8 @@ class LLMPrompt(Classifier):
     device: str | None = DEVICE
     dtype: str | None = Param(None, "weights dtype, e.g. bfloat16 (default: bf16 on a GPU that supports it, "
                                     "else fp32)")
-    bos: str = Param("auto", "auto (as the tokenizer does), always or never add a beginning-of-text token")
+    bos: str = Param("auto", "auto (as the tokenizer does), always or never add a beginning-of-text token",
+                     OneOf(BOS_POLICIES))
     complete_answers: bool | None = Param(None, "score each answer with the token that ends it (default: "
                                                 "only when needed)")
     descriptions: str = DESCRIPTIONS
@@ -80,16 +83,10 @@ class LLMPrompt(Classifier):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if self.decision not in DECISIONS:
-            raise ClfbenchError(f"{self.name}: decision must be one of {', '.join(DECISIONS)}, got {self.decision!r}")
         if self.label_descriptions:  # a missing or malformed file fails here, when built
             from clfbench.engines.prompts import read_label_descriptions
 
             read_label_descriptions(self.label_descriptions)
-        if self.bos not in ("auto", "always", "never"):
-            raise ClfbenchError(f"{self.name}: bos must be one of auto, always, never, got {self.bos!r}")
-        if not isinstance(self.draws, int) or self.draws < 1:
-            raise ClfbenchError(f"{self.name}: draws must be a positive integer, got {self.draws!r}")
 
     @property
     def has_probabilities(self) -> bool:  # type: ignore[override]

@@ -23,12 +23,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
+import typing
 from dataclasses import dataclass
+from functools import cache
+from types import NoneType
 from typing import Any
 
 from annotated_types import Ge, Le
 
-from clfbench.methods.schema import OneOf
+from clfbench.methods.registry import get_method
+from clfbench.methods.schema import OWN_CHECK, OneOf, check_values, constrain
 
 
 class Param:
@@ -178,8 +182,6 @@ def param_help(klass: type, name: str) -> str:
 
 def method_params(method: str) -> list[ParamInfo]:
     """The parameters of a registered method in signature order (what `--param` accepts)."""
-    from clfbench.methods.base import get_method
-
     klass = get_method(method)
     out = []
     for p in list(inspect.signature(klass.__init__).parameters.values())[1:]:
@@ -199,3 +201,42 @@ def format_default(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_default(v) for v in value) + "]"
     return str(value)
+
+
+# --- checking values against the declarations (the strict machinery is `schema`) ----------
+def param_rules(klass: type, name: str) -> tuple[Any, ...]:
+    """The rules of parameter `name` of `klass`: its declaration's (`params.Param`), else (a
+    plug-in with a hand-written `__init__`) the nearest `param_rules` dict's entry."""
+    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
+    if name in declared:
+        return declared[name].rules
+    for k in klass.__mro__:
+        own = vars(k).get("param_rules") or {}
+        if name in own:
+            return tuple(own[name])
+    return ()
+
+
+@cache
+def method_hints(klass: type) -> dict[str, Any]:
+    """Each parameter of `klass` -> its type hint with its rules applied: the parameters it
+    declares; for a plug-in with a hand-written `__init__`, that signature's hints (over the
+    declarations of a method it subclasses)."""
+    try:
+        if declared_params(klass):
+            hints = param_types(klass)
+        else:
+            inherited = collect_params(klass)
+            hints = {**(param_types(klass, inherited) if inherited else {}),
+                     **typing.get_type_hints(klass.__init__, include_extras=True)}
+    except (NameError, TypeError):  # a plug-in with hints that cannot be resolved: unchecked
+        return {}
+    hints.pop("return", None)
+    rules = {k: param_rules(klass, k) for k in hints}
+    return {k: constrain(NoneType if h is None else h, rules[k])
+            for k, h in hints.items() if OWN_CHECK not in rules[k]}
+
+
+def check_params(klass: type, params: dict[str, Any], where: str) -> None:
+    """Every value of `params` against its type and rule; `where` names the method."""
+    check_values(method_hints(klass), params, f"{where}: parameter ")

@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from types import NoneType, UnionType
+from types import UnionType
 from typing import Annotated, Any, Literal, Union
 
 from clfbench.errors import ClfbenchError
@@ -119,45 +119,3 @@ def check_values(hints: dict[str, Any], values: dict[str, Any], where: str,
             why = problem(hints[key], value)
             if why:
                 raise ClfbenchError(f"{where}{name(key)}={value!r} ({why})")
-
-
-def param_rules(klass: type, name: str) -> tuple[Any, ...]:
-    """The rules of parameter `name` of `klass`: its declaration's (`params.Param`), else (a
-    plug-in with a hand-written `__init__`) the nearest `param_rules` dict's entry."""
-    from clfbench.methods.params import collect_params, declared_params
-
-    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
-    if name in declared:
-        return declared[name].rules
-    for k in klass.__mro__:
-        own = vars(k).get("param_rules") or {}
-        if name in own:
-            return tuple(own[name])
-    return ()
-
-
-@cache
-def method_hints(klass: type) -> dict[str, Any]:
-    """Each parameter of `klass` -> its type hint with its rules applied: the parameters it
-    declares; for a plug-in with a hand-written `__init__`, that signature's hints (over the
-    declarations of a method it subclasses)."""
-    from clfbench.methods.params import collect_params, declared_params, param_types
-
-    try:
-        if declared_params(klass):
-            hints = param_types(klass)
-        else:
-            inherited = collect_params(klass)
-            hints = {**(param_types(klass, inherited) if inherited else {}),
-                     **typing.get_type_hints(klass.__init__, include_extras=True)}
-    except (NameError, TypeError):  # a plug-in with hints that cannot be resolved: unchecked
-        return {}
-    hints.pop("return", None)
-    rules = {k: param_rules(klass, k) for k in hints}
-    return {k: constrain(NoneType if h is None else h, rules[k])
-            for k, h in hints.items() if OWN_CHECK not in rules[k]}
-
-
-def check_params(klass: type, params: dict[str, Any], where: str) -> None:
-    """Every value of `params` against its type and rule; `where` names the method."""
-    check_values(method_hints(klass), params, f"{where}: parameter ")

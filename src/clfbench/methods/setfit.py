@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from annotated_types import Ge, Gt
 
 from clfbench.data.texts import LabeledTexts, Texts
 from clfbench.engines.device import pick_device
 from clfbench.engines.models import ModelRef, resolve_model
 from clfbench.engines.sklearn_io import load_estimator, save_estimator
 from clfbench.errors import ClfbenchError
-from clfbench.extras import require
 from clfbench.methods.base import Classifier
 from clfbench.methods.c_choice import C_GRID, C_PARAM, MAX_ITER, all_label_proba, check_c, choose_c
 from clfbench.methods.params import (
@@ -58,15 +58,11 @@ from clfbench.methods.params import (
     WARMUP_RATIO,
     Param,
 )
+from clfbench.methods.schema import OneOf
 from clfbench.progress import estimate_line, format_seconds, progress_bar, say
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
-
-
-def check_setfit_installed() -> None:
-    """The `setfit` extra, checked when the method is built (not after data is loaded)."""
-    require("setfit", what="method 'setfit'")
 
 
 class SetFit(Classifier):
@@ -80,14 +76,15 @@ class SetFit(Classifier):
     model: str | None = MODEL.but(
         help="sentence encoder: hub id, local folder or the offline alias minilm (also --model)")
     num_iterations: int | None = Param(
-        20, "positive and negative pairs per training text (null: sampling_strategy sizes the pairs)")
+        20, "positive and negative pairs per training text (null: sampling_strategy sizes the pairs)", Ge(1))
     sampling_strategy: str = Param(
-        "oversampling", "with num_iterations=null: oversampling, undersampling or unique pairs")
+        "oversampling", "with num_iterations=null: oversampling, undersampling or unique pairs",
+        OneOf(SAMPLING_STRATEGIES))
     epochs: int = EPOCHS.but(1, "passes over the pairs (also --epochs)")
     batch_size: int = BATCH_SIZE.but(16, "pairs per batch (also --batch-size)")
-    lr: float = Param(2e-5, "learning rate of the encoder's contrastive training")
+    lr: float = Param(2e-5, "learning rate of the encoder's contrastive training", Gt(0))
     max_steps: int | None = Param(
-        None, "stop the contrastive training after this many steps (null: all pairs x epochs)")
+        None, "stop the contrastive training after this many steps (null: all pairs x epochs)", Ge(1))
     warmup_ratio: float = WARMUP_RATIO
     C: float | None = C_PARAM
     c_grid: tuple[float, ...] = C_GRID.but(DEFAULT_C_GRID)
@@ -98,16 +95,6 @@ class SetFit(Classifier):
 
     def _check_params(self) -> None:
         self.c_grid = check_c(self.name, self.C, self.c_grid, DEFAULT_C_GRID)  # a bare number: a grid
-        if self.sampling_strategy not in SAMPLING_STRATEGIES:
-            raise ClfbenchError(f"setfit: sampling_strategy={self.sampling_strategy!r}; expected one "
-                                f"of {', '.join(SAMPLING_STRATEGIES)}")
-        for key in ("num_iterations", "max_steps"):
-            v = getattr(self, key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ClfbenchError(f"setfit: {key}={v!r}; expected an integer >= 1 or null")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ClfbenchError(f"setfit: lr={self.lr!r}; expected a positive number")
-        check_setfit_installed()
 
     # --- encoder ----------------------------------------------------------------------------
     def _load_body(self, source: str) -> Any:

@@ -348,7 +348,7 @@ class HFSequenceClassifier(Tunable, Classifier):
     sampling: str | None = Param(None, "balanced: draw class-balanced training batches (default: plain "
                                        "shuffling)", OneOf(("balanced",)))
     selection: str = Param("f1", "epoch kept: f1 (best validation macro-F1), gap (F1 minus the train-val "
-                                 "gap), last")  # one of SELECTIONS: `check_options`
+                                 "gap), last", OneOf(SELECTIONS))
     eval_batch_size: int = Param(64, "prediction batch size, or auto to search it", Ge(1), OneOf(("auto",)))
     device: str | None = DEVICE
     seed: int = SEED
@@ -356,10 +356,6 @@ class HFSequenceClassifier(Tunable, Classifier):
     #: The signature's order: `clfbench methods NAME` lists the parameters so.
     param_order: ClassVar[tuple[str, ...]] = (
         "model", *TRAINING_PARAMS, "tune", "tune_trials", "lr_grid", "seed", *TRAINER_PARAMS)
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_options(self.class_weight, self.sampling, self.selection)
 
     # --- hooks ----------------------------------------------------------------------------
     def _default_targets(self, model: Any) -> Any:

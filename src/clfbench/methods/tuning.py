@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from annotated_types import Ge
+from annotated_types import Ge, Gt
 
 from clfbench.data.texts import LabeledTexts
 from clfbench.errors import ClfbenchError
@@ -39,23 +39,15 @@ PATIENCE = 2  # epochs without a better validation score before a trial stops
 EpochCallback = Callable[[int, float], bool]
 
 
-def check_tuning(name: str, tune: Any, tune_trials: Any, lr: Any, lr_grid: Any) -> None:
-    """Reject impossible tuning settings when the method is built, not after training."""
-    if tune not in TUNE_MODES:
-        raise ClfbenchError(f"{name}: parameter tune={tune!r} (expected one of {', '.join(TUNE_MODES)})")
-    if not isinstance(tune_trials, int) or isinstance(tune_trials, bool) or tune_trials < 1:
-        raise ClfbenchError(f"{name}: parameter tune_trials={tune_trials!r} (expected an integer >= 1)")
-    if lr is not None and not _positive_number(lr):
-        raise ClfbenchError(f"{name}: parameter lr={lr!r} (expected a positive number)")
-    if lr_grid is not None and (not isinstance(lr_grid, (list, tuple)) or not lr_grid
-                                or not all(_positive_number(v) for v in lr_grid)):
-        raise ClfbenchError(f"{name}: parameter lr_grid={lr_grid!r} (expected a non-empty list of positive numbers)")
+def check_tuning(name: str, lr: float | None, lr_grid: list[float] | None) -> None:
+    """What the declared ranges (lr > 0, tune in TUNE_MODES, tune_trials >= 1, every lr_grid
+    value > 0) cannot say: a finite lr, a non-empty grid, and not both."""
+    if lr is not None and not math.isfinite(lr):
+        raise ClfbenchError(f"{name}: parameter lr={lr!r} (expected a finite number)")
+    if lr_grid is not None and (not lr_grid or not all(math.isfinite(v) for v in lr_grid)):
+        raise ClfbenchError(f"{name}: parameter lr_grid={lr_grid!r} (expected a non-empty list of finite numbers)")
     if lr is not None and lr_grid is not None:
         raise ClfbenchError(f"{name}: give lr (a fixed learning rate) or lr_grid (learning rates to search), not both")
-
-
-def _positive_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 class EarlyStopping:
@@ -82,11 +74,14 @@ class Tunable:
     #: The learning rates searched by default: a small log grid around the recipe.
     default_lr_grid: ClassVar[tuple[float, ...]] = (2e-5, 5e-5, 1e-4, 2e-4)
 
-    # The search's parameters (`check_tuning` checks them, with its own messages).
-    lr: float | None = Param(None, "learning rate (default: searched on validation when tune=auto, else the recipe's)")
-    tune: str = Param("auto", "auto: search the learning rate on validation; off: train the fixed recipe once")
-    tune_trials: int = Param(4, "learning rates tried when tuning")
-    lr_grid: list[float] | None = Param(None, "learning rates to search instead of the method's default range")
+    # The search's parameters (`check_tuning` adds what one value alone cannot say).
+    lr: float | None = Param(None, "learning rate (default: searched on validation when tune=auto, else the recipe's)",
+                             Gt(0))
+    tune: str = Param("auto", "auto: search the learning rate on validation; off: train the fixed recipe once",
+                      OneOf(TUNE_MODES))
+    tune_trials: int = Param(4, "learning rates tried when tuning", Ge(1))
+    lr_grid: list[float] | None = Param(None, "learning rates to search instead of the method's default range",
+                                        Gt(0))
     # The Trainer's extras (`hf_trainer`), shared by every method that trains on it.
     grad_accum: int = Param(1, "gradient accumulation: batches of batch_size summed into one optimizer step", Ge(1))
     grad_checkpointing: bool = Param(False, "recompute activations in the backward pass: less memory, more compute")
@@ -115,14 +110,13 @@ class Tunable:
         super()._check_params()  # type: ignore[misc]
 
     def _check_tuning(self) -> None:
-        check_tuning(self.name, self.tune, self.tune_trials, self.lr, self.lr_grid)
+        check_tuning(self.name, self.lr, self.lr_grid)
 
     def _fit_once(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
                   on_epoch: EpochCallback | None) -> float | None:
         raise NotImplementedError
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts | None = None) -> Any:
-        self._check_tuning()
         self._checkpoints_used, self._seconds_before_resume = [], {}
         if self.tune == "off" or validation is None or len(validation) == 0:
             lr = self.lr if self.lr is not None else self.default_lr
