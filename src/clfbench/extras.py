@@ -41,10 +41,16 @@ def require(*modules: str, what: str) -> None:
     absent = missing(*modules)
     if not absent:
         return
-    extras = sorted({EXTRAS[m][1] for m in absent if m in EXTRAS})
     packages = ", ".join(EXTRAS.get(m, (m, ""))[0] for m in absent)
-    install = f'pip install "clfbench[{",".join(extras)}]"' if extras else f"pip install {packages}"
-    raise ClfbenchError(f"{what} needs {packages}, not installed: {install}")
+    raise ClfbenchError(f"{what} needs {packages}, not installed: {install_line(*absent)}")
+
+
+def install_line(*modules: str) -> str:
+    """The command that installs `modules`: their clfbench extras, else the packages."""
+    extras = sorted({EXTRAS[m][1] for m in modules if m in EXTRAS})
+    if extras:
+        return f'pip install "clfbench[{",".join(extras)}]"'
+    return "pip install " + " ".join(EXTRAS.get(m, (m, ""))[0] for m in modules)
 
 
 def import_optional(module: str, what: str) -> ModuleType:
@@ -53,4 +59,4 @@ def import_optional(module: str, what: str) -> ModuleType:
     return importlib.import_module(module)
 
 
-__all__ = ["EXTRAS", "import_optional", "missing", "require"]
+__all__ = ["EXTRAS", "import_optional", "install_line", "missing", "require"]

@@ -185,6 +185,17 @@ def test_a_slow_fine_tuning_takes_half_of_what_is_left_not_all_of_it():
     assert step(whole, "encoder-ft").max_train is None
 
 
+def test_an_unavailable_family_is_left_out_with_its_reason_and_leaves_no_share():
+    d = data(20_000, 4, validation_rows=500, test_rows=1_000)
+    slow = Probe("encoder-ft", startup_s=20, train_s_per_example=0.01, predict_s_per_example=0.01)
+    why = {"encoder-lora": "probe failed: out of memory"}
+    plan = make_plan(d, GPU, HOUR, probes={"encoder-ft": slow}, unavailable=why)
+    assert plan.left_out[0] == "encoder-lora: probe failed: out of memory"
+    assert "encoder-lora" not in families(plan)
+    # encoder-ft is now the last family wanted: no later family to keep a half for
+    assert step(plan, "encoder-ft").max_train is None
+
+
 def test_neural_families_are_probed_on_the_gpu_when_there_is_one():
     assert set(probes_wanted(CPU).values()) == {"cpu"}
     assert "llm-prompt" not in probes_wanted(CPU)

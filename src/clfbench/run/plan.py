@@ -11,6 +11,8 @@ Rules (each is a constant or a function below):
   smallest plan (`check_budget`). A fine-tuned family that is not the last wanted shrinks (see
   below) to half of what is left (its "share") rather than take it all, so that one slow family
   does not starve the rest; one that cannot shrink that far is still taken whole if it fits.
+- Unavailable: a family that cannot run here (its extra not installed, its probe failed;
+  `probe.py` says which) is left out with that reason and keeps no share of the budget.
 - Big data: the fine-tuned families (encoder-ft/-lora, llm-sft, decoder-head) train on at most
   `BIG_DATA_ROWS` stratified rows (`max_train`); tfidf-lr and embed-probe use every row.
 - Shrink to fit: a fine-tuned family (setfit included) over its share trains on fewer rows,
@@ -317,13 +319,18 @@ def over(family: str, seconds: float) -> str:
 
 
 def make_plan(data: DataProfile, machine: MachineProfile, budget_s: float,
-              probes: Mapping[str, Probe] | None = None, llm: LLM | None = None) -> Plan:
-    """Fill the budget greedily in `ORDER` (see the module's rules), then add learning curves."""
-    probes = probes or {}
+              probes: Mapping[str, Probe] | None = None, llm: LLM | None = None,
+              unavailable: Mapping[str, str] | None = None) -> Plan:
+    """Fill the budget greedily in `ORDER` (see the module's rules), then add learning curves.
+    `unavailable`: family -> why it cannot run here (an extra not installed, a failed probe);
+    such a family is left out with that reason."""
+    probes, unavailable = probes or {}, unavailable or {}
     reserve = reserve_s(budget_s)
     smallest = estimate("tfidf-lr", data.train_rows, data, machine, probes.get("tfidf-lr")) + reserve
     plan = Plan(budget_s, reserve, smallest)
     wanted = [f for f in ORDER if f not in LLM_FAMILIES or (llm and f in llm.families)]
+    plan.left_out += [f"{f}: {unavailable[f]}" for f in wanted if f in unavailable]
+    wanted = [f for f in wanted if f not in unavailable]
     for i, family in enumerate(wanted):
         left = budget_s - plan.total_s
         # a fine-tuned family leaves half of what is left to the families after it
