@@ -43,6 +43,9 @@ class DecoderHead(LoRAParams, HFSequenceClassifier):
     target_modules = LoRAParams.target_modules.but(DECODER_LORA_TARGETS)
     eval_batch_size: int = HFSequenceClassifier.eval_batch_size.but(32)
 
+    # Where each parameter is declared once: lr, lr_grid, tune, tune_trials and the Trainer's
+    # extras in `tuning.Tunable`; the training loop's in `torch_training.HFSequenceClassifier`;
+    # LoRA's in `torch_training.LoRAParams`.
     param_order = ("model", *LORA_PARAMS, *TRAINING_PARAMS, "tune", "tune_trials", "lr_grid", "seed",
                    *TRAINER_PARAMS)
 

@@ -120,6 +120,10 @@ class EncoderFineTune(EngineRouted):
     default_lr = 2e-5
     default_lr_grid = (2e-5, 5e-5, 1e-4, 2e-4)
 
+    # Where each parameter is declared once (default, type and range, help): lr, lr_grid, tune,
+    # tune_trials and the Trainer's extras in `tuning.Tunable`; the training loop's (batch_size,
+    # epochs, ...) in `torch_training.HFSequenceClassifier`; the engine's (backend, ...) in
+    # `EngineRouted` above. `clfbench methods encoder-ft` lists them with their defaults.
     param_order = ("model", *TRAINING_PARAMS, *ENGINE_PARAMS, "tune", "tune_trials", "lr_grid",
                    "seed", *TRAINER_PARAMS)
 
@@ -137,6 +141,7 @@ class EncoderLoRA(LoRAParams, EngineRouted):
     default_lr = 2e-4
     default_lr_grid = (1e-4, 2e-4, 5e-4, 1e-3)
 
+    # Declared as encoder-ft's are; LoRA's (r, lora_alpha, ...) in `torch_training.LoRAParams`.
     param_order = ("model", *LORA_PARAMS, *TRAINING_PARAMS, *ENGINE_PARAMS, "tune", "tune_trials",
                    "lr_grid", "seed", *TRAINER_PARAMS)
 

@@ -65,6 +65,9 @@ class LLMSFT(LoRAParams, Tunable, LLMPrompt):
     shots = 0  # not parameters here: SFT prompts are zero-shot (the examples are in the weights)
     draws = 1
 
+    # Where each parameter is declared once: lr, lr_grid, tune, tune_trials and the Trainer's
+    # extras in `tuning.Tunable`; LoRA's in `torch_training.LoRAParams`; the prompt's in
+    # `llm_prompt.LLMPrompt`; its own above.
     param_order = (
         "model", "decision", "epochs", "lr", "batch_size", "max_length", *LORA_PARAMS, "class_weight",
         "warmup_ratio", "weight_decay", "use_chat_template", "length_normalize", "template", "prompt",
