@@ -83,6 +83,16 @@ def test_profile_data_refuses_one_class_in_one_line():
     assert "\n" not in str(e.value) and "data.csv" in str(e.value)
 
 
+def test_measure_probe_never_reports_a_free_example_when_noise_hides_the_slope():
+    """Under load the larger slice can time no slower than the smaller one; a cost of zero per
+    example would let the planner schedule a family it cannot finish (seen on a loaded CI run)."""
+    times = {32: (1.2, 0.3), 128: (1.0, 0.3)}  # the larger fit timed faster: noise
+    p = measure_probe("tfidf-lr", lambda n: times[n], sizes=(32, 128))
+    assert p.train_s_per_example == pytest.approx(1.0 / 128)
+    assert p.predict_s_per_example == pytest.approx(0.3 / 128)
+    assert p.startup_s >= 0
+
+
 def test_measure_probe_splits_startup_from_per_example_costs():
     calls = []
 

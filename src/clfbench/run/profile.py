@@ -128,14 +128,22 @@ ProbeRun = Callable[[int], tuple[float, float]]
 def measure_probe(family: str, run: ProbeRun, sizes: tuple[int, int] = (32, 128),
                   device: str = "cpu") -> Probe:
     """Time `run` at two slice sizes and split each time into start-up + per-example cost
-    (a straight line through the two points; negative parts, from noise, clamp to 0).
-    Two sizes, not one, because a model's load time would otherwise count per example."""
+    (a straight line through the two points). Two sizes, not one, because a model's load time
+    would otherwise count per example. When noise makes the larger slice no slower than the
+    smaller one, the larger slice's whole time counts per example: an estimate too high, never
+    a cost of zero that would let the planner schedule work it cannot finish."""
     small, large = sizes
     if not 0 < small < large:
         raise ValueError("measure_probe: sizes must be 0 < small < large")
     fit_a, pred_a = run(small)
     fit_b, pred_b = run(large)
-    per_train = max(0.0, (fit_b - fit_a) / (large - small))
-    per_pred = max(0.0, (pred_b - pred_a) / (large - small))
+    per_train, per_pred = (_slope(a, b, small, large) for a, b in ((fit_a, fit_b), (pred_a, pred_b)))
     startup = max(0.0, fit_a - per_train * small) + max(0.0, pred_a - per_pred * small)
     return Probe(family, startup, per_train, per_pred, device)
+
+
+def _slope(t_small: float, t_large: float, small: int, large: int) -> float:
+    """Seconds per example between two timings; the conservative bound when noise hides it."""
+    if t_large > t_small:
+        return (t_large - t_small) / (large - small)
+    return max(0.0, t_large) / large
