@@ -160,7 +160,7 @@ def test_repeated_method_runs_each_method(tmp_path, zoo):
 
 
 def test_repeated_method_sends_a_parameter_only_where_it_is_taken():
-    from clfbench.run.config import flag_specs
+    from clfbench.run.flags import flag_specs
 
     specs = flag_specs({"train_file": "t.csv"}, ["tfidf-lr", "encoder-ft", "tfidf-lr"], ["a", "b"],
                        {"epochs": 1})

@@ -176,7 +176,7 @@ out: runs
 def test_grid_and_param_values_read_as_yaml_1_2(tmp_path):
     """`tune: off` is the string a method expects and `lr: 1e-4` a number (PyYAML's YAML 1.1
     made them False and "1e-4", and `--param tune=off` was refused)."""
-    from clfbench.cli import _param
+    from clfbench.run.flags import parse_param
 
     specs, _ = load_grid(write(tmp_path, """
 tasks: [sst2]
@@ -186,5 +186,5 @@ methods:
 """))
     assert specs[0].params == {"tune": "off", "lr": 1e-4, "grad_checkpointing": True}
     assert specs[1].params == {"descriptions": "on"}
-    assert [_param(v) for v in ("tune=off", "lr=2e-5", "bf16=false", "label=yes")] == [
+    assert [parse_param(v) for v in ("tune=off", "lr=2e-5", "bf16=false", "label=yes")] == [
         ("tune", "off"), ("lr", 2e-5), ("bf16", False), ("label", "yes")]

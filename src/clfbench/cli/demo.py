@@ -12,23 +12,34 @@ report`) and prints its verdict: who is best and whether that is significant on 
 
 from __future__ import annotations
 
-from importlib import resources
+import argparse
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from clfbench.results.table import format_table, results_frame
-from clfbench.run.config import RunSpec
-from clfbench.run.runner import run_grid
-
 if TYPE_CHECKING:
     from clfbench.report.analysis import TaskAnalysis
+    from clfbench.run.config import RunSpec
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    d = sub.add_parser("demo", help="compare 3 methods on shipped support tickets, build the report, "
+                       "print the verdict (offline)")
+    d.add_argument("--out", default="clfbench-demo", help="results folder (default clfbench-demo)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return d
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_demo(args.out, quiet=args.quiet)
 
 
 def demo_specs() -> list[RunSpec]:
     """tfidf-lr, then (with MiniLM installed) embed-probe and encoder-ft on the demo tickets."""
+    from importlib import resources
+
+    from clfbench.run.config import RunSpec
+
     data = resources.files("clfbench") / "demo_data"
     common = dict(
         name="support-tickets",
@@ -48,6 +59,11 @@ def demo_specs() -> list[RunSpec]:
 
 def run_demo(out: str = "clfbench-demo", quiet: bool = False, specs: list[RunSpec] | None = None) -> int:
     """Run the demo's methods (or `specs`), print the table, build the report, print the verdict."""
+    from rich.console import Console
+
+    from clfbench.results.table import format_table, results_frame
+    from clfbench.run.runner import run_grid
+
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)  # whole lines in a log
     specs = demo_specs() if specs is None else specs
     if len(specs) == 1:

@@ -18,7 +18,8 @@ Relative paths (`data_dir`, the files, `out`) are relative to the grid file's fo
 method whose class takes `max_length` gets it unless its own `params` set another value (the
 value used is in each run's `params`); a grid where no method takes it is an error.
 Command-line flags given with a grid (`clfbench run grid.yaml --max-eval 50 --seed 7
---param C=0.5`) override the grid (see `load_grid`).
+--param C=0.5`) override the grid (see `load_grid`); `clfbench.run.flags` turns flags into
+RunSpecs, with or without a grid.
 
 Every value is checked against RunSpec's annotated type and range (`check_spec_values`; method
 parameters against `clfbench.methods.schema`) when the grid is loaded, naming the file and field.
@@ -192,37 +193,6 @@ def expand_train_sizes(specs: list[RunSpec], sizes: list[str] | None) -> list[Ru
         else:
             out.extend(replace(spec, train_size=s) for s in sizes if s != "0")
     return out
-
-
-def flag_specs(fields: dict[str, Any], methods: list[str], models: list[str] | None,
-               params: dict[str, Any]) -> list[RunSpec]:
-    """The runs of `clfbench run` without a grid: one per `--method`, and per `--model` for a
-    method that takes a model. With one method everything given goes to it (`make_method`
-    refuses what it does not take); with several, as in a grid, `--model` and each parameter go
-    to the methods that take them, and one that none of them takes is an error."""
-    if fields.get("task"):
-        stray = [k for k in fields if k in OWN_DATA_KEYS]
-        if stray:
-            flags = ", ".join({"train_file": "--train", "validation_file": "--validation",
-                               "test_file": "--test"}.get(k, "--" + k.replace("_", "-")) for k in stray)
-            raise ClfbenchError(f"run: {flags} {_is_are(stray)} for your own files and cannot be used with "
-                                f"--task {fields['task']} (a registered task has its own files and columns)")
-    methods = list(dict.fromkeys(methods))
-    model_list: list[str | None] = list(dict.fromkeys(models or [])) or [None]
-    if len(methods) == 1:
-        return [RunSpec(**fields, method=methods[0], model=m, params=dict(params)) for m in model_list]
-    from clfbench.methods.base import accepted_params, takes_model
-
-    accepted = {m: accepted_params(m) for m in methods}  # an unknown method fails here
-    with_model = {m for m in methods if takes_model(m)}
-    names = ", ".join(methods)
-    if models and not with_model:
-        raise ClfbenchError(f"--model {models[0]}: none of the methods given takes a model (methods: {names})")
-    for key in params:
-        if not any(key in a for a in accepted.values()):
-            raise ClfbenchError(f"--param {key}: none of the methods given takes this parameter (methods: {names})")
-    return [RunSpec(**fields, method=m, model=model, params={k: v for k, v in params.items() if k in accepted[m]})
-            for m in methods for model in (model_list if m in with_model else [None])]
 
 
 @lru_cache(maxsize=1)
