@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from clfbench.cli.common import env_key, read_texts_file
@@ -26,6 +25,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from clfbench.serving.loadtest import attach, check_target, format_loadtest, run_loadtest
 
     key = env_key(args.api_key_env)

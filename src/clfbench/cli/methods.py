@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -13,6 +12,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import inspect  # lazily, like every import here: `clfbench --help` starts fast
+
     from clfbench.methods.base import METHODS, get_method
     from clfbench.methods.params import format_default, method_params
 

@@ -4,7 +4,6 @@ Parquet file streamed in batches)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from clfbench.data.texts import Texts
     from clfbench.methods.base import Classifier, confirm_endpoint
 
