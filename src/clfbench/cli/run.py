@@ -7,7 +7,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from clfbench.run.flags import DEFAULT_OUT, METHOD_FLAGS, parse_param
+from clfbench.run.flags import (
+    DEFAULT_OUT,
+    METHOD_FLAGS,
+    flag_executor,
+    flag_run,
+    given_fields,
+    merge_params,
+    parse_param,
+)
 
 
 def _param(value: str) -> tuple[str, object]:
@@ -64,7 +72,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clfbench.run.flags import flag_executor, flag_run, given_fields, merge_params
     from clfbench.run.runner import not_complete, run_grid
 
     params = merge_params(args.param, {k: getattr(args, f"m_{k}") for k in METHOD_FLAGS})
