@@ -42,8 +42,11 @@ def test_a_real_tfidf_lr_probe_gives_positive_costs_and_a_plan(demo):
     probing = probe_families(demo.train, data, CPU, families=["tfidf-lr"])
     assert probing.left_out == {} and 0 < probing.seconds < 120
     p = probing.probes["tfidf-lr"]
-    costs = (p.startup_s, p.train_s_per_example, p.predict_s_per_example)
-    assert all(c > 0 and math.isfinite(c) for c in costs), p
+    # Per-example costs are never zero (`measure_probe` bounds a slope that noise hides);
+    # start-up may be: a fit that scales through the origin has none.
+    assert p.train_s_per_example > 0 and p.predict_s_per_example > 0, p
+    assert p.startup_s >= 0 and all(math.isfinite(c) for c in (p.startup_s, p.train_s_per_example,
+                                                                  p.predict_s_per_example)), p
     assert p.device == "cpu"
     budget = 3600 - probing.seconds  # the probes' time comes out of the budget
     plan = make_plan(data, CPU, budget, probes=probing.probes)
