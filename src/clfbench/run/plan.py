@@ -418,26 +418,37 @@ class Outcome:
 #: at the limit (it then leaves nothing half-written: the results store keeps complete runs only).
 RunStep = Callable[[Step, float], bool]
 
+#: Told of each step's state as it changes: "already done", "running", "completed", "cut" or
+#: "stopped" (the command prints its progress from these).
+OnChange = Callable[[Step, str], None]
+
 
 def schedule(plan: Plan, deadline: Deadline, run_step: RunStep,
-             done: Callable[[Step], bool] = lambda step: False) -> Outcome:
+             done: Callable[[Step], bool] = lambda step: False,
+             on_change: OnChange | None = None) -> Outcome:
     """Run the plan's steps in order within the deadline, keeping the report's reserve.
 
     A step already complete (`done`, asked of the results store: a resumed command) is skipped.
     A step whose estimate exceeds the time left before the reserve is cut, and later, cheaper
     steps are still tried; a step that stops at its limit is recorded as cut too."""
     out = Outcome()
+    tell = on_change or (lambda step, state: None)
     for step in plan.steps:
         if done(step):
             out.already_done.append(step.key)
+            tell(step, "already done")
             continue
         left = deadline.remaining() - plan.reserve_s
         if step.estimate_s > left:
             out.cut.append(f"{step.key}: estimated {format_seconds(step.estimate_s)}, "
                            f"{format_seconds(max(left, 0))} left before the report")
+            tell(step, "cut")
             continue
+        tell(step, "running")
         if run_step(step, left):
             out.completed.append(step.key)
+            tell(step, "completed")
         else:
             out.cut.append(f"{step.key}: stopped at its time limit ({format_seconds(left)})")
+            tell(step, "stopped")
     return out
