@@ -322,3 +322,17 @@ def test_resume_skips_the_steps_already_done():
     out = schedule(toy_plan(), Deadline(3000, clock), run_step, done=lambda s: s.key in done)
     assert ran == ["encoder-lora", "tfidf-lr learning curve"]
     assert out.already_done == ["tfidf-lr", "encoder-ft"] and out.cut == []
+
+
+def test_schedule_tells_each_state_change_in_order():
+    clock, seen = FakeClock(), []
+
+    def run_step(s: Step, limit_s: float) -> bool:
+        clock.now += 2 * s.estimate_s
+        return s.family != "encoder-ft"
+
+    schedule(toy_plan(), Deadline(3000, clock), run_step, done=lambda s: s.key == "tfidf-lr",
+             on_change=lambda s, state: seen.append((s.key, state)))
+    assert seen == [("tfidf-lr", "already done"), ("encoder-ft", "running"), ("encoder-ft", "stopped"),
+                    ("encoder-lora", "cut"), ("tfidf-lr learning curve", "running"),
+                    ("tfidf-lr learning curve", "completed")]
