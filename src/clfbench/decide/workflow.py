@@ -12,6 +12,11 @@ Steps, in order (nothing is written to `out` before step 4, so bad input leaves 
 4. plan.json written; the plan printed; its steps run against the deadline (`schedule`), one
    progress line per step state change.
 5. Report with the recommendation (`finish.py`), the pick exported; what was cut, and why.
+
+The deadline: a step starts only when its estimate fits what is left before the reserve kept
+for the report and export, and a step of several runs starts no run past its limit; a run
+already started is not interrupted, so an estimate far too low can still overrun. A resumed
+call has the whole budget again for the steps not done.
 """
 
 from __future__ import annotations
