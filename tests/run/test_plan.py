@@ -336,3 +336,17 @@ def test_schedule_tells_each_state_change_in_order():
     assert seen == [("tfidf-lr", "already done"), ("encoder-ft", "running"), ("encoder-ft", "stopped"),
                     ("encoder-lora", "cut"), ("tfidf-lr learning curve", "running"),
                     ("tfidf-lr learning curve", "completed")]
+
+
+def test_a_step_that_fails_is_cut_with_its_error_and_the_rest_still_run():
+    def run_step(s: Step, limit_s: float) -> bool:
+        if s.family == "encoder-ft":
+            raise RuntimeError("CUDA out of memory\ntraceback...")
+        return True
+
+    seen = []
+    out = schedule(toy_plan(), Deadline(3000, FakeClock()), run_step,
+                   on_change=lambda s, state: seen.append(state))
+    assert out.cut == ["encoder-ft: failed: CUDA out of memory"]
+    assert out.completed == ["tfidf-lr", "encoder-lora", "tfidf-lr learning curve"]
+    assert "failed" in seen

@@ -10,7 +10,7 @@ from clfbench.run.plan import Deadline, Plan, Step
 
 #: What `schedule` reports -> the step's state in the counts.
 STATES = {"already done": "done", "completed": "done", "running": "running", "cut": "cut",
-          "stopped": "cut"}
+          "stopped": "cut", "failed": "cut"}
 
 
 class PlanProgress:

@@ -418,8 +418,8 @@ class Outcome:
 #: at the limit (it then leaves nothing half-written: the results store keeps complete runs only).
 RunStep = Callable[[Step, float], bool]
 
-#: Told of each step's state as it changes: "already done", "running", "completed", "cut" or
-#: "stopped" (the command prints its progress from these).
+#: Told of each step's state as it changes: "already done", "running", "completed", "cut",
+#: "stopped" or "failed" (the command prints its progress from these).
 OnChange = Callable[[Step, str], None]
 
 
@@ -430,7 +430,8 @@ def schedule(plan: Plan, deadline: Deadline, run_step: RunStep,
 
     A step already complete (`done`, asked of the results store: a resumed command) is skipped.
     A step whose estimate exceeds the time left before the reserve is cut, and later, cheaper
-    steps are still tried; a step that stops at its limit is recorded as cut too."""
+    steps are still tried; a step that stops at its limit, or fails (an exception: its first
+    line is kept), is recorded as cut too. An interrupt (KeyboardInterrupt) is not caught."""
     out = Outcome()
     tell = on_change or (lambda step, state: None)
     for step in plan.steps:
@@ -445,7 +446,14 @@ def schedule(plan: Plan, deadline: Deadline, run_step: RunStep,
             tell(step, "cut")
             continue
         tell(step, "running")
-        if run_step(step, left):
+        try:
+            finished = run_step(step, left)
+        except Exception as e:  # noqa: BLE001 - one family's failure must not stop the others
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            out.cut.append(f"{step.key}: failed: {first}")
+            tell(step, "failed")
+            continue
+        if finished:
             out.completed.append(step.key)
             tell(step, "completed")
         else:
