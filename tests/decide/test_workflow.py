@@ -94,6 +94,9 @@ def test_a_budget_under_the_smallest_plan_fails_before_out_exists(tmp_path, monk
     out = tmp_path / "out"
     with pytest.raises(ClfbenchError, match="is under the smallest plan"):
         run_decide(out, [], budget=30)
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(ClfbenchError, match="--time-budget: expected a positive number"):
+            run_decide(out, [], budget=bad)
     assert not out.exists()
 
 

@@ -21,6 +21,7 @@ call has the whole budget again for the steps not done.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -136,6 +137,8 @@ def decide(train_file: str | Path, out: str | Path, budget_s: float, *,
     (`inputs.RUN_OPTIONS`); `isolate`: as `run_grid`'s."""
     say, deadline, out = printer(console), Deadline(budget_s, clock), Path(out)
     llm = LLM(llm) if isinstance(llm, str) else llm
+    if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
+        raise ClfbenchError(f"--time-budget: expected a positive number of seconds, got {budget_s!r}")
     check_families(families)
     if constraints is not None:
         constraints.check()
@@ -177,8 +180,8 @@ def conclude(out: Path, plan: Plan, outcome: Outcome, deadline: Deadline, constr
         for line in outcome.cut:
             say(f"  {line}")
     if not (outcome.completed or outcome.already_done):
-        raise ClfbenchError(f"decide: no step of the plan could run within "
-                            f"{format_seconds(deadline.budget_s)}; nothing to report")
+        raise ClfbenchError("decide: no step of the plan completed (see what was cut above); "
+                            "nothing to report")
     report = finish.make_report(out, constraints)
     say(f"report: {report.html}")
     rec = finish.main_recommendation(report.recommendations)
