@@ -19,9 +19,9 @@ PACKAGE = SRC / "clfbench"
 LAYERS = {
     "errors": 0, "extras": 0, "progress": 0, "version": 0,
     "data": 1, "evaluation": 2, "engines": 3, "methods": 4, "results": 5, "run": 6,
-    "report": 7, "serving": 8, "cli": 9,
+    "report": 7, "serving": 8, "decide": 9, "cli": 10,
 }
-PUBLIC_API = 10  # clfbench/__init__.py: above everything, imported by nothing inside
+PUBLIC_API = 11  # clfbench/__init__.py: above everything, imported by nothing inside
 
 
 def module_files() -> dict[str, Path]:

@@ -16,6 +16,7 @@ from clfbench.run.config import RunSpec
 from clfbench.run.plan import (
     BIG_DATA_ROWS,
     LLM,
+    RUN_OVERHEAD_S,
     SETFIT_ITERATIONS,
     SETFIT_PER_CLASS,
     Deadline,
@@ -190,7 +191,7 @@ def test_a_slow_fine_tuning_takes_half_of_what_is_left_not_all_of_it():
     small = data(900, 4, validation_rows=100, test_rows=200)
     quick = {f: Probe(f, 10, 0, 0) for f in ("tfidf-lr", "embed-probe", "setfit")}
     whole = make_plan(small, CPU, 300, probes={**quick, "encoder-ft": slow})
-    left = whole.budget_s - whole.reserve_s - 30  # 195 s after the three quick families
+    left = whole.budget_s - whole.reserve_s - 3 * (10 + RUN_OVERHEAD_S)  # 180 s after the three quick families
     assert left / 2 < estimate("encoder-ft", 900, small, CPU, slow) < left
     assert step(whole, "encoder-ft").max_train is None
 
@@ -332,3 +333,31 @@ def test_resume_skips_the_steps_already_done():
     out = schedule(toy_plan(), Deadline(3000, clock), run_step, done=lambda s: s.key in done)
     assert ran == ["encoder-lora", "tfidf-lr learning curve"]
     assert out.already_done == ["tfidf-lr", "encoder-ft"] and out.cut == []
+
+
+def test_schedule_tells_each_state_change_in_order():
+    clock, seen = FakeClock(), []
+
+    def run_step(s: Step, limit_s: float) -> bool:
+        clock.now += 2 * s.estimate_s
+        return s.family != "encoder-ft"
+
+    schedule(toy_plan(), Deadline(3000, clock), run_step, done=lambda s: s.key == "tfidf-lr",
+             on_change=lambda s, state: seen.append((s.key, state)))
+    assert seen == [("tfidf-lr", "already done"), ("encoder-ft", "running"), ("encoder-ft", "stopped"),
+                    ("encoder-lora", "cut"), ("tfidf-lr learning curve", "running"),
+                    ("tfidf-lr learning curve", "completed")]
+
+
+def test_a_step_that_fails_is_cut_with_its_error_and_the_rest_still_run():
+    def run_step(s: Step, limit_s: float) -> bool:
+        if s.family == "encoder-ft":
+            raise RuntimeError("CUDA out of memory\ntraceback...")
+        return True
+
+    seen = []
+    out = schedule(toy_plan(), Deadline(3000, FakeClock()), run_step,
+                   on_change=lambda s, state: seen.append(state))
+    assert out.cut == ["encoder-ft: failed: CUDA out of memory"]
+    assert out.completed == ["tfidf-lr", "encoder-lora", "tfidf-lr learning curve"]
+    assert "failed" in seen

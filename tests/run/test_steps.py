@@ -81,3 +81,24 @@ def test_probe_plan_run_and_resume_tfidf_lr_end_to_end(tmp_path):
     again = schedule(plan, Deadline(3600), runner, done=runner.done)
     assert again.already_done == first.completed and again.completed == []
     assert len(Store(tmp_path / "runs").runs()) == n
+
+
+def test_a_step_past_its_limit_starts_no_further_run(tmp_path):
+    """`limit_s` is checked between runs: the runs saved stay complete, the step says False,
+    and a later call finishes it."""
+    times = iter([0.0, 0.0, 1000.0])  # start, before run 1, before run 2: past the limit
+
+    runner = StepRunner(tmp_path / "runs", FILES, isolate=False, clock=lambda: next(times))
+    curve = Step("tfidf-lr", "tfidf-lr", 60, params={"C": 1.0}, train_sizes=["8/class"])  # 5 draws
+    assert runner(curve, 500) is False
+    assert len(Store(tmp_path / "runs").runs()) == 1 and len(runner.todo(curve)) == 4
+    runner.clock = lambda: 0.0
+    assert runner(curve, 500) is True and len(Store(tmp_path / "runs").runs()) == 5
+
+
+def test_save_models_keeps_the_full_size_runs_models_only():
+    runner = StepRunner("unused", FILES, save_models=True)
+    full = Step("tfidf-lr", "tfidf-lr", 30)
+    curve = Step("tfidf-lr", "tfidf-lr", 60, train_sizes=["8/class", "32/class"])
+    assert [s.save_model for s in runner.specs(full)] == [True]
+    assert [s.save_model for s in runner.specs(curve)] == [False, False]

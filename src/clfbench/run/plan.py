@@ -27,7 +27,9 @@ Rules (each is a constant or a function below):
 - GPU: the neural families' default costs are divided by `gpu_speedup`; probes are measured on
   the device the runs will use (the command probes on the GPU when there is one).
 - A probe of a family replaces its default per-example costs (it was measured on this data at
-  the planned length and device, so no scaling is applied to it).
+  the planned length and device, so no scaling is applied to it). A probe times the method in
+  this process only; every run also starts a worker process, reads the files and times its
+  latency, so `RUN_OVERHEAD_S` is added to a probed start-up (the defaults include it).
 - Learning curves: for the cheap trainable families (tfidf-lr, embed-probe), sizes 8, 32 and
   128 per class (below the training size) are added last, when they fit.
 """
@@ -61,6 +63,10 @@ TUNE_TRIALS = 4  # the learning-rate grid of `tune="auto"` (methods/tuning.py)
 TOKENS_PER_WORD = 1.3  # WordPiece / BPE on English prose, a rule of thumb
 REF_TOKENS = 32  # the length of the reference measurements (SST-2 sentences, ~20 words)
 LLM_PROMPT_TOKENS = 64  # instruction + labels around the text (the sst2 prompt: 49 tokens)
+#: A run's cost beyond what a probe times: a fresh worker process (imports), the files read,
+#: the latency measurement. Measured for `decide` on the demo data (500 rows, 2 loaded cores):
+#: six tfidf-lr learning-curve runs probed at ~1 s in all took 27 s, ~4.5 s each; rounded up.
+RUN_OVERHEAD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,8 @@ def per_example(family: str, data: DataProfile, machine: MachineProfile,
     """(start-up s, s per training unit, s per prediction) for `family`: the probe's if
     there is one, else the default scaled by length, classes and the GPU."""
     if probe is not None:
-        return probe.startup_s, probe.train_s_per_example, probe.predict_s_per_example
+        return (probe.startup_s + RUN_OVERHEAD_S, probe.train_s_per_example,
+                probe.predict_s_per_example)
     c = DEFAULT_COSTS[family]
     scale = length_factor(family, data) / (c.gpu_speedup if machine.has_gpu else 1.0)
     train = c.train_s * scale
@@ -418,26 +425,45 @@ class Outcome:
 #: at the limit (it then leaves nothing half-written: the results store keeps complete runs only).
 RunStep = Callable[[Step, float], bool]
 
+#: Told of each step's state as it changes: "already done", "running", "completed", "cut",
+#: "stopped" or "failed" (the command prints its progress from these).
+OnChange = Callable[[Step, str], None]
+
 
 def schedule(plan: Plan, deadline: Deadline, run_step: RunStep,
-             done: Callable[[Step], bool] = lambda step: False) -> Outcome:
+             done: Callable[[Step], bool] = lambda step: False,
+             on_change: OnChange | None = None) -> Outcome:
     """Run the plan's steps in order within the deadline, keeping the report's reserve.
 
     A step already complete (`done`, asked of the results store: a resumed command) is skipped.
     A step whose estimate exceeds the time left before the reserve is cut, and later, cheaper
-    steps are still tried; a step that stops at its limit is recorded as cut too."""
+    steps are still tried; a step that stops at its limit, or fails (an exception: its first
+    line is kept), is recorded as cut too. An interrupt (KeyboardInterrupt) is not caught."""
     out = Outcome()
+    tell = on_change or (lambda step, state: None)
     for step in plan.steps:
         if done(step):
             out.already_done.append(step.key)
+            tell(step, "already done")
             continue
         left = deadline.remaining() - plan.reserve_s
         if step.estimate_s > left:
             out.cut.append(f"{step.key}: estimated {format_seconds(step.estimate_s)}, "
                            f"{format_seconds(max(left, 0))} left before the report")
+            tell(step, "cut")
             continue
-        if run_step(step, left):
+        tell(step, "running")
+        try:
+            finished = run_step(step, left)
+        except Exception as e:  # noqa: BLE001 - one family's failure must not stop the others
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            out.cut.append(f"{step.key}: failed: {first}")
+            tell(step, "failed")
+            continue
+        if finished:
             out.completed.append(step.key)
+            tell(step, "completed")
         else:
             out.cut.append(f"{step.key}: stopped at its time limit ({format_seconds(left)})")
+            tell(step, "stopped")
     return out
