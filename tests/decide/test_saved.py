@@ -1,5 +1,5 @@
 """plan.json (decide/saved.py): the fingerprint, resume with the same one, a one-line refusal
-with another, a corrupted file; and the progress lines (decide/progress.py)."""
+with another, a corrupted file; and the progress lines (decide/status.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import importlib.resources
 import pytest
 
 from clfbench.decide.inputs import PLAN_FILE, check_out, load_inputs
-from clfbench.decide.progress import PlanProgress
 from clfbench.decide.saved import fingerprint, save_plan, saved_plan
+from clfbench.decide.status import PlanProgress
 from clfbench.errors import ClfbenchError
 from clfbench.run.plan import Deadline, Plan, Step, schedule
 

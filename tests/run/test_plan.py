@@ -361,3 +361,28 @@ def test_a_step_that_fails_is_cut_with_its_error_and_the_rest_still_run():
     assert out.cut == ["encoder-ft: failed: CUDA out of memory"]
     assert out.completed == ["tfidf-lr", "encoder-lora", "tfidf-lr learning curve"]
     assert "failed" in seen
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600), ("1.5h", 5400),
+                                                ("1h30m", 5400), ("600", 600), (" 2 min ", 120)])
+def test_parse_duration_reads_what_users_write(text, seconds):
+    from clfbench.run.plan import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "0", "-5m", "5 parsecs", "nan", "inf", "1h-30m"])
+def test_parse_duration_refuses_the_rest_in_one_line(text):
+    from clfbench.run.plan import parse_duration
+
+    with pytest.raises(ClfbenchError, match="--time-budget: expected a duration"):
+        parse_duration(text)
+
+
+def test_parse_llm_tells_a_local_model_from_an_endpoint():
+    from clfbench.run.plan import LLM, parse_llm
+
+    assert parse_llm("Qwen/Qwen2.5-0.5B-Instruct") == LLM("Qwen/Qwen2.5-0.5B-Instruct")
+    assert parse_llm("gpt-4o-mini@https://api.openai.com/v1") == LLM("gpt-4o-mini", "https://api.openai.com/v1")
+    with pytest.raises(ClfbenchError, match="--llm"):
+        parse_llm("gpt@ftp://host")

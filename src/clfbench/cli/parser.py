@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from clfbench.cli import (
+    decide,
     demo,
     export,
     loadtest,
@@ -27,8 +28,8 @@ from clfbench.errors import ClfbenchError
 
 #: The subcommands, in the order `clfbench --help` lists them.
 COMMANDS = {"run": run, "results": results, "report": report, "recommend": recommend, "predict": predict,
-            "export": export, "serve": serve, "loadtest": loadtest, "tasks": tasks, "methods": methods,
-            "demo": demo}
+            "export": export, "serve": serve, "loadtest": loadtest, "decide": decide, "tasks": tasks,
+            "methods": methods, "demo": demo}
 
 DESCRIPTION = """\
 Compare text-classification methods on your data: TF-IDF, frozen or fine-tuned encoders,

@@ -30,8 +30,8 @@ from typing import Any
 
 from clfbench.decide import finish
 from clfbench.decide.inputs import PLAN_FILE, Inputs, check_families, check_out, load_inputs
-from clfbench.decide.progress import PlanProgress
 from clfbench.decide.saved import fingerprint, save_plan, saved_plan
+from clfbench.decide.status import PlanProgress
 from clfbench.errors import ClfbenchError
 from clfbench.progress import format_seconds
 from clfbench.report.recommend import Constraints, Recommendation

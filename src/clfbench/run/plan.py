@@ -321,6 +321,36 @@ class LLM:
         return ("llm-api",) if self.base_url else ("llm-prompt", "llm-sft", "decoder-head")
 
 
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400}
+
+
+def parse_duration(text: str, where: str = "--time-budget") -> float:
+    """Seconds of a duration as a user writes it: `90s`, `15m`, `1h`, `1.5h`, `1h30m`, or a bare
+    number of seconds; anything else (or not positive) is one ClfbenchError naming `where`."""
+    import re
+
+    s = str(text).strip().lower().replace(" ", "")
+    try:
+        seconds = float(s)
+    except ValueError:
+        parts = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:hour|min|sec|h|m|s|d))+)", s)
+        seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(hour|min|sec|h|m|s|d)", s)) \
+            if parts else float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ClfbenchError(f"{where}: expected a duration such as 90s, 15m, 1h or 1h30m, got {text!r}")
+    return seconds
+
+
+def parse_llm(text: str) -> LLM:
+    """`--llm`: a local causal LM (hub id or folder), or `MODEL@URL` for a model behind an
+    OpenAI-compatible endpoint (`gpt-4o-mini@https://api.openai.com/v1`)."""
+    model, sep, url = str(text).partition("@")
+    if not model or (sep and not url.startswith(("http://", "https://"))):
+        raise ClfbenchError(f"--llm: expected MODEL (a local model) or MODEL@https://host/v1 (an endpoint), "
+                            f"got {text!r}")
+    return LLM(model, url or None)
+
+
 def over(family: str, seconds: float) -> str:
     return f"{family}: estimated {format_seconds(seconds)}, over the budget"
 
