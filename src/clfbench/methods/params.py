@@ -167,17 +167,22 @@ class ParamInfo:
     help: str
 
 
-def param_help(klass: type, name: str) -> str:
-    """The meaning of `name` for `klass`: its declaration's help, else (a plug-in with a
-    hand-written `__init__`) the nearest `param_help` dict's entry, else ''."""
+def _declared(klass: type, name: str, field: str, plugin_dict: str, missing: Any) -> Any:
+    """`field` of parameter `name`'s declaration on `klass`; for a plug-in with a hand-written
+    `__init__`, the nearest `plugin_dict` ClassVar's entry; else `missing`."""
     declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
     if name in declared:
-        return declared[name].help
+        return getattr(declared[name], field)
     for k in klass.__mro__:
-        own = vars(k).get("param_help") or {}
+        own = vars(k).get(plugin_dict) or {}
         if name in own:
             return own[name]
-    return ""
+    return missing
+
+
+def param_help(klass: type, name: str) -> str:
+    """The meaning of `name` for `klass` (its declaration's help, or a plug-in's `param_help`)."""
+    return _declared(klass, name, "help", "param_help", "")
 
 
 def method_params(method: str) -> list[ParamInfo]:
@@ -205,16 +210,8 @@ def format_default(value: Any) -> str:
 
 # --- checking values against the declarations (the strict machinery is `schema`) ----------
 def param_rules(klass: type, name: str) -> tuple[Any, ...]:
-    """The rules of parameter `name` of `klass`: its declaration's (`params.Param`), else (a
-    plug-in with a hand-written `__init__`) the nearest `param_rules` dict's entry."""
-    declared = declared_params(klass) or collect_params(klass)  # (a plug-in may subclass a method)
-    if name in declared:
-        return declared[name].rules
-    for k in klass.__mro__:
-        own = vars(k).get("param_rules") or {}
-        if name in own:
-            return tuple(own[name])
-    return ()
+    """The rules of parameter `name` of `klass` (its declaration's, or a plug-in's `param_rules`)."""
+    return tuple(_declared(klass, name, "rules", "param_rules", ()))
 
 
 @cache
