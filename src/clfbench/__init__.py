@@ -46,6 +46,8 @@ _API: dict[str, str] = {
     # hand over
     "export_run": "clfbench.serving.export",
     "load_export": "clfbench.serving.export",
+    # all of it within a time budget
+    "decide": "clfbench.decide.workflow",
     # errors
     "ClfbenchError": "clfbench.errors",
 }
@@ -70,6 +72,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from clfbench.data.tasks import get_task  # noqa: F401
     from clfbench.data.tasks.loading import load_task, load_user_files  # noqa: F401
     from clfbench.data.texts import LabeledTexts, Texts  # noqa: F401
+    from clfbench.decide.workflow import decide  # noqa: F401
     from clfbench.errors import ClfbenchError  # noqa: F401
     from clfbench.methods.base import Classifier, get_method, make_method, register_method  # noqa: F401
     from clfbench.report.build import build_report  # noqa: F401
