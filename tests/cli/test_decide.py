@@ -41,3 +41,16 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, flag
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("clfbench: error:") and says in err, err
     assert not out.exists()
+
+
+def test_decide_quiets_the_weight_loading_bars_of_its_probes(tmp_path, capsys):
+    """Probing embed-probe or encoder-ft loads MiniLM in this process: transformers' "Loading
+    weights" bars then filled the plan's output, one per probe (seen on trec, 8 of them)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    try:
+        main(["decide", *FILES, "--time-budget", "soon", "--out", str(tmp_path / "d")])
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.disable_progress_bar()

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClfbenchError as e:  # a single-valued flag given twice (_StoreOnce)
         print(f"clfbench: error: {e}", file=sys.stderr)
         return e.exit_code
-    if args.command in ("run", "demo", "predict", "export", "serve"):
+    if args.command in ("run", "demo", "predict", "export", "serve", "decide"):
         from clfbench.progress import interactive, library_bars, quiet_transformers
 
         quiet_transformers()
