@@ -105,12 +105,9 @@ class Tunable:
         """The search's settings, and checkpointing's (`checkpoints.check_checkpoint_dir`)."""
         from clfbench.methods.checkpoints import check_checkpoint_dir
 
-        self._check_tuning()
+        check_tuning(self.name, self.lr, self.lr_grid)
         check_checkpoint_dir(self.name, self.checkpoint_dir, self.checkpoint_steps)
         super()._check_params()  # type: ignore[misc]
-
-    def _check_tuning(self) -> None:
-        check_tuning(self.name, self.lr, self.lr_grid)
 
     def _fit_once(self, train: LabeledTexts, validation: LabeledTexts | None, lr: float,
                   on_epoch: EpochCallback | None) -> float | None:

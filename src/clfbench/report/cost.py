@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clfbench.data.files import read_yaml
+from clfbench.engines.pricing import load_prices, price_for
 from clfbench.errors import ClfbenchError
 
 DEFAULT_HARDWARE = Path(__file__).resolve().parents[1] / "pricing" / "hardware.yaml"
@@ -133,18 +134,6 @@ def training_usd(train_seconds: float | None, profile: HardwareProfile) -> float
     return (train_seconds or 0.0) * profile.usd_per_second
 
 
-def _api_prices() -> dict[str, dict[str, float]]:
-    from clfbench.engines.pricing import load_prices
-
-    return load_prices()
-
-
-def _api_price(model: str, prices: dict[str, dict[str, float]]) -> dict[str, float] | None:
-    from clfbench.engines.pricing import price_for
-
-    return price_for(model, prices)
-
-
 def run_cost(
     run: dict[str, Any],
     profile: HardwareProfile,
@@ -174,7 +163,7 @@ def run_cost(
     api_source = "measured by the run" if api_usd is not None else None
     if is_api and api_usd is None and mean_in is not None and run.get("model"):
         prices = api_prices if api_prices is not None else _safe_prices()
-        entry = _api_price(str(run["model"]), prices)
+        entry = price_for(str(run["model"]), prices)
         if entry is not None:
             api_usd = api_usd_per_1m(mean_in, mean_out or 0.0, entry["input"], entry["output"])
             api_source = "tokens x price table"
@@ -205,7 +194,7 @@ def run_cost(
 
 def _safe_prices() -> dict[str, dict[str, float]]:
     try:
-        return _api_prices()
+        return load_prices()
     except ClfbenchError:
         return {}
 

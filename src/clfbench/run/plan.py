@@ -330,12 +330,12 @@ def parse_duration(text: str, where: str = "--time-budget") -> float:
     import re
 
     s = str(text).strip().lower().replace(" ", "")
+    term = r"(\d+(?:\.\d+)?)(hour|min|sec|h|m|s|d)"
     try:
         seconds = float(s)
-    except ValueError:
-        parts = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:hour|min|sec|h|m|s|d))+)", s)
-        seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(hour|min|sec|h|m|s|d)", s)) \
-            if parts else float("nan")
+    except ValueError:  # a sequence of number+unit terms, nothing else
+        matched = re.fullmatch(f"(?:{term})+", s) is not None
+        seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(term, s)) if matched else math.nan
     if not (math.isfinite(seconds) and seconds > 0):
         raise ClfbenchError(f"{where}: expected a duration such as 90s, 15m, 1h or 1h30m, got {text!r}")
     return seconds
